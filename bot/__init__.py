@@ -1,0 +1,1 @@
+"""A Telegram bot that edits photos with AI image-edit providers."""

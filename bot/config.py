@@ -1,0 +1,186 @@
+"""Service settings, read from the environment and `.env` (pydantic-settings)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,60}$")
+
+StorageKind = Literal["local", "kie", "s3"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or cannot work; the message says which and why."""
+
+
+def _split_ids(value: object) -> object:
+    if isinstance(value, str):
+        return [int(part) for part in re.split(r"[,\s]+", value.strip()) if part]
+    if isinstance(value, int):
+        return [value]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Telegram
+    bot_token: SecretStr = Field(validation_alias="BOT_TOKEN")
+    telegram_api_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://api.telegram.org"), validation_alias="TELEGRAM_API_URL"
+    )
+    public_base_url: AnyHttpUrl | None = Field(default=None, validation_alias="PUBLIC_BASE_URL")
+    webhook_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SECRET")
+    telegram_max_rate: int = Field(default=30, ge=1, validation_alias="TELEGRAM_MAX_RATE")
+    telegram_poll_timeout: int = Field(
+        default=30, ge=0, le=50, validation_alias="TELEGRAM_POLL_TIMEOUT"
+    )
+    admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, validation_alias="ADMIN_IDS"
+    )
+
+    # Providers
+    kie_api_key: SecretStr | None = Field(default=None, validation_alias="KIE_API_KEY")
+    kie_api_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://api.kie.ai"), validation_alias="KIE_API_URL"
+    )
+    kie_upload_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://kieai.redpandaai.co"), validation_alias="KIE_UPLOAD_URL"
+    )
+    kie_webhook_hmac_key: SecretStr | None = Field(
+        default=None, validation_alias="KIE_WEBHOOK_HMAC_KEY"
+    )
+    default_model: str = Field(default="qwen/image-edit", validation_alias="DEFAULT_MODEL")
+    provider_timeout: float = Field(default=30.0, gt=0, validation_alias="PROVIDER_TIMEOUT")
+    provider_max_retries: int = Field(
+        default=4, ge=0, le=10, validation_alias="PROVIDER_MAX_RETRIES"
+    )
+    provider_backoff_base: float = Field(
+        default=1.0, gt=0, validation_alias="PROVIDER_BACKOFF_BASE"
+    )
+
+    # Storage
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path("./data"), validation_alias="DATA_DIR")
+    storage: StorageKind | None = Field(default=None, validation_alias="STORAGE")
+    file_url_ttl: int = Field(default=3600, ge=60, validation_alias="FILE_URL_TTL")
+    signing_key: SecretStr | None = Field(default=None, validation_alias="SIGNING_KEY")
+
+    # Web server
+    host: str = Field(default="0.0.0.0", validation_alias="HOST")
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias="PORT")
+
+    # Task lifecycle
+    poll_interval: float = Field(default=3.0, gt=0, validation_alias="POLL_INTERVAL")
+    poll_max_interval: float = Field(default=30.0, gt=0, validation_alias="POLL_MAX_INTERVAL")
+    callback_grace: float = Field(default=120.0, gt=0, validation_alias="CALLBACK_GRACE")
+    task_timeout: float = Field(default=900.0, gt=0, validation_alias="TASK_TIMEOUT")
+    sweep_interval: float = Field(default=2.0, gt=0, validation_alias="SWEEP_INTERVAL")
+    max_result_bytes: int = Field(
+        default=30 * 1024 * 1024, gt=0, validation_alias="MAX_RESULT_BYTES"
+    )
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_format(cls, value: SecretStr) -> SecretStr:
+        if not TOKEN_RE.match(value.get_secret_value().strip()):
+            raise ValueError(
+                "BOT_TOKEN is malformed: expected '<digits>:<35-ish characters>' as given by "
+                "@BotFather"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        if self.storage == "local" and self.public_base_url is None:
+            raise ValueError(
+                "STORAGE=local needs PUBLIC_BASE_URL: providers must be able to download "
+                "the photo from this service"
+            )
+        if self.resolved_storage == "kie" and self.kie_api_key is None:
+            raise ValueError("STORAGE=kie (the default without PUBLIC_BASE_URL) needs KIE_API_KEY")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def webhook_mode(self) -> bool:
+        return self.public_base_url is not None
+
+    @property
+    def resolved_storage(self) -> StorageKind:
+        if self.storage is not None:
+            return self.storage
+        return "local" if self.public_base_url is not None else "kie"
+
+    @property
+    def base_url(self) -> str | None:
+        return str(self.public_base_url).rstrip("/") if self.public_base_url else None
+
+    @property
+    def telegram_base(self) -> str:
+        return str(self.telegram_api_url).rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """A SQLAlchemy async URL: sqlite+aiosqlite by default, postgresql+asyncpg by URL."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'bot.sqlite3').resolve()}"
+        for prefix, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+        ):
+            if url.startswith(prefix):
+                return driver + url[len(prefix) :]
+        return url
+
+    def _derived_secret(self, purpose: str) -> str:
+        token = self.bot_token.get_secret_value().encode()
+        return hmac.new(token, purpose.encode(), hashlib.sha256).hexdigest()
+
+    @property
+    def resolved_webhook_secret(self) -> str:
+        """Telegram's secret_token: 1-256 of A-Z a-z 0-9 _ -; derived from the token if unset."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value()
+        return self._derived_secret("telegram-webhook")
+
+    @property
+    def resolved_signing_key(self) -> bytes:
+        """Key for signed file URLs; stable across restarts and replicas."""
+        if self.signing_key is not None:
+            return self.signing_key.get_secret_value().encode()
+        return self._derived_secret("file-urls").encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings, turning validation errors into one readable ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"]) or "settings"
+            name = loc.upper() if loc != "settings" else "settings"
+            msg = err["msg"]
+            if err["type"] == "missing":
+                msg = "is required but not set"
+            lines.append(f"{name}: {msg}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

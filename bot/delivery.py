@@ -1,0 +1,243 @@
+"""The Telegram side of the edit lifecycle: fetching input photos, sending results and notices.
+
+Telegram errors are mapped here once: 403 → ChatUnreachable (stop sending there), flood
+control / 5xx / timeouts → retryable DeliveryFailed; user-facing texts come only from the
+catalogs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from telegram import (
+    Bot,
+    InputFile,
+    InputMediaPhoto,
+    Message,
+    ReplyParameters,
+)
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from bot.edits import ChatUnreachable, DeliveryFailed, PhotoUnavailable
+from bot.i18n import Translator
+from bot.providers.registry import ProviderRegistry
+from bot.results import ResultFetcher, ResultImage
+from storage.db import Edit, InputPhoto
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_MAX_DIMENSIONS = 10000
+PHOTO_MAX_RATIO = 20
+TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+
+
+async def telegram_call(call: Callable[[], Awaitable[T]], *, attempts: int = 3) -> T:
+    """Run a Bot API call, retrying transient faults, mapping the rest once."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except Forbidden as exc:
+            raise ChatUnreachable(exc.message) from exc
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                raise ChatUnreachable(exc.message) from exc
+            raise DeliveryFailed("telegram_bad_request", exc.message, permanent=True) from exc
+        except RetryAfter as exc:
+            if attempt + 1 >= attempts:
+                raise DeliveryFailed("telegram_flood", exc.message) from exc
+            await asyncio.sleep(_seconds(exc.retry_after))
+        except (TimedOut, NetworkError) as exc:
+            if attempt + 1 >= attempts:
+                raise DeliveryFailed("telegram_unavailable", exc.message) from exc
+            await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _seconds(value: Any) -> float:
+    total = getattr(value, "total_seconds", None)
+    return float(total()) if callable(total) else float(value)
+
+
+def failure_key(error_code: str | None, known: Callable[[str], bool]) -> tuple[str, str | None]:
+    """The catalog key for an edit's error code, and the parameter name it carries."""
+    code = error_code or "generic"
+    head, _, tail = code.partition(":")
+    candidates: list[str] = []
+    if head in ("input", "image", "photo"):
+        candidates.append(f"error.{head}.{tail}")
+        candidates.append(f"error.{head}")
+    elif head == "task_failed":
+        candidates.append("error.task_failed")
+    elif head == "validation":
+        candidates.append("error.validation")
+    else:
+        candidates.append(f"error.{head}")
+    for key in candidates:
+        if known(key):
+            return key, tail or None
+    return "error.generic", None
+
+
+class TelegramPhotoSource:
+    """Input photos come from Telegram's getFile."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def fetch(self, photo: InputPhoto) -> bytes:
+        if photo.file_size is not None and photo.file_size > TELEGRAM_DOWNLOAD_LIMIT:
+            raise PhotoUnavailable("too_big", f"{photo.file_size} bytes")
+        for attempt in range(3):
+            try:
+                file = await self.bot.get_file(photo.file_id)
+                return bytes(await file.download_as_bytearray())
+            except BadRequest as exc:
+                code = "too_big" if "too big" in exc.message.lower() else "gone"
+                raise PhotoUnavailable(code, exc.message) from exc
+            except RetryAfter as exc:
+                await asyncio.sleep(_seconds(exc.retry_after))
+            except (TimedOut, NetworkError) as exc:
+                if attempt == 2:
+                    raise PhotoUnavailable("download", exc.message) from exc
+                await asyncio.sleep(0.5 * 2**attempt)
+            except TelegramError as exc:
+                raise PhotoUnavailable("download", exc.message) from exc
+        raise PhotoUnavailable("download", "retries exhausted")
+
+
+class TelegramNotifier:
+    """Sends results and failure notices as replies to the user's message."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        translator: Translator,
+        fetcher: ResultFetcher,
+        registry: ProviderRegistry,
+        admin_ids: Sequence[int],
+    ) -> None:
+        self.bot = bot
+        self.translator = translator
+        self.fetcher = fetcher
+        self.registry = registry
+        self.admin_ids = list(admin_ids)
+
+    def _reply_to(self, edit: Edit) -> ReplyParameters:
+        return ReplyParameters(message_id=edit.message_id, allow_sending_without_reply=True)
+
+    async def deliver_result(self, edit: Edit) -> list[str]:
+        provider = self.registry.provider(edit.provider)
+        images = await asyncio.gather(
+            *(self.fetcher.fetch(url, provider) for url in edit.result_urls)
+        )
+        caption = self.translator.tr(edit.lang, "result.caption")
+        as_files = bool(edit.params.get("send_as_file")) or any(
+            not _fits_photo(image) for image in images
+        )
+        if as_files:
+            messages = []
+            for index, image in enumerate(images):
+                document = InputFile(
+                    image.data, filename=f"edit-{edit.id}-{index + 1}.{image.extension}"
+                )
+                text = caption if index == 0 else None
+                messages.append(
+                    await telegram_call(
+                        partial(
+                            self.bot.send_document,
+                            edit.chat_id,
+                            document,
+                            caption=text,
+                            reply_parameters=self._reply_to(edit),
+                        )
+                    )
+                )
+        elif len(images) == 1:
+            messages = [
+                await telegram_call(
+                    lambda: self.bot.send_photo(
+                        edit.chat_id,
+                        InputFile(images[0].data, filename=f"edit-{edit.id}.{images[0].extension}"),
+                        caption=caption,
+                        reply_parameters=self._reply_to(edit),
+                    )
+                )
+            ]
+        else:
+            media = [
+                InputMediaPhoto(
+                    InputFile(image.data, filename=f"edit-{edit.id}-{i + 1}.{image.extension}"),
+                    caption=caption if i == 0 else None,
+                )
+                for i, image in enumerate(images[:10])
+            ]
+            messages = list(
+                await telegram_call(
+                    lambda: self.bot.send_media_group(
+                        edit.chat_id, media, reply_parameters=self._reply_to(edit)
+                    )
+                )
+            )
+        await self._drop_status(edit)
+        return [file_id for message in messages if (file_id := _file_id(message))]
+
+    async def notify_failure(self, edit: Edit) -> None:
+        key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))
+        params: dict[str, Any] = {"param": param or "", "reason": edit.error_detail or ""}
+        if edit.error_detail and edit.error_detail.startswith("{"):
+            with contextlib.suppress(ValueError):
+                params.update(json.loads(edit.error_detail))
+        text = self.translator.tr(edit.lang, key, **params)
+        if edit.status_message_id is not None:
+            try:
+                await telegram_call(
+                    lambda: self.bot.edit_message_text(
+                        text, chat_id=edit.chat_id, message_id=edit.status_message_id
+                    )
+                )
+                return
+            except DeliveryFailed:
+                pass  # the status message is gone: send a fresh reply instead
+        await telegram_call(
+            lambda: self.bot.send_message(edit.chat_id, text, reply_parameters=self._reply_to(edit))
+        )
+
+    async def alert_admins(self, incident: str, detail: str) -> None:
+        for admin_id in self.admin_ids:
+            text = self.translator.tr("en", "admin.incident", incident=incident, detail=detail)
+            try:
+                await telegram_call(partial(self.bot.send_message, admin_id, text))
+            except (ChatUnreachable, DeliveryFailed):
+                log.warning("could not alert an admin", extra={"admin_id": admin_id})
+
+    async def _drop_status(self, edit: Edit) -> None:
+        if edit.status_message_id is None:
+            return
+        try:
+            await self.bot.delete_message(edit.chat_id, edit.status_message_id)
+        except TelegramError:
+            log.info("status message already gone", extra={"edit_id": edit.id})
+
+
+def _fits_photo(image: ResultImage) -> bool:
+    if len(image.data) > PHOTO_MAX_BYTES or image.width + image.height > PHOTO_MAX_DIMENSIONS:
+        return False
+    small, large = sorted((image.width, image.height))
+    return small > 0 and large / small <= PHOTO_MAX_RATIO
+
+
+def _file_id(message: Message) -> str | None:
+    if message.photo:
+        return message.photo[-1].file_id
+    if message.document:
+        return message.document.file_id
+    return None

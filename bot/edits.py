@@ -1,0 +1,582 @@
+"""The edit lifecycle: create, submit, complete, fail, deliver, recover.
+
+No Telegram or HTTP details live here: photos come through a `PhotoSource`, results and
+failures leave through a `Notifier`, providers sit behind the `Provider` protocol. Every
+step is a conditional state change in the database (`Database.transition`/`claim`), so a
+repeated callback, a restart or a second replica never repeats a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.providers.base import InputRejected, SubmitRequest, TaskState, TaskStatus
+from bot.providers.errors import (
+    CallbackRejected,
+    InsufficientCredits,
+    ProviderAuthError,
+    ProviderError,
+)
+from bot.providers.registry import ProviderRegistry, UnknownModel
+from bot.tasks import TaskTracker
+from storage.blobs import BlobStore
+from storage.db import NOTIFY_STATES, Database, Edit, EditState, InputPhoto, NewEdit
+from storage.images import ImageError, normalize
+
+log = logging.getLogger(__name__)
+
+SUBMIT_LEASE = 300.0
+DELIVERY_LEASE = 180.0
+NOTIFY_LEASE = 60.0
+MAX_DELIVERY_ATTEMPTS = 6
+BLOB_GRACE = 600.0
+
+
+class PhotoUnavailable(Exception):
+    """An input photo could not be fetched from Telegram (`code` says why)."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code)
+        self.code = code
+
+
+class DeliveryFailed(Exception):
+    """Delivering a result failed. `permanent` failures are not retried."""
+
+    def __init__(self, code: str, detail: str = "", *, permanent: bool = False) -> None:
+        super().__init__(detail or code)
+        self.code = code
+        self.permanent = permanent
+
+
+class ChatUnreachable(Exception):
+    """The chat blocked the bot or is gone: stop sending there."""
+
+
+class PhotoSource(Protocol):
+    async def fetch(self, photo: InputPhoto) -> bytes:
+        """The bytes of an input photo."""
+
+
+class Notifier(Protocol):
+    """The user-facing side (Telegram)."""
+
+    async def deliver_result(self, edit: Edit) -> list[str]:
+        """Send the results; return their Telegram file ids."""
+
+    async def notify_failure(self, edit: Edit) -> None:
+        """Tell the user their edit ended without a result, and why."""
+
+    async def alert_admins(self, incident: str, detail: str) -> None:
+        """Tell the bot's operators about a problem they must fix."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll_interval: float = 3.0
+    poll_max_interval: float = 30.0
+    callback_grace: float = 120.0
+    task_timeout: float = 900.0
+    queued_grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    edit_id: int
+    changed: bool
+    state: EditState
+
+
+Observer = Callable[[str, Mapping[str, Any]], None]
+
+
+class EditService:
+    """Drives edits through their states; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: ProviderRegistry,
+        blobs: BlobStore,
+        photos: PhotoSource,
+        notifier: Notifier,
+        *,
+        base_url: str | None,
+        timing: Timing,
+        tracker: TaskTracker,
+        observe: Observer | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.blobs = blobs
+        self.photos = photos
+        self.notifier = notifier
+        self.base_url = base_url
+        self.timing = timing
+        self.tracker = tracker
+        self.owner = f"{uuid.uuid4().hex[:12]}"
+        self._observe = observe or (lambda _event, _fields: None)
+        self._incidents: dict[str, float] = {}
+
+    # Creation ----------------------------------------------------------------------------------
+
+    def check_request(
+        self, model_id: str, prompt: str, image_count: int, params: Mapping[str, Any]
+    ) -> None:
+        """Validate a request against the model's documented limits; raises InputRejected."""
+        try:
+            spec = self.registry.model(model_id)
+        except UnknownModel:
+            raise InputRejected("model_unavailable", model=model_id) from None
+        provider = self.registry.provider(spec.provider)
+        provider.validate(
+            SubmitRequest(
+                model=spec,
+                prompt=prompt,
+                image_urls=tuple("https://placeholder.invalid/" for _ in range(image_count)),
+                params=params,
+            )
+        )
+
+    async def create(
+        self,
+        *,
+        dedupe_key: str,
+        chat_id: int,
+        chat_type: str,
+        user_id: int,
+        message_id: int,
+        lang: str,
+        model_id: str,
+        prompt: str,
+        inputs: list[InputPhoto],
+        params: Mapping[str, Any],
+        state: EditState = EditState.QUEUED,
+    ) -> Edit | None:
+        """Record a new edit; None if this request was recorded before (a repeated update)."""
+        spec = self.registry.model(model_id)
+        edit = await self.db.create_edit(
+            NewEdit(
+                dedupe_key=dedupe_key,
+                chat_id=chat_id,
+                chat_type=chat_type,
+                user_id=user_id,
+                message_id=message_id,
+                lang=lang,
+                provider=spec.provider,
+                model=spec.id,
+                prompt=prompt,
+                callback_token=secrets.token_urlsafe(24),
+                inputs=inputs,
+                params=dict(params),
+                state=state,
+            )
+        )
+        if edit is not None:
+            self._observe("created", {"edit_id": edit.id, "provider": edit.provider})
+        return edit
+
+    # Submission --------------------------------------------------------------------------------
+
+    def callback_url(self, edit: Edit) -> str | None:
+        if self.base_url is None:
+            return None
+        url = f"{self.base_url}/callbacks/{edit.provider}/{edit.id}?token={edit.callback_token}"
+        provider = self.registry.provider(edit.provider)
+        return url if provider.accepts_callback_url(url) else None
+
+    async def submit(self, edit_id: int) -> Edit | None:
+        """queued -> submitting -> submitted (or failed). Only one caller ever submits."""
+        edit = await self.db.transition(
+            edit_id,
+            [EditState.QUEUED],
+            EditState.SUBMITTING,
+            lease_owner=self.owner,
+            lease_until=time.time() + SUBMIT_LEASE,
+        )
+        if edit is None:
+            return None
+        started = time.monotonic()
+        try:
+            task_id, callback = await self._submit(edit)
+        except (InputRejected, ImageError, PhotoUnavailable, ProviderError, UnknownModel) as exc:
+            return await self._fail_submission(edit, exc)
+        now = time.time()
+        next_check = now + (self.timing.callback_grace if callback else self.timing.poll_interval)
+        done = await self.db.transition(
+            edit.id,
+            [EditState.SUBMITTING],
+            EditState.SUBMITTED,
+            task_id=task_id,
+            submitted_at=now,
+            next_check_at=next_check,
+            lease_owner=None,
+            lease_until=None,
+        )
+        if done is None:
+            # The callback beat us to it (it moved the edit on); just record the task id.
+            done = await self.db.transition(
+                edit.id, list(EditState), None, task_id=task_id, submitted_at=now
+            )
+        self._observe(
+            "submitted",
+            {
+                "edit_id": edit.id,
+                "task_id": task_id,
+                "provider": edit.provider,
+                "seconds": time.monotonic() - started,
+            },
+        )
+        return done
+
+    async def _submit(self, edit: Edit) -> tuple[str, bool]:
+        spec = self.registry.model(edit.model)
+        provider = self.registry.provider(spec.provider)
+        images = [photo for photo in edit.inputs if photo.role == "image"]
+        masks = [photo for photo in edit.inputs if photo.role == "mask"]
+        urls: list[str] = []
+        sizes: list[tuple[int, int]] = []
+        keys: list[str] = []
+        mask_url: str | None = None
+        for photo in images + masks:
+            raw = await self.photos.fetch(photo)
+            normalized = await asyncio.to_thread(
+                normalize, raw, spec.image_limits, trusted_jpeg=photo.kind == "photo"
+            )
+            del raw
+            blob = await self.blobs.put(normalized.data, extension=normalized.extension)
+            keys.append(blob.key)
+            if photo.role == "mask":
+                mask_url = blob.url
+            else:
+                urls.append(blob.url)
+                sizes.append((normalized.width, normalized.height))
+        await self.db.transition(edit.id, [EditState.SUBMITTING], None, blob_keys=keys)
+        callback = self.callback_url(edit)
+        request = SubmitRequest(
+            model=spec,
+            prompt=edit.prompt,
+            image_urls=tuple(urls),
+            image_sizes=tuple(sizes),
+            mask_url=mask_url,
+            params=edit.params,
+            callback_url=callback,
+        )
+        provider.validate(request)
+        task_id = await provider.submit(request)
+        return task_id, callback is not None
+
+    async def _fail_submission(self, edit: Edit, exc: Exception) -> Edit | None:
+        code, detail = _describe(exc)
+        log.warning(
+            "submission failed",
+            extra={"edit_id": edit.id, "error": code, "detail": detail[:300]},
+        )
+        if isinstance(exc, ProviderAuthError | InsufficientCredits):
+            await self._incident(code, f"{edit.provider}: {detail}")
+        failed = await self.db.transition(
+            edit.id,
+            [EditState.SUBMITTING],
+            EditState.FAILED,
+            error_code=code,
+            error_detail=detail[:1000],
+            finished_at=time.time(),
+            lease_owner=None,
+            lease_until=None,
+        )
+        if failed is not None:
+            self._observe("failed", {"edit_id": edit.id, "provider": edit.provider, "code": code})
+            await self.notify(failed.id)
+        return failed
+
+    async def _incident(self, code: str, detail: str, *, quiet_period: float = 3600.0) -> None:
+        """Alert the operators once per incident, not once per edit."""
+        now = time.time()
+        if now - self._incidents.get(code, 0.0) < quiet_period:
+            return
+        self._incidents[code] = now
+        try:
+            await self.notifier.alert_admins(code, detail)
+        except Exception:
+            log.exception("could not alert admins", extra={"incident": code})
+
+    def clear_incident(self, code: str) -> None:
+        self._incidents.pop(code, None)
+
+    # Outcomes (callbacks and polling) --------------------------------------------------------
+
+    async def handle_callback(
+        self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
+    ) -> CallbackOutcome:
+        """Authenticate a provider callback and apply it once; raises CallbackRejected."""
+        edit = await self.db.get_edit(edit_id)
+        if edit is None or edit.provider != provider_name:
+            raise CallbackRejected("unknown edit", status=404)
+        if not secrets.compare_digest(edit.callback_token.encode(), token.encode()):
+            raise CallbackRejected("bad token", status=403)
+        provider = self.registry.provider(provider_name)
+        status = provider.parse_callback(body, headers)
+        if status.task_id and edit.task_id and status.task_id != edit.task_id:
+            raise CallbackRejected("task id does not match the edit", status=409)
+        updated = await self.apply_status(edit, status)
+        return CallbackOutcome(
+            edit_id=edit.id, changed=updated is not None, state=(updated or edit).state
+        )
+
+    async def apply_status(self, edit: Edit, status: TaskStatus) -> Edit | None:
+        """Record a finished task once; schedule delivery or the failure message."""
+        if not status.state.finished:
+            return None
+        now = time.time()
+        fields: dict[str, Any] = {
+            "finished_at": now,
+            "credits": status.credits_used,
+            "lease_owner": None,
+            "lease_until": None,
+            "next_check_at": None,
+        }
+        if edit.task_id is None and status.task_id:
+            fields["task_id"] = status.task_id
+        from_states = [EditState.SUBMITTING, EditState.SUBMITTED]
+        if status.state is TaskState.SUCCEEDED:
+            updated = await self.db.transition(
+                edit.id,
+                from_states,
+                EditState.SUCCEEDED,
+                result_urls=list(status.result_urls),
+                **fields,
+            )
+            if updated is not None:
+                self._observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
+                self.tracker.spawn(self.deliver(edit.id), name=f"deliver-{edit.id}")
+            return updated
+        code = f"task_failed:{status.error_code}" if status.error_code else "task_failed"
+        updated = await self.db.transition(
+            edit.id,
+            from_states,
+            EditState.FAILED,
+            error_code=code[:64],
+            error_detail=(status.error_message or "")[:1000],
+            **fields,
+        )
+        if updated is not None:
+            self._observe("failed", {"edit_id": edit.id, "provider": edit.provider, "code": code})
+            self.tracker.spawn(self.notify(edit.id), name=f"notify-{edit.id}")
+        return updated
+
+    async def poll(self, edit: Edit) -> None:
+        """Ask the provider about a submitted task whose outcome is due."""
+        claimed = await self.db.claim(edit.id, [EditState.SUBMITTED], self.owner, 60.0)
+        if claimed is None or claimed.task_id is None:
+            return
+        now = time.time()
+        if claimed.submitted_at and now - claimed.submitted_at > self.timing.task_timeout:
+            expired = await self.db.transition(
+                claimed.id,
+                [EditState.SUBMITTED],
+                EditState.EXPIRED,
+                error_code="timeout",
+                finished_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+            if expired is not None:
+                self._observe("expired", {"edit_id": edit.id, "provider": edit.provider})
+                await self.notify(expired.id)
+            return
+        provider = self.registry.provider(claimed.provider)
+        try:
+            status = await provider.status(claimed.task_id)
+        except ProviderError as exc:
+            log.warning(
+                "status query failed",
+                extra={"edit_id": edit.id, "task_id": claimed.task_id, "error": exc.code},
+            )
+            status = TaskStatus(state=TaskState.RUNNING)
+        self._observe("polled", {"edit_id": edit.id, "provider": edit.provider})
+        if status.state.finished:
+            if status.task_id and status.task_id != claimed.task_id:
+                log.error("status answer for another task", extra={"edit_id": edit.id})
+            else:
+                await self.apply_status(claimed, status)
+                return
+        delay = min(
+            self.timing.poll_max_interval,
+            self.timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
+        )
+        await self.db.release(
+            claimed.id, self.owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
+        )
+
+    # Delivery ----------------------------------------------------------------------------------
+
+    async def deliver(self, edit_id: int) -> None:
+        """succeeded -> delivered, with a lease so only one worker sends."""
+        edit = await self.db.claim(edit_id, [EditState.SUCCEEDED], self.owner, DELIVERY_LEASE)
+        if edit is None:
+            return
+        started = time.monotonic()
+        try:
+            file_ids = await self.notifier.deliver_result(edit)
+        except ChatUnreachable as exc:
+            await self.db.block_chat(edit.chat_id, str(exc)[:200])
+            await self.db.transition(
+                edit.id,
+                [EditState.SUCCEEDED],
+                EditState.UNDELIVERABLE,
+                error_code="chat_unreachable",
+                lease_owner=None,
+                lease_until=None,
+            )
+            self._observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
+            return
+        except DeliveryFailed as exc:
+            await self._delivery_failed(edit, exc)
+            return
+        await self.db.transition(
+            edit.id,
+            [EditState.SUCCEEDED],
+            EditState.DELIVERED,
+            result_file_ids=file_ids,
+            lease_owner=None,
+            lease_until=None,
+        )
+        self._observe(
+            "delivered",
+            {"edit_id": edit.id, "provider": edit.provider, "seconds": time.monotonic() - started},
+        )
+
+    async def _delivery_failed(self, edit: Edit, exc: DeliveryFailed) -> None:
+        attempts = edit.delivery_attempts + 1
+        log.warning(
+            "delivery failed",
+            extra={
+                "edit_id": edit.id,
+                "error": exc.code,
+                "attempt": attempts,
+                "detail": str(exc)[:300],
+            },
+        )
+        self._observe("delivery_failed", {"edit_id": edit.id, "provider": edit.provider})
+        if exc.permanent or attempts >= MAX_DELIVERY_ATTEMPTS:
+            failed = await self.db.transition(
+                edit.id,
+                [EditState.SUCCEEDED],
+                EditState.FAILED,
+                error_code=exc.code,
+                error_detail=str(exc)[:1000],
+                delivery_attempts=attempts,
+                lease_owner=None,
+                lease_until=None,
+            )
+            if failed is not None:
+                await self.notify(failed.id)
+            return
+        await self.db.release(
+            edit.id,
+            self.owner,
+            delivery_attempts=attempts,
+            next_check_at=time.time() + min(60.0, 2.0**attempts),
+        )
+
+    async def notify(self, edit_id: int) -> None:
+        """Tell the user about a failure-like end, once."""
+        edit = await self.db.claim(edit_id, list(NOTIFY_STATES), self.owner, NOTIFY_LEASE)
+        if edit is None or edit.notified_at is not None:
+            return
+        try:
+            await self.notifier.notify_failure(edit)
+        except ChatUnreachable as exc:
+            await self.db.block_chat(edit.chat_id, str(exc)[:200])
+        except DeliveryFailed as exc:
+            log.warning("failure notice not sent", extra={"edit_id": edit.id, "error": exc.code})
+            await self.db.release(edit.id, self.owner)
+            return
+        await self.db.mark_notified(edit.id)
+
+    # Recovery ------------------------------------------------------------------------------
+
+    async def sweep(self, *, concurrency: int = 32) -> int:
+        """One pass of the recovery sweeper; returns how many edits it acted on."""
+        now = time.time()
+        jobs: list[Awaitable[Any]] = []
+        for edit in await self.db.due_edits(
+            [EditState.QUEUED], now=now, updated_before=now - self.timing.queued_grace
+        ):
+            jobs.append(self.submit(edit.id))
+        for edit in await self.db.due_edits(
+            [EditState.SUBMITTING], now=now, updated_before=now - 5.0
+        ):
+            jobs.append(self._interrupted(edit))
+        for edit in await self.db.due_edits([EditState.SUBMITTED], now=now):
+            jobs.append(self.poll(edit))
+        for edit in await self.db.due_edits([EditState.SUCCEEDED], now=now):
+            jobs.append(self.deliver(edit.id))
+        for edit in await self.db.unnotified(older_than=now - 2.0):
+            jobs.append(self.notify(edit.id))
+        if not jobs:
+            return 0
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def run(job: Awaitable[Any]) -> None:
+            async with semaphore:
+                try:
+                    await job
+                except Exception:
+                    log.exception("sweeper job failed")
+
+        await asyncio.gather(*(run(job) for job in jobs))
+        return len(jobs)
+
+    async def _interrupted(self, edit: Edit) -> None:
+        """A submission cut off by a crash: never resubmit silently, tell the user instead."""
+        failed = await self.db.transition(
+            edit.id,
+            [EditState.SUBMITTING],
+            EditState.FAILED,
+            error_code="submit_interrupted",
+            finished_at=time.time(),
+            lease_owner=None,
+            lease_until=None,
+        )
+        if failed is not None:
+            self._observe(
+                "failed",
+                {"edit_id": edit.id, "provider": edit.provider, "code": "submit_interrupted"},
+            )
+            await self.notify(failed.id)
+
+    async def cleanup_blobs(self, *, grace: float = BLOB_GRACE) -> int:
+        """Delete input photos of edits that ended more than `grace` seconds ago."""
+        removed = 0
+        for edit in await self.db.finished_with_blobs(before=time.time() - grace):
+            for key in edit.blob_keys:
+                await self.blobs.delete(key)
+                removed += 1
+            await self.db.transition(edit.id, [edit.state], None, blob_keys=None)
+        return removed
+
+
+def _describe(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, InputRejected):
+        return f"input:{exc.code}", json.dumps(exc.params, default=str)
+    if isinstance(exc, ImageError):
+        return f"image:{exc.code}", json.dumps(exc.params, default=str)
+    if isinstance(exc, PhotoUnavailable):
+        return f"photo:{exc.code}", str(exc)
+    if isinstance(exc, ProviderError):
+        code = exc.code
+        if exc.param:
+            return f"{code}:{exc.param}"[:64], exc.detail
+        return code, exc.detail
+    if isinstance(exc, UnknownModel):
+        return "model_unavailable", str(exc)
+    return "internal", repr(exc)

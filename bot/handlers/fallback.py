@@ -1,0 +1,58 @@
+"""What nothing else handled: unknown commands and buttons, and unexpected errors."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters
+
+from bot.services import BotContext
+
+log = logging.getLogger(__name__)
+
+
+async def unknown_command(update: Update, context: BotContext) -> None:
+    """A command the bot does not know (private chats only)."""
+    message = update.effective_message
+    if message is None:
+        return
+    services = context.services
+    await message.reply_text(
+        services.tr(services.lang_of(update.effective_user), "error.unknown_command")
+    )
+
+
+async def unknown_button(update: Update, context: BotContext) -> None:
+    """A button press with data no handler understands (stale or forged)."""
+    query = update.callback_query
+    if query is None:
+        return
+    services = context.services
+    await query.answer(
+        services.tr(services.lang_of(update.effective_user), "error.unknown_button"),
+        show_alert=False,
+    )
+
+
+async def on_error(update: object, context: BotContext) -> None:
+    """Log the failure and tell the user something went wrong, without details."""
+    log.error("handler failed", exc_info=context.error)
+    if not isinstance(update, Update) or update.effective_message is None:
+        return
+    services = context.services
+    try:
+        await update.effective_message.reply_text(
+            services.tr(services.lang_of(update.effective_user), "error.internal")
+        )
+    except TelegramError:
+        log.warning("could not report the failure to the user")
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, unknown_command)
+    )
+    application.add_handler(CallbackQueryHandler(unknown_button))
+    application.add_error_handler(on_error)

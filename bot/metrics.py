@@ -1,0 +1,83 @@
+"""Prometheus metrics of one service instance (a registry per app, no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """Counters and histograms the service updates; rendered at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.edit_events = Counter(
+            "bot_edit_events_total",
+            "Edit lifecycle events",
+            ["event", "provider"],
+            registry=self.registry,
+        )
+        self.edits_by_state = Gauge(
+            "bot_edits", "Edits in the database by state", ["state"], registry=self.registry
+        )
+        self.provider_calls = Counter(
+            "bot_provider_calls_total",
+            "Provider API calls",
+            ["family", "method", "outcome"],
+            registry=self.registry,
+        )
+        self.provider_latency = Histogram(
+            "bot_provider_latency_seconds",
+            "Provider API call latency",
+            ["family", "method"],
+            registry=self.registry,
+        )
+        self.callbacks = Counter(
+            "bot_callbacks_total",
+            "Provider callbacks by result",
+            ["provider", "result"],
+            registry=self.registry,
+        )
+        self.delivery_failures = Counter(
+            "bot_delivery_failures_total",
+            "Failed deliveries to Telegram",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.submit_latency = Histogram(
+            "bot_submit_seconds",
+            "Bot time from taking an edit to the provider's task id",
+            registry=self.registry,
+        )
+        self.deliver_latency = Histogram(
+            "bot_deliver_seconds",
+            "Bot time from a finished task to the result sent",
+            registry=self.registry,
+        )
+        self.background_tasks = Gauge(
+            "bot_background_tasks", "Background tasks in flight", registry=self.registry
+        )
+
+    def observe_edit(self, event: str, fields: Mapping[str, Any]) -> None:
+        provider = str(fields.get("provider", ""))
+        self.edit_events.labels(event=event, provider=provider).inc()
+        if event == "delivery_failed":
+            self.delivery_failures.labels(provider=provider).inc()
+        seconds = fields.get("seconds")
+        if isinstance(seconds, float):
+            if event == "submitted":
+                self.submit_latency.observe(seconds)
+            elif event == "delivered":
+                self.deliver_latency.observe(seconds)
+
+    def observe_call(self, family: str, method: str, seconds: float, outcome: str) -> None:
+        self.provider_calls.labels(family=family, method=method, outcome=outcome).inc()
+        self.provider_latency.labels(family=family, method=method).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

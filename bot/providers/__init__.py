@@ -1,0 +1,1 @@
+"""Provider API families behind one Protocol, sharing one transport."""

@@ -1,0 +1,102 @@
+"""What every provider family offers the edit service, and the shared value types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from storage.images import ImageLimits
+
+
+class TaskState(StrEnum):
+    """One lifecycle for every provider's task states."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A provider's view of a task, from a status query or a callback."""
+
+    state: TaskState
+    task_id: str | None = None
+    result_urls: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    progress: float | None = None
+    credits_used: float | None = None
+    credits_left: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a chat can choose, and the limits its provider documents."""
+
+    id: str
+    provider: str
+    api_model: str
+    title: str
+    max_images: int = 1
+    prompt_max: int = 2000
+    supports_mask: bool = False
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
+    options: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """Everything a provider needs to start an edit."""
+
+    model: ModelSpec
+    prompt: str
+    image_urls: tuple[str, ...]
+    image_sizes: tuple[tuple[int, int], ...] = ()
+    mask_url: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    callback_url: str | None = None
+
+
+class Provider(Protocol):
+    """One provider API family. Mapping is pure; I/O goes through the shared transport."""
+
+    name: str
+    models: Mapping[str, ModelSpec]
+
+    def accepts_callback_url(self, url: str) -> bool:
+        """Whether this family can call `url` back (some require HTTPS)."""
+
+    def validate(self, request: SubmitRequest) -> None:
+        """Raise InputRejected before anything is spent when a documented limit is broken."""
+
+    async def submit(self, request: SubmitRequest) -> str:
+        """Create the task; return the provider's task id."""
+
+    async def status(self, task_id: str) -> TaskStatus:
+        """Ask the provider how the task is doing."""
+
+    def parse_callback(self, body: Any, headers: Mapping[str, str]) -> TaskStatus:
+        """Validate and parse a callback body (raises CallbackRejected)."""
+
+    async def fallback_download_url(self, url: str) -> str | None:
+        """Another URL for a result that could not be fetched directly, if the API has one."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+class InputRejected(ValueError):
+    """A documented limit is broken; `code` and `params` feed the user's message."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params

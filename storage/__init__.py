@@ -1,0 +1,1 @@
+"""Persistence: the database (edits, settings, moderation) and blob stores for input photos."""

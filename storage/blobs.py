@@ -1,0 +1,167 @@
+"""Where input photos live while a provider fetches them, and the URL it fetches them by."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from bot.providers.errors import ProtocolError
+from bot.providers.kie import kie_error
+from bot.providers.transport import Transport
+
+log = logging.getLogger(__name__)
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{32}\.(jpg|png|webp)$")
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    url: str
+
+
+class BlobStore(Protocol):
+    """Makes bytes reachable by URL for a while."""
+
+    name: str
+
+    async def put(self, data: bytes, *, extension: str) -> StoredBlob:
+        """Store `data` and return its key and a URL a provider can download it from."""
+
+    async def delete(self, key: str) -> None:
+        """Remove a blob; a missing one is not an error."""
+
+    async def sweep(self, older_than: float) -> int:
+        """Remove blobs created before the `older_than` timestamp; return how many."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+def new_key(extension: str) -> str:
+    if extension not in CONTENT_TYPES:
+        raise ValueError(f"unsupported extension {extension!r}")
+    return f"{secrets.token_urlsafe(24)}.{extension}"
+
+
+class LocalBlobStore:
+    """Bytes under DATA_DIR, served by this service at signed, expiring `/files/` URLs."""
+
+    name = "local"
+
+    def __init__(self, root: Path, base_url: str, signing_key: bytes, ttl: int) -> None:
+        self.root = root
+        self.base_url = base_url.rstrip("/")
+        self.signing_key = signing_key
+        self.ttl = ttl
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def sign(self, key: str, expires: int) -> str:
+        mac = hmac.new(self.signing_key, f"{key}:{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def url_for(self, key: str, *, now: float | None = None) -> str:
+        expires = int((now or time.time()) + self.ttl)
+        return f"{self.base_url}/files/{key}?exp={expires}&sig={self.sign(key, expires)}"
+
+    def resolve(self, key: str, expires: str, sig: str, *, now: float | None = None) -> Path | None:
+        """The file behind a signed URL, or None when the URL is invalid, expired or gone."""
+        if not KEY_RE.match(key) or not expires.isdigit():
+            return None
+        if int(expires) < (now or time.time()):
+            return None
+        if not hmac.compare_digest(self.sign(key, int(expires)), sig):
+            return None
+        path = self.root / key
+        return path if path.is_file() else None
+
+    async def put(self, data: bytes, *, extension: str) -> StoredBlob:
+        key = new_key(extension)
+        await asyncio.to_thread(self._write, self.root / key, data)
+        return StoredBlob(key=key, url=self.url_for(key))
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    async def delete(self, key: str) -> None:
+        if KEY_RE.match(key):
+            (self.root / key).unlink(missing_ok=True)
+
+    async def sweep(self, older_than: float) -> int:
+        return await asyncio.to_thread(self._sweep, older_than)
+
+    def _sweep(self, older_than: float) -> int:
+        removed = 0
+        for path in self.root.iterdir():
+            try:
+                if path.stat().st_mtime < older_than:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    async def close(self) -> None:
+        return None
+
+
+class KieUploadStore:
+    """KIE's free file upload API; files expire on KIE's side (assume 24 hours)."""
+
+    name = "kie"
+    upload_path = "telegram-edits"
+
+    def __init__(self, transport: Transport, upload_url: str, api_key: str) -> None:
+        self.transport = transport
+        self.upload_url = upload_url.rstrip("/")
+        self.api_key = api_key
+
+    async def put(self, data: bytes, *, extension: str) -> StoredBlob:
+        key = new_key(extension)
+
+        def form() -> aiohttp.FormData:
+            fields = aiohttp.FormData()
+            fields.add_field("file", data, filename=key, content_type=CONTENT_TYPES[extension])
+            fields.add_field("uploadPath", self.upload_path)
+            fields.add_field("fileName", key)
+            return fields
+
+        body = await self.transport.request(
+            "POST",
+            f"{self.upload_url}/api/file-stream-upload",
+            family="kie-upload",
+            error_mapper=kie_error,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            form=form,
+        )
+        data_obj = body.get("data") if isinstance(body, dict) else None
+        url = data_obj.get("downloadUrl") if isinstance(data_obj, dict) else None
+        if not url or body.get("success") is False:
+            raise ProtocolError("upload answer has no downloadUrl")
+        return StoredBlob(key=key, url=str(url))
+
+    async def delete(self, key: str) -> None:
+        # KIE offers no delete call; uploads expire on their side.
+        return None
+
+    async def sweep(self, older_than: float) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None

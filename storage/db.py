@@ -1,0 +1,460 @@
+"""The database: one engine, versioned migrations, and the edit state machine's storage.
+
+Every state change of an edit is one conditional UPDATE (`transition`): it names the states
+the edit may be in and succeeds for exactly one caller, so a repeated callback, a restart or
+a second replica can never apply the same step twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from storage.schema import blocked_chats, edits, pending_prompts
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class EditState(StrEnum):
+    """The lifecycle of one edit; the database row is the single source of truth."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    UNDELIVERABLE = "undeliverable"
+
+
+TERMINAL_STATES = frozenset(
+    {
+        EditState.DELIVERED,
+        EditState.FAILED,
+        EditState.REJECTED,
+        EditState.EXPIRED,
+        EditState.CANCELLED,
+        EditState.UNDELIVERABLE,
+    }
+)
+# States whose outcome the user must still be told about once (failure-like ends).
+NOTIFY_STATES = frozenset({EditState.FAILED, EditState.EXPIRED, EditState.REJECTED})
+
+
+@dataclass(frozen=True)
+class InputPhoto:
+    """A photo in Telegram that an edit uses: file id plus what we know about it."""
+
+    file_id: str
+    kind: str = "photo"  # photo | document
+    mime_type: str | None = None
+    file_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    role: str = "image"  # image | mask
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InputPhoto:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One row of `edits`."""
+
+    id: int
+    dedupe_key: str
+    chat_id: int
+    chat_type: str
+    user_id: int
+    message_id: int
+    status_message_id: int | None
+    lang: str
+    provider: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    inputs: list[InputPhoto]
+    blob_keys: list[str]
+    state: EditState
+    task_id: str | None
+    callback_token: str
+    result_urls: list[str]
+    result_file_ids: list[str]
+    error_code: str | None
+    error_detail: str | None
+    credits: float | None
+    poll_count: int
+    delivery_attempts: int
+    next_check_at: float | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    notified_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sa.RowMapping | Mapping[str, Any]) -> Edit:
+        return cls(
+            id=row["id"],
+            dedupe_key=row["dedupe_key"],
+            chat_id=row["chat_id"],
+            chat_type=row["chat_type"],
+            user_id=row["user_id"],
+            message_id=row["message_id"],
+            status_message_id=row["status_message_id"],
+            lang=row["lang"],
+            provider=row["provider"],
+            model=row["model"],
+            prompt=row["prompt"],
+            params=dict(row["params"] or {}),
+            inputs=[InputPhoto.from_json(item) for item in row["inputs"] or []],
+            blob_keys=list(row["blob_keys"] or []),
+            state=EditState(row["state"]),
+            task_id=row["task_id"],
+            callback_token=row["callback_token"],
+            result_urls=list(row["result_urls"] or []),
+            result_file_ids=list(row["result_file_ids"] or []),
+            error_code=row["error_code"],
+            error_detail=row["error_detail"],
+            credits=row["credits"],
+            poll_count=row["poll_count"],
+            delivery_attempts=row["delivery_attempts"],
+            next_check_at=row["next_check_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+            notified_at=row["notified_at"],
+        )
+
+
+@dataclass
+class NewEdit:
+    """What a handler knows when it asks for an edit."""
+
+    dedupe_key: str
+    chat_id: int
+    chat_type: str
+    user_id: int
+    message_id: int
+    lang: str
+    provider: str
+    model: str
+    prompt: str
+    callback_token: str
+    inputs: list[InputPhoto]
+    params: dict[str, Any] = field(default_factory=dict)
+    state: EditState = EditState.QUEUED
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """Async access to the service's tables; SQLite by default, PostgreSQL by URL."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (in place, without data loss)."""
+
+        def upgrade(sync_conn: Connection) -> None:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def ping(self) -> bool:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return True
+
+    # Edits -----------------------------------------------------------------------------------
+
+    async def create_edit(self, new: NewEdit) -> Edit | None:
+        """Insert an edit; None when its dedupe key exists (a repeated Telegram update)."""
+        now = time.time()
+        values = {
+            "dedupe_key": new.dedupe_key,
+            "chat_id": new.chat_id,
+            "chat_type": new.chat_type,
+            "user_id": new.user_id,
+            "message_id": new.message_id,
+            "lang": new.lang,
+            "provider": new.provider,
+            "model": new.model,
+            "prompt": new.prompt,
+            "params": new.params,
+            "inputs": [item.to_json() for item in new.inputs],
+            "state": new.state.value,
+            "callback_token": new.callback_token,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(edits.insert().values(**values).returning(edits))
+                row = result.mappings().one()
+        except IntegrityError:
+            return None
+        return Edit.from_row(row)
+
+    async def get_edit(self, edit_id: int) -> Edit | None:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(sa.select(edits).where(edits.c.id == edit_id))
+            row = result.mappings().first()
+        return Edit.from_row(row) if row else None
+
+    async def transition(
+        self,
+        edit_id: int,
+        from_states: Iterable[EditState],
+        to_state: EditState | None = None,
+        **fields: Any,
+    ) -> Edit | None:
+        """Move an edit from one of `from_states` to `to_state`, setting `fields`, atomically.
+
+        Returns the updated edit, or None when the edit was not in `from_states` (someone
+        else already took this step): the caller must then do nothing.
+        """
+        values: dict[str, Any] = {"updated_at": time.time(), **fields}
+        if to_state is not None:
+            values["state"] = to_state.value
+        states = [state.value for state in from_states]
+        stmt = (
+            edits.update()
+            .where(edits.c.id == edit_id, edits.c.state.in_(states))
+            .values(**values)
+            .returning(edits)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+            row = result.mappings().first()
+        return Edit.from_row(row) if row else None
+
+    async def claim(
+        self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
+    ) -> Edit | None:
+        """Take a lease on an edit in one of `states` unless someone else holds a live one."""
+        now = time.time()
+        stmt = (
+            edits.update()
+            .where(
+                edits.c.id == edit_id,
+                edits.c.state.in_([state.value for state in states]),
+                sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+            )
+            .values(lease_owner=owner, lease_until=now + lease_seconds, updated_at=now)
+            .returning(edits)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return Edit.from_row(row) if row else None
+
+    async def release(self, edit_id: int, owner: str, **fields: Any) -> None:
+        """Give up a lease (and set `fields`) if we still hold it."""
+        stmt = (
+            edits.update()
+            .where(edits.c.id == edit_id, edits.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, updated_at=time.time(), **fields)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def due_edits(
+        self,
+        states: Sequence[EditState],
+        *,
+        now: float,
+        limit: int = 100,
+        updated_before: float | None = None,
+    ) -> list[Edit]:
+        """Edits in `states` that are due: next check passed (or unset) and not leased."""
+        conditions = [
+            edits.c.state.in_([state.value for state in states]),
+            sa.or_(edits.c.next_check_at.is_(None), edits.c.next_check_at <= now),
+            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+        ]
+        if updated_before is not None:
+            conditions.append(edits.c.updated_at < updated_before)
+        stmt = sa.select(edits).where(*conditions).order_by(edits.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [Edit.from_row(row) for row in rows]
+
+    async def unnotified(self, *, limit: int = 100, older_than: float) -> list[Edit]:
+        """Failure-like edits whose user has not been told yet."""
+        now = time.time()
+        stmt = (
+            sa.select(edits)
+            .where(
+                edits.c.state.in_([state.value for state in NOTIFY_STATES]),
+                edits.c.notified_at.is_(None),
+                edits.c.updated_at < older_than,
+                sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+            )
+            .order_by(edits.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [Edit.from_row(row) for row in rows]
+
+    async def mark_notified(self, edit_id: int) -> bool:
+        """Record that the user was told about a failure; False if someone already did."""
+        stmt = (
+            edits.update()
+            .where(edits.c.id == edit_id, edits.c.notified_at.is_(None))
+            .values(notified_at=time.time(), lease_owner=None, lease_until=None)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def finished_with_blobs(self, *, before: float, limit: int = 200) -> list[Edit]:
+        """Ended edits (finished before `before`) whose input photos are still stored."""
+        ended = [state.value for state in TERMINAL_STATES]
+        stmt = (
+            sa.select(edits)
+            .where(
+                edits.c.state.in_(ended),
+                edits.c.blob_keys.is_not(None),
+                edits.c.updated_at < before,
+            )
+            .order_by(edits.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [edit for edit in map(Edit.from_row, rows) if edit.blob_keys]
+
+    async def count_by_state(self) -> dict[str, int]:
+        stmt = sa.select(edits.c.state, sa.func.count()).group_by(edits.c.state)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {str(state): int(count) for state, count in rows}
+
+    async def recent_edits(self, user_id: int, *, limit: int = 10) -> list[Edit]:
+        stmt = (
+            sa.select(edits)
+            .where(edits.c.user_id == user_id)
+            .order_by(edits.c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [Edit.from_row(row) for row in rows]
+
+    async def set_status_message(self, edit_id: int, message_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                edits.update().where(edits.c.id == edit_id).values(status_message_id=message_id)
+            )
+
+    # Pending prompts (a photo came without caption: the next text is its prompt) -------------
+
+    async def put_pending_prompt(
+        self, chat_id: int, user_id: int, message_id: int, inputs: list[InputPhoto]
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                pending_prompts.delete().where(
+                    pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id
+                )
+            )
+            await conn.execute(
+                pending_prompts.insert().values(
+                    chat_id=chat_id,
+                    user_id=user_id,
+                    message_id=message_id,
+                    inputs=[item.to_json() for item in inputs],
+                    created_at=time.time(),
+                )
+            )
+
+    async def take_pending_prompt(
+        self, chat_id: int, user_id: int, *, max_age: float
+    ) -> tuple[int, list[InputPhoto]] | None:
+        """Remove and return the photo waiting for this user's prompt, if fresh enough."""
+        stmt = (
+            pending_prompts.delete()
+            .where(pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id)
+            .returning(pending_prompts)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        if row is None or row["created_at"] < time.time() - max_age:
+            return None
+        return int(row["message_id"]), [InputPhoto.from_json(item) for item in row["inputs"]]
+
+    # Blocked chats ---------------------------------------------------------------------------
+
+    async def block_chat(self, chat_id: int, reason: str) -> None:
+        async with self.engine.begin() as conn:
+            exists = await conn.execute(
+                sa.select(blocked_chats.c.chat_id).where(blocked_chats.c.chat_id == chat_id)
+            )
+            if exists.first() is None:
+                await conn.execute(
+                    blocked_chats.insert().values(
+                        chat_id=chat_id, reason=reason, created_at=time.time()
+                    )
+                )
+
+    async def unblock_chat(self, chat_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(blocked_chats.delete().where(blocked_chats.c.chat_id == chat_id))
+
+    async def is_chat_blocked(self, chat_id: int) -> bool:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                sa.select(blocked_chats.c.chat_id).where(blocked_chats.c.chat_id == chat_id)
+            )
+            return result.first() is not None

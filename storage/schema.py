@@ -1,0 +1,66 @@
+"""Table definitions shared by SQLite and PostgreSQL (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+edits = sa.Table(
+    "edits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(128), nullable=False, unique=True),
+    sa.Column("chat_id", sa.BigInteger, nullable=False),
+    sa.Column("chat_type", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("message_id", sa.BigInteger, nullable=False),
+    sa.Column("status_message_id", sa.BigInteger, nullable=True),
+    sa.Column("lang", sa.String(8), nullable=False, server_default="en"),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("blob_keys", sa.JSON, nullable=True),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("task_id", sa.String(128), nullable=True),
+    sa.Column("callback_token", sa.String(64), nullable=False),
+    sa.Column("result_urls", sa.JSON, nullable=True),
+    sa.Column("result_file_ids", sa.JSON, nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_detail", sa.Text, nullable=True),
+    sa.Column("credits", sa.Float, nullable=True),
+    sa.Column("poll_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivery_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_check_at", sa.Float, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("submitted_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("notified_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("provider", "task_id", name="uq_edits_provider_task"),
+    sa.Index("ix_edits_state_next_check", "state", "next_check_at"),
+    sa.Index("ix_edits_user_created", "user_id", "created_at"),
+    sa.Index("ix_edits_chat_created", "chat_id", "created_at"),
+)
+
+pending_prompts = sa.Table(
+    "pending_prompts",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("message_id", sa.BigInteger, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+blocked_chats = sa.Table(
+    "blocked_chats",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
