@@ -23,6 +23,7 @@ from tests.fakes.images import (
     make_gif,
     make_jpeg,
     make_mask_png,
+    make_noise_png,
     make_png,
     make_webp,
     pixel,
@@ -525,7 +526,8 @@ async def test_jobs_create_callback_matches_doc(
     assert_shape(doc(DOC_JOBS_RECORD_RESPONSE), record, extra=frozenset({"data.updateTime"}))
     assert record["data"]["failCode"] is None and isinstance(record["data"]["costTime"], int)
     _, credit = await call(http, "GET", f"{kie.url}/api/v1/chat/credit")
-    assert_shape(DOC_CREDIT_RESPONSE, credit) and credit["data"] == 996
+    assert_shape(DOC_CREDIT_RESPONSE, credit)
+    assert credit["data"] == 996
 
 
 async def test_jobs_record_progression(
@@ -618,6 +620,7 @@ async def test_jobs_unreachable_and_bad_inputs_fail(
         "http://127.0.0.1:9/closed.jpg": "451",
         site.add("t.txt", b"hello, not an image", "text/plain"): "422",
         site.add("g.gif", make_gif(), "image/gif"): "422",
+        site.add("big.png", make_noise_png(1900, 1900), "image/png"): "422",  # > 10 MB
     }
     for image_url, fail_code in cases.items():
         body = {
@@ -921,7 +924,8 @@ async def test_4o_failures_and_validation(
     await kie.wait_callbacks(2)
     bodies = sorted((r.body for r in site.received), key=lambda b: b["code"])
     for body in bodies:
-        assert_shape(doc(DOC_4O_FAILURE_CALLBACK), body) and body["data"] is None
+        assert_shape(doc(DOC_4O_FAILURE_CALLBACK), body)
+        assert body["data"] is None
     assert [b["code"] for b in bodies] == [400, 451]
     _, record = await call(
         http, "GET", f"{kie.url}/api/v1/gpt4o-image/record-info?taskId={answer['data']['taskId']}"

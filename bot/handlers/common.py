@@ -73,7 +73,8 @@ def extract_prompt(text: str, bot_username: str, *, group: bool) -> str | None:
         return stripped[match.end() :].strip()
     mention = f"@{bot_username}"
     if bot_username and mention.lower() in stripped.lower():
-        return re.sub(re.escape(mention), " ", stripped, flags=re.IGNORECASE).strip()
+        pattern = r"[ \t]*" + re.escape(mention) + r"[ \t]*"
+        return re.sub(pattern, " ", stripped, flags=re.IGNORECASE).strip()
     return None if group else stripped
 
 

@@ -1,0 +1,84 @@
+"""Settings: required token, clear errors, derived values, the startup command's message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_settings
+
+TOKEN = "123456:TEST-token-for-the-fake-telegram-api-0"
+
+
+def test_missing_token_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, KIE_API_KEY="k")
+    assert "BOT_TOKEN: is required but not set" in str(info.value)
+
+
+@pytest.mark.parametrize("token", ["nonsense", "123:short", "abc:" + "x" * 35, ""])
+def test_malformed_token_is_refused(token: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, BOT_TOKEN=token, KIE_API_KEY="k")
+    assert "BOT_TOKEN" in str(info.value)
+    assert token not in str(info.value) or not token
+
+
+def test_local_storage_needs_public_url() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, BOT_TOKEN=TOKEN, STORAGE="local", KIE_API_KEY="k")
+    assert "PUBLIC_BASE_URL" in str(info.value)
+
+
+def test_kie_storage_needs_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, BOT_TOKEN=TOKEN)
+    assert "KIE_API_KEY" in str(info.value)
+
+
+def test_defaults_and_derived_values(tmp_path: Path) -> None:
+    settings = load_settings(
+        _env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", DATA_DIR=str(tmp_path),
+        ADMIN_IDS="1, 2 3",
+    )
+    assert settings.port == 8080
+    assert settings.default_model == "qwen/image-edit"
+    assert settings.telegram_base == "https://api.telegram.org"
+    assert str(settings.kie_upload_url).rstrip("/") == "https://kieai.redpandaai.co"
+    assert not settings.webhook_mode
+    assert settings.resolved_storage == "kie"
+    assert settings.admin_ids == [1, 2, 3]
+    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/bot.sqlite3"
+    secret = settings.resolved_webhook_secret
+    assert secret and TOKEN not in secret and len(secret) == 64
+
+
+def test_public_url_switches_to_webhook_and_local_storage() -> None:
+    settings = load_settings(
+        _env_file=None, BOT_TOKEN=TOKEN, PUBLIC_BASE_URL="http://bot.example:8443/",
+        DATABASE_URL="postgresql://u:p@db/bot",
+    )
+    assert settings.webhook_mode
+    assert settings.base_url == "http://bot.example:8443"
+    assert settings.resolved_storage == "local"
+    assert settings.resolved_database_url == "postgresql+asyncpg://u:p@db/bot"
+
+
+def test_token_never_in_repr() -> None:
+    settings = load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="very-secret-key")
+    assert TOKEN not in repr(settings)
+    assert "very-secret-key" not in repr(settings)
+
+
+def test_python_m_bot_without_token_exits_with_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "KIE_API_KEY")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "BOT_TOKEN: is required but not set" in result.stderr

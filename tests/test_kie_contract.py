@@ -1,0 +1,256 @@
+"""The KIE jobs-family mapping, checked against the documents' own example bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.providers.base import InputRejected, SubmitRequest, TaskState
+from bot.providers.errors import (
+    CallbackRejected,
+    FeatureDisabled,
+    GenerationFailed,
+    InsufficientCredits,
+    ProtocolError,
+    ProviderAuthError,
+    ProviderUnavailable,
+    RateLimited,
+    ValidationRejected,
+)
+from bot.providers.kie import (
+    build_create_body,
+    closest_image_size,
+    jobs_models,
+    kie_error,
+    parse_record,
+    parse_submit,
+    signature,
+    validate_jobs_request,
+    verify_signature,
+)
+
+# Verbatim from kie-jobs-qwen-image-edit.md (recordInfo, state waiting).
+JOBS_RECORD = {
+    "code": 200,
+    "msg": "success",
+    "data": {
+        "taskId": "281e5b0*********************f39b9",
+        "model": "qwen/image-edit",
+        "state": "waiting",
+        "param": "{\"model\":\"qwen/image-edit\",\"input\":{\"prompt\":\"\"}}",
+        "resultJson": "{\"resultUrls\":[\"https://file.aiquickdraw.com/custom-page/akr/section-images/175560323518040u3dt88.jpg\"]}",
+        "failCode": None,
+        "failMsg": None,
+        "costTime": None,
+        "completeTime": None,
+        "createTime": 1757584164490,
+    },
+}
+# Verbatim from kie-playground-qwen-image-edit.md.
+PLAYGROUND_SUCCESS = {
+    "code": 200,
+    "data": {
+        "completeTime": 1755599644000,
+        "consumeCredits": 100,
+        "costTime": 8,
+        "createTime": 1755599634000,
+        "model": "qwen/image-edit",
+        "param": "{\"callBackUrl\":\"...\",\"model\":\"qwen/image-edit\",\"input\":{...}}",
+        "remainedCredits": 2510330,
+        "resultJson": "{\"resultUrls\":[\"https://example.com/generated-image.jpg\"]}",
+        "state": "success",
+        "taskId": "e989621f54392584b05867f87b160672",
+        "updateTime": 1755599644000,
+    },
+    "msg": "Playground task completed successfully.",
+}
+PLAYGROUND_FAILURE = {
+    "code": 501,
+    "data": {
+        "completeTime": 1755597081000,
+        "consumeCredits": 0,
+        "costTime": 0,
+        "createTime": 1755596341000,
+        "failCode": "500",
+        "failMsg": "Internal server error",
+        "model": "qwen/image-edit",
+        "param": "{...}",
+        "remainedCredits": 2510430,
+        "state": "fail",
+        "taskId": "bd3a37c523149e4adf45a3ddb5faf1a8",
+        "updateTime": 1755597097000,
+    },
+    "msg": "Playground task failed.",
+}
+SUBMIT_ANSWER = {"code": 200, "msg": "success", "data": {"taskId": "task_qwen_1765179676651"}}
+
+QWEN = jobs_models("kie")["qwen/image-edit"]
+BANANA = jobs_models("kie")["google/nano-banana-edit"]
+
+
+def _request(**overrides: Any) -> SubmitRequest:
+    values: dict[str, Any] = {
+        "model": QWEN,
+        "prompt": "Add beautiful flowers to the garden",
+        "image_urls": ("https://files.example/a.jpg",),
+        "image_sizes": ((1200, 1600),),
+        "callback_url": "https://bot.example/callbacks/kie/1?token=t",
+    }
+    values.update(overrides)
+    return SubmitRequest(**values)
+
+
+def test_parse_documented_records() -> None:
+    waiting = parse_record(JOBS_RECORD)
+    assert waiting.state is TaskState.PENDING
+    assert waiting.task_id == "281e5b0*********************f39b9"
+    success = parse_record(PLAYGROUND_SUCCESS)
+    assert success.state is TaskState.SUCCEEDED
+    assert success.result_urls == ("https://example.com/generated-image.jpg",)
+    assert success.credits_used == 100 and success.credits_left == 2510330
+    failure = parse_record(PLAYGROUND_FAILURE)
+    assert failure.state is TaskState.FAILED
+    assert failure.error_code == "500" and failure.error_message == "Internal server error"
+    assert parse_submit(SUBMIT_ANSWER) == "task_qwen_1765179676651"
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [("waiting", TaskState.PENDING), ("queuing", TaskState.PENDING),
+     ("generating", TaskState.RUNNING), ("success", TaskState.SUCCEEDED),
+     ("fail", TaskState.FAILED)],
+)
+def test_states_map_onto_one_lifecycle(state: str, expected: TaskState) -> None:
+    body = json.loads(json.dumps(JOBS_RECORD))
+    body["data"]["state"] = state
+    body["data"]["failMsg"] = "x"
+    assert parse_record(body).state is expected
+
+
+def test_task_id_snake_case_is_accepted() -> None:
+    body = json.loads(json.dumps(PLAYGROUND_SUCCESS))
+    body["data"]["task_id"] = body["data"].pop("taskId")
+    assert parse_record(body).task_id == "e989621f54392584b05867f87b160672"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {"code": 200}, {"code": 200, "data": {"state": "weird"}},
+     {"code": 200, "data": {"state": "success", "resultJson": "not json"}},
+     {"code": 200, "data": {"state": "success", "resultJson": "{\"resultUrls\": []}"}}],
+)
+def test_malformed_records_are_protocol_errors(body: Any) -> None:
+    with pytest.raises(ProtocolError):
+        parse_record(body)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (200, {"code": 401, "msg": "Unauthorized"}, ProviderAuthError),
+        (401, None, ProviderAuthError),
+        (200, {"code": 402, "msg": "Insufficient credits"}, InsufficientCredits),
+        (402, {"code": 402, "msg": "Insufficient credits"}, InsufficientCredits),
+        (200, {"code": 422, "msg": "input.num_images is invalid"}, ValidationRejected),
+        (200, {"code": 429, "msg": "slow down"}, RateLimited),
+        (429, None, RateLimited),
+        (200, {"code": 455, "message": "maintenance"}, ProviderUnavailable),
+        (200, {"code": 500, "msg": "oops"}, ProviderUnavailable),
+        (502, None, ProviderUnavailable),
+        (200, {"code": 501, "msg": "Generation failed"}, GenerationFailed),
+        (200, {"code": 505, "msg": "Feature disabled"}, FeatureDisabled),
+    ],
+)
+def test_errors_map_from_status_or_body_code(status: int, body: Any, error: type) -> None:
+    assert isinstance(kie_error(status, body), error)
+
+
+def test_validation_error_names_the_parameter() -> None:
+    err = kie_error(200, {"code": 422, "msg": "input.num_inference_steps must be <= 49"})
+    assert err is not None and err.param == "num_inference_steps"
+    assert kie_error(200, SUBMIT_ANSWER) is None
+
+
+def test_create_body_for_qwen_carries_every_parameter() -> None:
+    params = {
+        "acceleration": "regular", "image_size": "auto", "num_inference_steps": 30, "seed": 42,
+        "guidance_scale": 4.5, "sync_mode": False, "num_images": 2,
+        "enable_safety_checker": True, "output_format": "jpeg", "negative_prompt": "blurry",
+    }
+    body = build_create_body(_request(params=params))
+    assert body["model"] == "qwen/image-edit"
+    assert body["callBackUrl"] == "https://bot.example/callbacks/kie/1?token=t"
+    inputs = body["input"]
+    assert inputs["image_url"] == "https://files.example/a.jpg"
+    assert inputs["num_images"] == "2"  # the document wants a string
+    assert inputs["image_size"] == "portrait_4_3"  # "auto" follows the 1200x1600 photo
+    for name in ("acceleration", "num_inference_steps", "seed", "guidance_scale", "sync_mode",
+                 "enable_safety_checker", "output_format", "negative_prompt"):
+        assert inputs[name] == params[name]
+
+
+def test_create_body_for_multi_image_model() -> None:
+    body = build_create_body(
+        _request(model=BANANA, image_urls=("https://a/1.jpg", "https://a/2.jpg"),
+                 params={"output_format": "png"}, callback_url=None)
+    )
+    assert body["input"]["image_urls"] == ["https://a/1.jpg", "https://a/2.jpg"]
+    assert "image_url" not in body["input"] and "callBackUrl" not in body
+    assert body["input"]["aspect_ratio"] == "3:4"
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((1000, 1000), "square_hd"), ((1600, 1200), "landscape_4_3"),
+     ((1920, 1080), "landscape_16_9"), ((1080, 1920), "portrait_16_9"),
+     ((900, 1200), "portrait_4_3")],
+)
+def test_closest_image_size(size: tuple[int, int], expected: str) -> None:
+    assert closest_image_size(*size) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"prompt": "x" * 2001}, "prompt_too_long"),
+        ({"prompt": "   "}, "prompt_empty"),
+        ({"image_urls": ("a", "b")}, "too_many_images"),
+        ({"image_urls": ()}, "no_image"),
+        ({"params": {"num_inference_steps": 50}}, "param_range"),
+        ({"params": {"num_inference_steps": 1}}, "param_range"),
+        ({"params": {"guidance_scale": 20.5}}, "param_range"),
+        ({"params": {"num_images": 5}}, "param_range"),
+        ({"params": {"negative_prompt": "n" * 501}}, "negative_prompt_too_long"),
+        ({"params": {"acceleration": "turbo"}}, "param_choice"),
+        ({"params": {"output_format": "gif"}}, "param_choice"),
+        ({"params": {"image_size": "huge"}}, "param_choice"),
+    ],
+)
+def test_documented_limits_are_checked_before_spending(overrides: dict[str, Any], code: str
+                                                       ) -> None:
+    with pytest.raises(InputRejected) as info:
+        validate_jobs_request(_request(**overrides))
+    assert info.value.code == code
+
+
+def test_limits_at_the_edges_pass() -> None:
+    validate_jobs_request(
+        _request(prompt="x" * 2000, params={"num_inference_steps": 49, "guidance_scale": 0,
+                                            "num_images": "4", "negative_prompt": "n" * 500})
+    )
+
+
+def test_webhook_signature() -> None:
+    headers = {"X-Webhook-Timestamp": "1700000000",
+               "X-Webhook-Signature": signature("key", "task1", "1700000000")}
+    verify_signature("key", headers, "task1", now=1700000010)
+    with pytest.raises(CallbackRejected):
+        verify_signature("key", headers, "task2", now=1700000010)
+    with pytest.raises(CallbackRejected):
+        verify_signature("other", headers, "task1", now=1700000010)
+    with pytest.raises(CallbackRejected):
+        verify_signature("key", headers, "task1", now=1700000000 + 3600)
+    with pytest.raises(CallbackRejected):
+        verify_signature("key", {}, "task1", now=1700000000)
