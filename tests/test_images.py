@@ -409,7 +409,7 @@ def test_jpeg_exif_orientation_is_applied(
     assert red_corner(im) == corner
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "HEIF"])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "HEIF", "AVIF"])
 def test_orientation_6_is_applied_for_other_formats(fmt: str) -> None:
     exif = exif_bytes(orientation=6, gps=True)
     im = quadrant_image((60, 40))
@@ -776,9 +776,11 @@ def test_probe_reads_the_header_only() -> None:
     assert probe(data) == ("JPEG", 128, 128)
 
 
-def test_probe_reports_the_displayed_size() -> None:
-    data = encode(quadrant_image((60, 40)), "JPEG", exif=exif_bytes(orientation=6))
-    assert probe(data) == ("JPEG", 40, 60)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF"])
+def test_probe_reports_the_displayed_size(fmt: str) -> None:
+    im, exif = quadrant_image((60, 40)), exif_bytes(orientation=6)
+    data = heif_bytes(im, exif=exif) if fmt == "HEIF" else encode(im, fmt, exif=exif)
+    assert probe(data) == (fmt, 40, 60)
     assert image_size(data) == (40, 60)
 
 

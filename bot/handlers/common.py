@@ -5,8 +5,9 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
+from typing import Any
 
-from telegram import Message
+from telegram import Message, ReplyParameters
 
 from storage.db import InputPhoto
 
@@ -25,6 +26,17 @@ IMAGE_MIME_TYPES = frozenset(
     }
 )
 _EDIT_COMMAND = re.compile(r"^/edit(?:@(\w+))?(?=\s|$)", re.IGNORECASE)
+
+
+async def reply(message: Message, text: str, **kwargs: Any) -> Message:
+    """Answer a message as a reply to it, still sent if the message was deleted meanwhile."""
+    return await message.reply_text(
+        text,
+        reply_parameters=ReplyParameters(
+            message_id=message.message_id, allow_sending_without_reply=True
+        ),
+        **kwargs,
+    )
 
 
 def input_photo(message: Message) -> InputPhoto | None:

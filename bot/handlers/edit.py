@@ -8,7 +8,7 @@ from telegram import ForceReply, Message, Update, User
 from telegram.constants import ChatType
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
-from bot.handlers.common import carries_file, clean_prompt, extract_prompt, input_photo
+from bot.handlers.common import carries_file, clean_prompt, extract_prompt, input_photo, reply
 from bot.providers.base import InputRejected
 from bot.services import BotContext
 from storage.db import InputPhoto
@@ -33,11 +33,12 @@ async def on_photo(update: Update, context: BotContext) -> None:
         return  # an album's uncaptioned photo: the captioned one carries the request
     photo = input_photo(message)
     if photo is None:
-        await message.reply_text(services.tr(lang, "error.unsupported_file"))
+        await reply(message, services.tr(lang, "error.unsupported_file"))
         return
     if not clean_prompt(prompt):
         await services.db.put_pending_prompt(message.chat_id, user.id, message.message_id, [photo])
-        await message.reply_text(
+        await reply(
+            message,
             services.tr(lang, "edit.ask_prompt"),
             reply_markup=ForceReply(selective=True),
         )
@@ -51,8 +52,8 @@ async def on_unsupported_file(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    await message.reply_text(
-        services.tr(services.lang_of(update.effective_user), "error.unsupported_file")
+    await reply(
+        message, services.tr(services.lang_of(update.effective_user), "error.unsupported_file")
     )
 
 
@@ -67,7 +68,7 @@ async def on_text(update: Update, context: BotContext) -> None:
     if replied is not None and carries_file(replied):
         photo = input_photo(replied)
         if photo is None:
-            await message.reply_text(services.tr(lang, "error.unsupported_file"))
+            await reply(message, services.tr(lang, "error.unsupported_file"))
             return
         await start_edit(context, message, user, [photo], message.text)
         return
@@ -78,7 +79,7 @@ async def on_text(update: Update, context: BotContext) -> None:
         _photo_message_id, inputs = pending
         await start_edit(context, message, user, inputs, message.text)
         return
-    await message.reply_text(services.tr(lang, "edit.hint"))
+    await reply(message, services.tr(lang, "edit.hint"))
 
 
 async def edit_command(update: Update, context: BotContext) -> None:
@@ -92,10 +93,10 @@ async def edit_command(update: Update, context: BotContext) -> None:
     replied = message.reply_to_message
     photo = input_photo(replied) if replied is not None else None
     if photo is None:
-        await message.reply_text(services.tr(lang, "edit.usage"))
+        await reply(message, services.tr(lang, "edit.usage"))
         return
     if not clean_prompt(prompt):
-        await message.reply_text(services.tr(lang, "error.input.prompt_empty"))
+        await reply(message, services.tr(lang, "error.input.prompt_empty"))
         return
     await start_edit(context, message, user, [photo], prompt)
 
@@ -112,7 +113,7 @@ async def start_edit(
     try:
         services.edits.check_request(model_id, prompt, len(inputs), params)
     except InputRejected as exc:
-        await message.reply_text(services.tr(lang, f"error.input.{exc.code}", **exc.params))
+        await reply(message, services.tr(lang, f"error.input.{exc.code}", **exc.params))
         return
     await services.db.unblock_chat(message.chat_id)
     edit = await services.edits.create(
@@ -130,7 +131,7 @@ async def start_edit(
     if edit is None:
         log.info("repeated update ignored", extra={"chat_id": message.chat_id})
         return
-    status = await message.reply_text(services.tr(lang, "edit.queued"))
+    status = await reply(message, services.tr(lang, "edit.queued"))
     await services.db.set_status_message(edit.id, status.message_id)
     await services.edits.submit(edit.id)
 

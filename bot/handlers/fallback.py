@@ -8,6 +8,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters
 
+from bot.handlers.common import reply
 from bot.services import BotContext
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,8 @@ async def unknown_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    await message.reply_text(
-        services.tr(services.lang_of(update.effective_user), "error.unknown_command")
+    await reply(
+        message, services.tr(services.lang_of(update.effective_user), "error.unknown_command")
     )
 
 
@@ -43,8 +44,9 @@ async def on_error(update: object, context: BotContext) -> None:
         return
     services = context.services
     try:
-        await update.effective_message.reply_text(
-            services.tr(services.lang_of(update.effective_user), "error.internal")
+        await reply(
+            update.effective_message,
+            services.tr(services.lang_of(update.effective_user), "error.internal"),
         )
     except TelegramError:
         log.warning("could not report the failure to the user")

@@ -6,6 +6,7 @@ from telegram import Update
 from telegram.constants import ParseMode
 from telegram.ext import Application, CommandHandler
 
+from bot.handlers.common import reply
 from bot.services import BotContext
 
 
@@ -16,7 +17,7 @@ async def start(update: Update, context: BotContext) -> None:
         return
     services = context.services
     lang = services.lang_of(update.effective_user)
-    await message.reply_text(services.tr(lang, "start.text"), parse_mode=ParseMode.HTML)
+    await reply(message, services.tr(lang, "start.text"), parse_mode=ParseMode.HTML)
 
 
 async def help_command(update: Update, context: BotContext) -> None:
@@ -26,7 +27,7 @@ async def help_command(update: Update, context: BotContext) -> None:
         return
     services = context.services
     lang = services.lang_of(update.effective_user)
-    await message.reply_text(services.tr(lang, "help.text"), parse_mode=ParseMode.HTML)
+    await reply(message, services.tr(lang, "help.text"), parse_mode=ParseMode.HTML)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

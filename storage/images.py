@@ -1,0 +1,683 @@
+"""Normalisation of user-supplied photos before they are handed to an AI provider.
+
+Users send Telegram-compressed photos and documents in many formats (JPEG, PNG, WebP,
+HEIC/HEIF, AVIF, BMP, TIFF, GIF, ...).  :func:`normalize` turns such input into a file
+the chosen model accepts:
+
+* the input is identified from its header and refused *before decoding* when it is
+  empty, not an image, of a format we do not decode, or announces more pixels than
+  :attr:`ImageLimits.max_input_pixels` (decompression bombs);
+* only the first frame of animated images (GIF, APNG, animated WebP) is used;
+* EXIF orientation is applied to the pixels (also XMP orientation; HEIF transformations
+  are applied by libheif and TIFF orientation by Pillow while decoding);
+* **all** metadata is dropped: EXIF (including GPS), XMP, IPTC, comments, PNG text
+  chunks.  Embedded ICC profiles are *converted* to sRGB (so Display-P3 iPhone photos
+  keep their colours) and then dropped too: every output is untagged sRGB, which is
+  what consumers assume for untagged images;
+* the image is scaled to fit ``min_side``/``max_side`` and encoded in one of the
+  formats the model accepts, within ``max_bytes`` (lowering JPEG/WebP quality and
+  dimensions a few times when needed).
+
+Errors are reported as :class:`ImageError` with a machine-readable
+:class:`ImageErrorCode` and formatting ``params`` so the bot can show a localized message.
+
+Pillow's global state is left alone: ``ImageFile.LOAD_TRUNCATED_IMAGES`` and
+``Image.MAX_IMAGE_PIXELS`` are never changed.  Pillow's decompression-bomb *warning* is
+silenced with a local warnings filter while opening (our own header check is the
+authority and reports the size; the filter is serialised by a lock because
+``warnings.catch_warnings`` is process-global); Pillow's ``DecompressionBombError``
+becomes ``TOO_MANY_PIXELS``.
+
+All functions are synchronous and CPU-bound; call them from a worker thread
+(``asyncio.to_thread``).  Pillow releases the GIL while decoding, resizing and encoding.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import struct
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final, cast
+
+from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_INPUT_PIXELS",
+    "INPUT_FORMATS",
+    "OUTPUT_FORMATS",
+    "ImageError",
+    "ImageErrorCode",
+    "ImageLimits",
+    "NormalizedImage",
+    "image_size",
+    "normalize",
+    "probe",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_INPUT_PIXELS: Final = 50_000_000
+
+#: Formats :func:`normalize` can produce (Pillow format names).
+OUTPUT_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP"})
+
+#: Formats we decode (Pillow format names).  Everything else Pillow might recognise
+#: (PSD, EPS, ICO, PPM, ...) is refused with ``UNSUPPORTED_FORMAT``: fewer decoders
+#: exposed to untrusted input, and EPS would even start Ghostscript.  ``MPO`` is the
+#: multi-picture JPEG many phones write; it is reported as ``JPEG``.
+INPUT_FORMATS: Final = frozenset(
+    {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
+)
+
+_CONTENT_TYPES: Final[Mapping[str, tuple[str, str]]] = {
+    "JPEG": ("image/jpeg", "jpg"),
+    "PNG": ("image/png", "png"),
+    "WEBP": ("image/webp", "webp"),
+}
+
+_DEFAULT_QUALITY: Final = 90  # JPEG / WebP quality of the first encoding
+_SHRINK_START_QUALITY: Final = 85  # first quality tried when the result is too big
+_SHRINK_QUALITY_STEP: Final = 10
+_SHRINK_MIN_QUALITY: Final = 60
+_SHRINK_ATTEMPTS: Final = 6
+_WHITE: Final = (255, 255, 255)
+
+# JPEG segments a metadata-free JPEG may carry on the trusted fast path:
+# APP0 (JFIF/JFXX) and APP14 (Adobe colour transform flag).  APP1 (EXIF/XMP), APP2
+# (ICC, MPF), APP13 (IPTC) and COM segments force a re-encode.
+_FAST_PATH_SEGMENTS: Final = frozenset({"APP0", "APP14"})
+
+# The same mapping as PIL.ImageOps.exif_transpose.  Applied by hand so that an image
+# without orientation is not copied and the transposition happens after downscaling.
+_ORIENTATION_TRANSPOSE: Final[Mapping[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPPING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
+
+# What decoders raise on damaged or truncated data.  (pillow-heif raises ValueError or
+# RuntimeError; zlib errors surface as OSError/ValueError.)
+_DECODE_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    struct.error,
+    IndexError,
+    TypeError,
+    KeyError,
+    ArithmeticError,
+)
+
+
+class ImageErrorCode(StrEnum):
+    """Machine-readable reason why an input image was refused."""
+
+    EMPTY = "empty"
+    """No data at all."""
+    NOT_AN_IMAGE = "not_an_image"
+    """The data is not an image format we recognise."""
+    TRUNCATED = "truncated"
+    """The file is an image but cannot be decoded: cut short or damaged."""
+    TOO_MANY_PIXELS = "too_many_pixels"
+    """The header announces more pixels than allowed (possible decompression bomb)."""
+    TOO_SMALL = "too_small"
+    """A side is below ``min_side`` and the image cannot be upscaled to fit."""
+    TOO_LARGE = "too_large"
+    """Even after lowering quality and dimensions the file exceeds ``max_bytes``."""
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    """A recognised image format (or pixel mode) that we do not convert."""
+
+
+class ImageError(ValueError):
+    """An input image was refused.
+
+    ``code`` selects the user-facing message, ``detail`` is English text for logs, and
+    ``params`` holds values for formatting the message.  Keys per code:
+
+    * ``TOO_MANY_PIXELS``: ``max_pixels``; ``width`` and ``height`` when the header
+      could be read;
+    * ``TOO_SMALL``: ``width``, ``height``, ``min_side``, ``max_side``;
+    * ``TOO_LARGE``: ``max_bytes``, ``size`` (bytes of the smallest attempt);
+    * ``UNSUPPORTED_FORMAT``: ``format`` (a Pillow format name, or ``mode:<MODE>``);
+    * ``TRUNCATED``: ``format`` when known.
+    """
+
+    code: ImageErrorCode
+    detail: str
+    params: dict[str, int | str]
+
+    def __init__(
+        self,
+        code: ImageErrorCode,
+        detail: str,
+        params: Mapping[str, int | str] | None = None,
+    ) -> None:
+        super().__init__(code, detail)
+        self.code = code
+        self.detail = detail
+        self.params = dict(params or {})
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.detail}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, self.detail, self.params))
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What the target model accepts."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    """Largest acceptable output file."""
+    formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})
+    """Formats the model accepts (Pillow names, subset of :data:`OUTPUT_FORMATS`)."""
+    min_side: int = 1
+    """Smallest acceptable shorter side."""
+    max_side: int = 4096
+    """Largest acceptable longer side; larger images are downscaled (aspect kept)."""
+    min_side_upscale: bool = True
+    """Upscale (aspect kept) when the shorter side is below ``min_side``, if the longer
+    side then stays within ``max_side``; otherwise the image is ``TOO_SMALL``."""
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    """Refuse, before decoding, inputs whose header announces more pixels than this.
+    Pillow's own hard limit (``2 * Image.MAX_IMAGE_PIXELS``) still applies on top."""
+
+    def __post_init__(self) -> None:
+        formats = frozenset(f.upper() for f in self.formats)
+        object.__setattr__(self, "formats", formats)
+        if not formats:
+            raise ValueError("ImageLimits.formats must not be empty")
+        if unknown := formats - OUTPUT_FORMATS:
+            raise ValueError(
+                f"ImageLimits.formats: cannot encode {sorted(unknown)}; "
+                f"supported: {sorted(OUTPUT_FORMATS)}"
+            )
+        if self.max_bytes <= 0:
+            raise ValueError("ImageLimits.max_bytes must be positive")
+        if not 1 <= self.min_side <= self.max_side:
+            raise ValueError("ImageLimits needs 1 <= min_side <= max_side")
+        if self.max_input_pixels <= 0:
+            raise ValueError("ImageLimits.max_input_pixels must be positive")
+
+
+DEFAULT_LIMITS: Final = ImageLimits()
+
+
+@dataclass(frozen=True)
+class NormalizedImage:
+    """An image ready to be uploaded: metadata-free, within the limits it was made for."""
+
+    data: bytes = field(repr=False)
+    content_type: str
+    """``image/jpeg``, ``image/png`` or ``image/webp``."""
+    extension: str
+    """``jpg``, ``png`` or ``webp`` (no dot)."""
+    width: int
+    height: int
+
+
+# --------------------------------------------------------------------------- opening
+
+_heif_lock = threading.Lock()
+_heif_registered = False
+
+# warnings.catch_warnings() swaps process-global state; serialise our own uses of it so
+# that concurrent calls from worker threads cannot leave our filter installed.
+_warnings_lock = threading.Lock()
+
+
+def _ensure_heif_opener() -> None:
+    """Register pillow-heif's HEIF/HEIC opener once (thread-safe, lazy)."""
+    global _heif_registered
+    if _heif_registered:
+        return
+    with _heif_lock:
+        if _heif_registered:
+            return
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:  # pragma: no cover - pillow-heif is a dependency
+            logger.warning("pillow-heif is not installed: HEIC/HEIF input is unsupported")
+        else:
+            register_heif_opener()
+        _heif_registered = True
+
+
+def _input_formats() -> list[str]:
+    Image.init()
+    return [name for name in INPUT_FORMATS if name in Image.OPEN]
+
+
+def _identify_unsupported(data: bytes) -> str | None:
+    """Name of the format Pillow would recognise ``data`` as, if any (header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.format or "unknown"
+    except Exception:  # noqa: BLE001 - best-effort classification of refused input
+        return None
+
+
+def _too_many_pixels(
+    max_pixels: int, detail: str, size: tuple[int, int] | None = None
+) -> ImageError:
+    params: dict[str, int | str] = {"max_pixels": max_pixels}
+    if size is not None:
+        params["width"], params["height"] = size
+    return ImageError(ImageErrorCode.TOO_MANY_PIXELS, detail, params)
+
+
+@contextmanager
+def _open(data: bytes, max_input_pixels: int) -> Iterator[ImageFile.ImageFile]:
+    """Open ``data`` lazily (header only) and refuse what must never be decoded."""
+    if not data:
+        raise ImageError(ImageErrorCode.EMPTY, "no image data")
+    _ensure_heif_opener()
+    # Pillow warns (DecompressionBombWarning) above Image.MAX_IMAGE_PIXELS while opening;
+    # our own check right after opening is the authority (and reports the size), so the
+    # warning is silenced here.  Pillow's hard DecompressionBombError still applies.
+    unsupported: str | None = None
+    im: ImageFile.ImageFile | None = None
+    with _warnings_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=_input_formats())
+        except UnidentifiedImageError:
+            unsupported = _identify_unsupported(data)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_many_pixels(max_input_pixels, str(exc)) from exc
+        except _DECODE_ERRORS as exc:
+            raise ImageError(ImageErrorCode.TRUNCATED, f"damaged image header: {exc!r}") from exc
+    if im is None:
+        if unsupported is None:
+            raise ImageError(ImageErrorCode.NOT_AN_IMAGE, "data is not a recognised image")
+        raise ImageError(
+            ImageErrorCode.UNSUPPORTED_FORMAT,
+            f"image format {unsupported} is not supported",
+            {"format": unsupported},
+        )
+    with im:
+        width, height = im.size
+        if width <= 0 or height <= 0:
+            raise ImageError(ImageErrorCode.TRUNCATED, f"invalid image size {width}x{height}")
+        if width * height > max_input_pixels:
+            raise _too_many_pixels(
+                max_input_pixels,
+                f"{width}x{height} exceeds {max_input_pixels} pixels",
+                (width, height),
+            )
+        yield im
+
+
+def _format_name(im: Image.Image) -> str:
+    fmt = im.format or "unknown"
+    return "JPEG" if fmt == "MPO" else fmt
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF (or TIFF/XMP) orientation, 1 when absent or unreadable."""
+    try:
+        value = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except _DECODE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
+
+
+def probe(data: bytes, *, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> tuple[str, int, int]:
+    """Identify an image from its header without decoding the pixels.
+
+    Returns ``(format, width, height)``: a Pillow format name (``MPO`` is reported as
+    ``JPEG``) and the size *as displayed*, i.e. with EXIF orientation applied.  Raises
+    :class:`ImageError` with ``EMPTY``, ``NOT_AN_IMAGE``, ``UNSUPPORTED_FORMAT``,
+    ``TRUNCATED`` (damaged header) or ``TOO_MANY_PIXELS``.
+    """
+    with _open(data, max_input_pixels) as im:
+        width, height = im.size
+        if _orientation_from_header(im) in _SWAPPING_ORIENTATIONS and (
+            _stored_size(im) == (width, height)
+        ):
+            width, height = height, width
+        return _format_name(im), width, height
+
+
+def _orientation_from_header(im: ImageFile.ImageFile) -> int:
+    # PNG's eXIf chunk may follow the image data and Pillow would decode the image to
+    # find it; probe() stays header-only, so it only looks at what was already read.
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return _orientation(im)
+
+
+def _stored_size(im: ImageFile.ImageFile) -> tuple[int, int]:
+    """Size of the pixel data as stored, before any orientation.
+
+    Recent Pillow versions report a TIFF's size already oriented (and transpose the
+    pixels while loading); the TIFF tags still hold the stored size.
+    """
+    tags = getattr(im, "tag_v2", None)
+    if im.format == "TIFF" and tags is not None:
+        width, height = tags.get(256), tags.get(257)  # ImageWidth, ImageLength
+        if isinstance(width, int) and isinstance(height, int):
+            return width, height
+    return im.size
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of an image as displayed, from its header (see :func:`probe`)."""
+    _, width, height = probe(data)
+    return width, height
+
+
+# ------------------------------------------------------------------------- geometry
+
+
+def _too_small(width: int, height: int, limits: ImageLimits) -> ImageError:
+    return ImageError(
+        ImageErrorCode.TOO_SMALL,
+        f"{width}x{height} cannot fit sides {limits.min_side}..{limits.max_side}",
+        {
+            "width": width,
+            "height": height,
+            "min_side": limits.min_side,
+            "max_side": limits.max_side,
+        },
+    )
+
+
+def _target_size(width: int, height: int, limits: ImageLimits) -> tuple[int, int]:
+    """Size that satisfies ``min_side``/``max_side`` with the aspect ratio kept.
+
+    The longer side is brought down to ``max_side``; a shorter side below ``min_side``
+    is brought up to it (if ``min_side_upscale``).  Raises ``TOO_SMALL`` when the
+    aspect ratio makes both impossible at once.
+    """
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > limits.max_side:
+        new_long = limits.max_side
+        new_short = max(1, round(short_side * limits.max_side / long_side))
+        if new_short < limits.min_side:
+            raise _too_small(width, height, limits)
+    elif short_side < limits.min_side:
+        new_short = limits.min_side
+        new_long = round(long_side * limits.min_side / short_side)
+        if not limits.min_side_upscale or new_long > limits.max_side:
+            raise _too_small(width, height, limits)
+    else:
+        return width, height
+    return (new_long, new_short) if width >= height else (new_short, new_long)
+
+
+# ----------------------------------------------------------------------- conversion
+
+
+def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
+    """Close ``old`` unless it is ``new``; return ``new``."""
+    if new is not old:
+        old.close()
+    return new
+
+
+def _to_8bit_gray(im: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float gray images to mode L (Pillow would clip)."""
+    extrema = cast("tuple[float, float]", im.getextrema())
+    high = extrema[1]
+    if im.mode == "F":
+        scale = 255.0 if high <= 1.0 else (255.0 / high if high > 255 else 1.0)
+    else:
+        scale = 1.0 / 256 if high > 255 else 1.0
+    with im.convert("F") as as_float, as_float.point(lambda v: v * scale) as scaled:
+        return scaled.convert("L")
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in {"RGBA", "RGBa", "LA", "La", "PA"} or (
+        im.mode in {"P", "L", "RGB", "1"} and "transparency" in im.info
+    )
+
+
+def _to_working_mode(im: Image.Image) -> Image.Image:
+    """Convert to L, RGB, RGBA or CMYK (the modes we resize, colour-manage and encode).
+
+    Returns ``im`` itself when it already is in such a mode.
+    """
+    mode = im.mode
+    if mode in {"L", "RGB", "RGBA", "CMYK"} and "transparency" not in im.info:
+        out = im
+    elif _has_alpha(im):
+        out = im.convert("RGBA")
+    elif mode.startswith("I") or mode == "F":
+        return _to_8bit_gray(im)
+    elif mode == "1":
+        return im.convert("L")
+    else:  # P, YCbCr, HSV, ...
+        return im.convert("RGB")
+    if out.mode == "RGBA":
+        with out.getchannel("A") as alpha:
+            opaque = alpha.getextrema()[0] == 255
+        if opaque:  # the alpha channel is dead weight
+            rgb = out.convert("RGB")
+            if out is not im:
+                out.close()
+            return rgb
+    return out
+
+
+_srgb_profile: ImageCms.ImageCmsProfile | None = None
+
+
+def _srgb() -> ImageCms.ImageCmsProfile:
+    global _srgb_profile
+    if _srgb_profile is None:
+        _srgb_profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    return _srgb_profile
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Apply the embedded ICC profile (to sRGB) and return an RGB or RGBA image."""
+    if icc and im.mode in {"RGB", "RGBA", "CMYK", "L"}:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            description = ImageCms.getProfileDescription(source)
+            if not (im.mode in {"RGB", "RGBA"} and "sRGB" in description):
+                out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
+                converted = ImageCms.profileToProfile(im, source, _srgb(), outputMode=out_mode)
+                if converted is not None:
+                    return _replace(im, converted)
+        except (ImageCms.PyCMSError, *_DECODE_ERRORS) as exc:
+            logger.debug("ignoring unusable ICC profile: %r", exc)
+    if im.mode in {"RGB", "RGBA"}:
+        return im
+    return _replace(im, im.convert("RGB"))
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """RGB version of ``im``; transparency becomes white."""
+    if im.mode == "RGB":
+        return im
+    background = Image.new("RGB", im.size, _WHITE)
+    with im.getchannel("A") as alpha:
+        background.paste(im, mask=alpha)
+    return background
+
+
+def _choose_format(source_format: str, limits: ImageLimits) -> str:
+    if source_format in limits.formats:
+        return source_format
+    for candidate in ("JPEG", "PNG", "WEBP"):
+        if candidate in limits.formats:
+            return candidate
+    raise AssertionError("unreachable: ImageLimits.formats is never empty")
+
+
+def _encode(im: Image.Image, fmt: str, quality: int) -> bytes:
+    """Encode without any metadata (``info`` would leak e.g. JPEG comments)."""
+    im.info = {}
+    if fmt == "JPEG" and im.mode != "RGB":
+        with _flatten(im) as flat:
+            return _encode(flat, fmt, quality)
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        im.save(buffer, format="JPEG", quality=quality)
+    elif fmt == "WEBP":
+        im.save(buffer, format="WEBP", quality=quality, method=4)
+    else:
+        im.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def _shrink_factor(current_bytes: int, max_bytes: int) -> float:
+    # Encoded size grows roughly with the pixel count, so scale sides by sqrt(ratio).
+    return min(0.9, max(0.25, math.sqrt(max_bytes / current_bytes) * 0.95))
+
+
+def _fit_bytes(im: Image.Image, fmt: str, limits: ImageLimits) -> tuple[bytes, str, int, int]:
+    """Encode ``im`` as ``fmt``; when too big, lower the quality and size a few times."""
+    data = _encode(im, fmt, _DEFAULT_QUALITY)
+    if len(data) <= limits.max_bytes:
+        return data, fmt, im.width, im.height
+    smallest = len(data)
+    if fmt in {"JPEG", "WEBP"}:
+        lossy = fmt
+    elif "JPEG" in limits.formats:
+        lossy = "JPEG"
+    elif "WEBP" in limits.formats:
+        lossy = "WEBP"
+    else:
+        lossy = fmt  # PNG only: nothing but the dimensions can give
+    quality = _SHRINK_START_QUALITY
+    # Lower quality alone is tried first when it may be enough; PNG can only shrink.
+    scale = 1.0
+    if lossy == "PNG" or (lossy == fmt and len(data) > 1.5 * limits.max_bytes):
+        scale = _shrink_factor(len(data), limits.max_bytes)
+    min_scale = limits.min_side / min(im.size)
+    for attempt in range(_SHRINK_ATTEMPTS):
+        scale = max(scale, min_scale)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        if size == im.size:
+            data = _encode(im, lossy, quality)
+        else:
+            with im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0) as smaller:
+                data = _encode(smaller, lossy, quality)
+        logger.debug(
+            "shrink attempt %d: %s q=%d %dx%d -> %d bytes",
+            attempt,
+            lossy,
+            quality,
+            size[0],
+            size[1],
+            len(data),
+        )
+        if len(data) <= limits.max_bytes:
+            return data, lossy, size[0], size[1]
+        smallest = min(smallest, len(data))
+        at_floor = scale <= min_scale and (lossy == "PNG" or quality <= _SHRINK_MIN_QUALITY)
+        if at_floor:
+            break
+        scale *= _shrink_factor(len(data), limits.max_bytes)
+        quality = max(_SHRINK_MIN_QUALITY, quality - _SHRINK_QUALITY_STEP)
+    raise ImageError(
+        ImageErrorCode.TOO_LARGE,
+        f"cannot encode within {limits.max_bytes} bytes (smallest attempt {smallest})",
+        {"max_bytes": limits.max_bytes, "size": smallest},
+    )
+
+
+# ------------------------------------------------------------------------ normalize
+
+
+def _fast_path_ok(im: ImageFile.ImageFile, data: bytes, limits: ImageLimits) -> bool:
+    """A trusted JPEG that can be passed on untouched: no metadata, within limits."""
+    width, height = im.size
+    return (
+        im.format == "JPEG"  # not MPO: that carries further images
+        and im.mode == "RGB"
+        and "JPEG" in limits.formats
+        and len(data) <= limits.max_bytes
+        and limits.min_side <= min(width, height)
+        and max(width, height) <= limits.max_side
+        and all(marker in _FAST_PATH_SEGMENTS for marker, _ in getattr(im, "applist", ()))
+        and "exif" not in im.info
+        and "icc_profile" not in im.info
+        # cheap integrity check: a complete JPEG ends with EOI; otherwise decode it
+        and data.endswith(b"\xff\xd9")
+    )
+
+
+def _decode(im: ImageFile.ImageFile, target: tuple[int, int], max_input_pixels: int) -> None:
+    if im.format in {"JPEG", "MPO"} and im.size != target:
+        # Let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (much cheaper), keeping at
+        # least twice the target so the final LANCZOS pass still has detail to work on.
+        im.draft(None, (target[0] * 2, target[1] * 2))
+    try:
+        im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels(max_input_pixels, str(exc), im.size) from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(
+            ImageErrorCode.TRUNCATED,
+            f"cannot decode {im.format} image: {exc!r}",
+            {"format": _format_name(im)},
+        ) from exc
+
+
+def normalize(
+    data: bytes, limits: ImageLimits = DEFAULT_LIMITS, *, trusted_jpeg: bool = False
+) -> NormalizedImage:
+    """Turn user input into an image the model accepts (see the module docstring).
+
+    ``trusted_jpeg`` marks Telegram's own compressed photos: when such a file is a
+    metadata-free JPEG within all limits, it is returned unchanged (no re-encoding).
+    Everything else is decoded and re-encoded without metadata.  Raises
+    :class:`ImageError`.
+    """
+    with _open(data, limits.max_input_pixels) as source:
+        source_format = _format_name(source)
+        width, height = source.size
+        if trusted_jpeg and _fast_path_ok(source, data, limits):
+            return NormalizedImage(data, "image/jpeg", "jpg", width, height)
+        # Refuse impossible sizes before spending CPU on decoding.
+        target = _target_size(width, height, limits)
+        _decode(source, target, limits.max_input_pixels)
+        if source.size == (height, width) != (width, height):
+            target = target[1], target[0]  # the decoder applied a rotation itself
+        icc = source.info.get("icc_profile")
+        orientation = _orientation(source)
+        try:
+            im = _to_working_mode(source)
+        except ValueError as exc:  # a mode Pillow cannot convert (e.g. LAB)
+            raise ImageError(
+                ImageErrorCode.UNSUPPORTED_FORMAT,
+                f"cannot convert {source.mode} pixels: {exc}",
+                {"format": f"mode:{source.mode}"},
+            ) from exc
+        if im is not source:
+            source.close()  # release the decoded pixels now, not when we return
+    # Leaving ``with`` closed the file pointer only: ``im`` keeps its pixels even when
+    # it is ``source`` itself (no conversion was needed).
+    try:
+        if im.size != target:
+            im = _replace(im, im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0))
+        if orientation != 1:
+            im = _replace(im, im.transpose(_ORIENTATION_TRANSPOSE[orientation]))
+        im = _to_srgb(im, icc if isinstance(icc, bytes) else None)
+        out_format = _choose_format(source_format, limits)
+        encoded, out_format, out_width, out_height = _fit_bytes(im, out_format, limits)
+    finally:
+        im.close()
+    content_type, extension = _CONTENT_TYPES[out_format]
+    return NormalizedImage(encoded, content_type, extension, out_width, out_height)

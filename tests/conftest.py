@@ -1,0 +1,160 @@
+"""Shared fixtures: fake Telegram and fake providers on loopback, and the real bot between."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.app import create_app
+from bot.config import Settings, load_settings
+from bot.keys import SERVICES
+from bot.services import Services
+from storage.db import Edit, EditState
+from tests.fakes.kie import FakeKie
+from tests.fakes.telegram import FakeTelegram
+
+TOKEN = "123456:TEST-token-for-the-fake-telegram-api-0"
+KIE_KEY = "kie-test-key"
+USER_ID = 1001
+CHAT_ID = 1001
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningBot:
+    """The real service, started with `create_app` on a loopback port."""
+
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+    settings: Settings
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    async def edits(self) -> list[Edit]:
+        return [
+            edit
+            for edit in [await self.services.db.get_edit(i) for i in range(1, 200)]
+            if edit is not None
+        ]
+
+    async def edit(self, edit_id: int = 1) -> Edit:
+        edit = await self.services.db.get_edit(edit_id)
+        assert edit is not None, f"no edit {edit_id}"
+        return edit
+
+    async def wait_state(self, state: EditState, edit_id: int = 1, within: float = 10.0) -> Edit:
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + within
+        edit = await self.services.db.get_edit(edit_id)
+        while time.monotonic() < deadline:
+            edit = await self.services.db.get_edit(edit_id)
+            if edit is not None and edit.state is state:
+                return edit
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"edit {edit_id} never reached {state}: {edit}")
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram(TOKEN)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def kie() -> AsyncIterator[FakeKie]:
+    fake = FakeKie(KIE_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFactory:
+    """Settings for a bot wired to the fakes; `webhook=True` gives it a public URL."""
+
+    def factory(*, webhook: bool = True, port: int | None = None, **overrides: Any) -> Settings:
+        port = port or free_port()
+        values: dict[str, Any] = {
+            "_env_file": None,
+            "BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": tg.url,
+            "KIE_API_KEY": KIE_KEY,
+            "KIE_API_URL": kie.url,
+            "KIE_UPLOAD_URL": kie.url,
+            "DATA_DIR": str(tmp_path / "data"),
+            "HOST": "127.0.0.1",
+            "PORT": port,
+            "POLL_INTERVAL": 0.05,
+            "POLL_MAX_INTERVAL": 0.2,
+            "SWEEP_INTERVAL": 0.05,
+            "CALLBACK_GRACE": 30,
+            "PROVIDER_BACKOFF_BASE": 0.01,
+            "PROVIDER_TIMEOUT": 5,
+            "TELEGRAM_POLL_TIMEOUT": 1,
+            "TELEGRAM_MAX_RATE": 1000,
+            "ADMIN_IDS": "9001",
+        }
+        if webhook:
+            values["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+        values.update(overrides)
+        return load_settings(**values)
+
+    return factory
+
+
+BotStarter = Callable[[Settings], Awaitable[RunningBot]]
+
+
+@pytest.fixture
+async def start_bot() -> AsyncIterator[BotStarter]:
+    """Start the real service (create_app) for given settings; stopped after the test."""
+    running: list[RunningBot] = []
+
+    async def start(settings: Settings) -> RunningBot:
+        app = create_app(settings)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        bot = RunningBot(app, runner, f"http://127.0.0.1:{settings.port}", settings)
+        running.append(bot)
+        return bot
+
+    yield start
+    for bot in running:
+        await bot.stop()
+
+
+@pytest.fixture
+async def webhook_bot(make_settings: SettingsFactory, start_bot: BotStarter) -> RunningBot:
+    return await start_bot(make_settings(webhook=True))
+
+
+@pytest.fixture
+async def polling_bot(make_settings: SettingsFactory, start_bot: BotStarter) -> RunningBot:
+    return await start_bot(make_settings(webhook=False))
