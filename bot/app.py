@@ -16,7 +16,7 @@ from telegram.ext import AIORateLimiter, Application, ContextTypes
 from bot.config import Settings
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
 from bot.edits import EditService, Timing
-from bot.handlers import register_all
+from bot.handlers import album, register_all
 from bot.i18n import Translator
 from bot.keys import DATABASE, HTTP, PTB, SERVICES, SETTINGS
 from bot.metrics import Metrics
@@ -242,6 +242,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 if time.monotonic() - last_cleanup > 60:
                     last_cleanup = time.monotonic()
                     await services.edits.cleanup_blobs()
+                    await album.recover(app[PTB].bot, services)
                     await services.blobs.sweep(older_than=time.time() - BLOB_MAX_AGE)
             except Exception:
                 log.exception("sweep failed")

@@ -129,13 +129,21 @@ class EditService:
     # Creation ----------------------------------------------------------------------------------
 
     def check_request(
-        self, model_id: str, prompt: str, image_count: int, params: Mapping[str, Any]
+        self,
+        model_id: str,
+        prompt: str,
+        image_count: int,
+        params: Mapping[str, Any],
+        *,
+        has_mask: bool = False,
     ) -> None:
         """Validate a request against the model's documented limits; raises InputRejected."""
         try:
             spec = self.registry.model(model_id)
         except UnknownModel:
             raise InputRejected("model_unavailable", model=model_id) from None
+        if has_mask and not spec.supports_mask:
+            raise InputRejected("mask_unsupported", model=spec.title)
         provider = self.registry.provider(spec.provider)
         provider.validate(
             SubmitRequest(

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from storage.schema import blocked_chats, edits, pending_prompts
+from storage.schema import album_items, albums, blocked_chats, edits, pending_prompts
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,21 @@ class NewEdit:
     inputs: list[InputPhoto]
     params: dict[str, Any] = field(default_factory=dict)
     state: EditState = EditState.QUEUED
+
+
+@dataclass(frozen=True)
+class AlbumItem:
+    """One message of a media group, buffered until the group is complete."""
+
+    chat_id: int
+    message_id: int
+    media_group_id: str
+    user_id: int
+    chat_type: str
+    lang: str
+    caption: str | None
+    photo: InputPhoto | None
+    created_at: float = 0.0
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -458,3 +473,128 @@ class Database:
                 sa.select(blocked_chats.c.chat_id).where(blocked_chats.c.chat_id == chat_id)
             )
             return result.first() is not None
+
+    # Albums ----------------------------------------------------------------------------------
+
+    async def add_album_item(self, item: AlbumItem) -> bool:
+        """Buffer one album message; False if the group was already turned into an edit."""
+        now = time.time()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    albums.insert().values(
+                        chat_id=item.chat_id,
+                        media_group_id=item.media_group_id,
+                        state="open",
+                        last_item_at=now,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    albums.update()
+                    .where(
+                        albums.c.chat_id == item.chat_id,
+                        albums.c.media_group_id == item.media_group_id,
+                        albums.c.state == "open",
+                    )
+                    .values(last_item_at=now)
+                )
+            if not result.rowcount:
+                return False
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    album_items.insert().values(
+                        chat_id=item.chat_id,
+                        message_id=item.message_id,
+                        media_group_id=item.media_group_id,
+                        user_id=item.user_id,
+                        chat_type=item.chat_type,
+                        lang=item.lang,
+                        caption=item.caption,
+                        photo=item.photo.to_json() if item.photo else None,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return True  # a repeated update of the same message
+        return True
+
+    async def album_last_item_at(self, chat_id: int, media_group_id: str) -> float | None:
+        """When the newest message of an open album arrived (None: closed or unknown)."""
+        stmt = sa.select(albums.c.last_item_at).where(
+            albums.c.chat_id == chat_id,
+            albums.c.media_group_id == media_group_id,
+            albums.c.state == "open",
+        )
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(stmt)).scalar()
+        return float(value) if value is not None else None
+
+    async def claim_album(
+        self, chat_id: int, media_group_id: str, *, quiet_since: float
+    ) -> list[AlbumItem] | None:
+        """Close an album that got no new message since `quiet_since`; exactly one caller wins."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                albums.update()
+                .where(
+                    albums.c.chat_id == chat_id,
+                    albums.c.media_group_id == media_group_id,
+                    albums.c.state == "open",
+                    albums.c.last_item_at <= quiet_since,
+                )
+                .values(state="closed")
+            )
+            if not result.rowcount:
+                return None
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(album_items)
+                        .where(
+                            album_items.c.chat_id == chat_id,
+                            album_items.c.media_group_id == media_group_id,
+                        )
+                        .order_by(album_items.c.message_id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            await conn.execute(
+                album_items.delete().where(
+                    album_items.c.chat_id == chat_id,
+                    album_items.c.media_group_id == media_group_id,
+                )
+            )
+        return [
+            AlbumItem(
+                chat_id=row["chat_id"],
+                message_id=row["message_id"],
+                media_group_id=row["media_group_id"],
+                user_id=row["user_id"],
+                chat_type=row["chat_type"],
+                lang=row["lang"],
+                caption=row["caption"],
+                photo=InputPhoto.from_json(row["photo"]) if row["photo"] else None,
+                created_at=row["created_at"],
+            )
+            for row in rows
+        ]
+
+    async def open_albums(self, *, quiet_since: float) -> list[tuple[int, str]]:
+        """Albums still open whose last message is older than `quiet_since` (for recovery)."""
+        stmt = sa.select(albums.c.chat_id, albums.c.media_group_id).where(
+            albums.c.state == "open", albums.c.last_item_at <= quiet_since
+        )
+        async with self.engine.connect() as conn:
+            return [(int(chat), str(group)) for chat, group in (await conn.execute(stmt)).all()]
+
+    async def forget_closed_albums(self, *, before: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                albums.delete().where(albums.c.state == "closed", albums.c.created_at < before)
+            )

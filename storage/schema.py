@@ -64,3 +64,30 @@ blocked_chats = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Albums (media groups) arrive as one message per photo; they are buffered here until the
+# group is complete, then exactly one worker claims the group and turns it into one edit.
+albums = sa.Table(
+    "albums",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("media_group_id", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("last_item_at", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+album_items = sa.Table(
+    "album_items",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("message_id", sa.BigInteger, primary_key=True),
+    sa.Column("media_group_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("chat_type", sa.String(16), nullable=False),
+    sa.Column("lang", sa.String(8), nullable=False),
+    sa.Column("caption", sa.Text, nullable=True),
+    sa.Column("photo", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_album_items_group", "chat_id", "media_group_id"),
+)

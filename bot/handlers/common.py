@@ -5,9 +5,10 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
-from telegram import Message, ReplyParameters
+from telegram import Bot, Message, ReplyParameters, User
 
 from storage.db import InputPhoto
 
@@ -25,7 +26,35 @@ IMAGE_MIME_TYPES = frozenset(
         "image/jpg",
     }
 )
+MASK_MARKERS = frozenset({"mask", "#mask", "маска", "#маска"})
 _EDIT_COMMAND = re.compile(r"^/edit(?:@(\w+))?(?=\s|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from and where its answers go (a reply to `message_id`)."""
+
+    chat_id: int
+    chat_type: str
+    message_id: int
+    user_id: int
+    lang: str
+
+    @classmethod
+    def of(cls, message: Message, user: User, lang: str) -> Origin:
+        return cls(message.chat_id, message.chat.type, message.message_id, user.id, lang)
+
+
+async def answer(bot: Bot, origin: Origin, text: str, **kwargs: Any) -> Message:
+    """Send `text` as a reply to the origin message (still sent if that was deleted)."""
+    return await bot.send_message(
+        origin.chat_id,
+        text,
+        reply_parameters=ReplyParameters(
+            message_id=origin.message_id, allow_sending_without_reply=True
+        ),
+        **kwargs,
+    )
 
 
 async def reply(message: Message, text: str, **kwargs: Any) -> Message:
@@ -105,3 +134,8 @@ def clean_prompt(text: str) -> str:
     cleaned = re.sub(r"[ \t]+", " ", cleaned)
     cleaned = re.sub(r"\n{3,}", "\n\n", cleaned)
     return cleaned.strip()
+
+
+def is_mask_caption(caption: str | None) -> bool:
+    """An album photo captioned `mask` (or `#mask`, `маска`) is the 4o inpainting mask."""
+    return caption is not None and caption.strip().lower() in MASK_MARKERS

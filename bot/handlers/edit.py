@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from telegram import ForceReply, Message, Update, User
+from telegram import Bot, ForceReply, Update
 from telegram.constants import ChatType
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
-from bot.handlers.common import carries_file, clean_prompt, extract_prompt, input_photo, reply
+from bot.handlers import album
+from bot.handlers.common import (
+    Origin,
+    answer,
+    carries_file,
+    clean_prompt,
+    extract_prompt,
+    input_photo,
+)
 from bot.providers.base import InputRejected
-from bot.services import BotContext
+from bot.services import BotContext, Services
 from storage.db import InputPhoto
 
 log = logging.getLogger(__name__)
@@ -24,37 +32,29 @@ async def on_photo(update: Update, context: BotContext) -> None:
     if message is None or user is None:
         return
     services = context.services
-    lang = services.lang_of(user)
+    origin = Origin.of(message, user, services.lang_of(user))
+    if message.media_group_id:
+        await album.collect(context, message, origin)
+        return
     group = message.chat.type != ChatType.PRIVATE
     prompt = extract_prompt(message.caption or "", context.bot.username, group=group)
     if prompt is None:
         return  # a group photo not addressed to the bot
-    if message.media_group_id and not prompt:
-        return  # an album's uncaptioned photo: the captioned one carries the request
     photo = input_photo(message)
     if photo is None:
-        await reply(message, services.tr(lang, "error.unsupported_file"))
+        await answer(context.bot, origin, services.tr(origin.lang, "error.unsupported_file"))
         return
-    if not clean_prompt(prompt):
-        await services.db.put_pending_prompt(message.chat_id, user.id, message.message_id, [photo])
-        await reply(
-            message,
-            services.tr(lang, "edit.ask_prompt"),
-            reply_markup=ForceReply(selective=True),
-        )
-        return
-    await start_edit(context, message, user, [photo], prompt)
+    await edit_or_ask(context.bot, services, origin, [photo], prompt)
 
 
 async def on_unsupported_file(update: Update, context: BotContext) -> None:
     """A file that is not an image, in a private chat."""
-    message = update.effective_message
-    if message is None:
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
         return
     services = context.services
-    await reply(
-        message, services.tr(services.lang_of(update.effective_user), "error.unsupported_file")
-    )
+    origin = Origin.of(message, user, services.lang_of(user))
+    await answer(context.bot, origin, services.tr(origin.lang, "error.unsupported_file"))
 
 
 async def on_text(update: Update, context: BotContext) -> None:
@@ -63,23 +63,23 @@ async def on_text(update: Update, context: BotContext) -> None:
     if message is None or user is None or message.text is None:
         return
     services = context.services
-    lang = services.lang_of(user)
+    origin = Origin.of(message, user, services.lang_of(user))
     replied = message.reply_to_message
     if replied is not None and carries_file(replied):
         photo = input_photo(replied)
         if photo is None:
-            await reply(message, services.tr(lang, "error.unsupported_file"))
+            await answer(context.bot, origin, services.tr(origin.lang, "error.unsupported_file"))
             return
-        await start_edit(context, message, user, [photo], message.text)
+        await start_edit(context.bot, services, origin, [photo], message.text)
         return
     pending = await services.db.take_pending_prompt(
         message.chat_id, user.id, max_age=PENDING_PROMPT_MAX_AGE
     )
     if pending is not None:
         _photo_message_id, inputs = pending
-        await start_edit(context, message, user, inputs, message.text)
+        await start_edit(context.bot, services, origin, inputs, message.text)
         return
-    await reply(message, services.tr(lang, "edit.hint"))
+    await answer(context.bot, origin, services.tr(origin.lang, "edit.hint"))
 
 
 async def edit_command(update: Update, context: BotContext) -> None:
@@ -88,50 +88,66 @@ async def edit_command(update: Update, context: BotContext) -> None:
     if message is None or user is None:
         return
     services = context.services
-    lang = services.lang_of(user)
+    origin = Origin.of(message, user, services.lang_of(user))
     prompt = " ".join(context.args or [])
     replied = message.reply_to_message
     photo = input_photo(replied) if replied is not None else None
     if photo is None:
-        await reply(message, services.tr(lang, "edit.usage"))
+        await answer(context.bot, origin, services.tr(origin.lang, "edit.usage"))
         return
     if not clean_prompt(prompt):
-        await reply(message, services.tr(lang, "error.input.prompt_empty"))
+        await answer(context.bot, origin, services.tr(origin.lang, "error.input.prompt_empty"))
         return
-    await start_edit(context, message, user, [photo], prompt)
+    await start_edit(context.bot, services, origin, [photo], prompt)
+
+
+async def edit_or_ask(
+    bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto], prompt: str
+) -> None:
+    """Start the edit, or (no prompt yet) keep the photos and ask for one."""
+    if clean_prompt(prompt):
+        await start_edit(bot, services, origin, inputs, prompt)
+        return
+    await services.db.put_pending_prompt(origin.chat_id, origin.user_id, origin.message_id, inputs)
+    await answer(
+        bot,
+        origin,
+        services.tr(origin.lang, "edit.ask_prompt"),
+        reply_markup=ForceReply(selective=True),
+    )
 
 
 async def start_edit(
-    context: BotContext, message: Message, user: User, inputs: list[InputPhoto], raw_prompt: str
+    bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto], raw_prompt: str
 ) -> None:
     """Validate, record and submit one edit; answer bad input with a clear message."""
-    services = context.services
-    lang = services.lang_of(user)
     prompt = clean_prompt(raw_prompt)
     model_id = services.settings.default_model
     params: dict[str, object] = {}
+    images = [photo for photo in inputs if photo.role == "image"]
+    has_mask = len(images) != len(inputs)
     try:
-        services.edits.check_request(model_id, prompt, len(inputs), params)
+        services.edits.check_request(model_id, prompt, len(images), params, has_mask=has_mask)
     except InputRejected as exc:
-        await reply(message, services.tr(lang, f"error.input.{exc.code}", **exc.params))
+        await answer(bot, origin, services.tr(origin.lang, f"error.input.{exc.code}", **exc.params))
         return
-    await services.db.unblock_chat(message.chat_id)
+    await services.db.unblock_chat(origin.chat_id)
     edit = await services.edits.create(
-        dedupe_key=f"msg:{message.chat_id}:{message.message_id}",
-        chat_id=message.chat_id,
-        chat_type=message.chat.type,
-        user_id=user.id,
-        message_id=message.message_id,
-        lang=lang,
+        dedupe_key=f"msg:{origin.chat_id}:{origin.message_id}",
+        chat_id=origin.chat_id,
+        chat_type=origin.chat_type,
+        user_id=origin.user_id,
+        message_id=origin.message_id,
+        lang=origin.lang,
         model_id=model_id,
         prompt=prompt,
         inputs=inputs,
         params=params,
     )
     if edit is None:
-        log.info("repeated update ignored", extra={"chat_id": message.chat_id})
+        log.info("repeated update ignored", extra={"chat_id": origin.chat_id})
         return
-    status = await reply(message, services.tr(lang, "edit.queued"))
+    status = await answer(bot, origin, services.tr(origin.lang, "edit.queued"))
     await services.db.set_status_message(edit.id, status.message_id)
     await services.edits.submit(edit.id)
 
