@@ -224,6 +224,11 @@ class Database:
             command.upgrade(cfg, "head")
 
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Replicas starting together: one migrates, the others wait, then find it done.
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_264_011}
+                )
             await conn.run_sync(upgrade)
 
     async def ping(self) -> bool:

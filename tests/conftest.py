@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from bot.services import Services
 from storage.db import Edit, EditState
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
+from tests.pg import PostgresServer, start_postgres
 
 TOKEN = "123456:TEST-token-for-the-fake-telegram-api-0"
 KIE_KEY = "kie-test-key"
@@ -72,6 +73,12 @@ class RunningBot:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session; tests create their own databases."""
+    yield from start_postgres()
 
 
 @pytest.fixture

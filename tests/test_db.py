@@ -1,0 +1,194 @@
+"""The edit state machine's storage, on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.config import load_settings
+from storage.db import AlbumItem, Database, EditState, InputPhoto, NewEdit
+from tests.pg import PostgresServer
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.new_database()
+    settings = load_settings(
+        _env_file=None,
+        BOT_TOKEN="123456:TEST-token-for-the-fake-telegram-api-0",
+        KIE_API_KEY="k",
+        DATABASE_URL=url,
+    )
+    database = Database(settings.resolved_database_url)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+def new_edit(key: str = "msg:1:1", **overrides: object) -> NewEdit:
+    values: dict[str, object] = {
+        "dedupe_key": key,
+        "chat_id": -100123456789,
+        "chat_type": "supergroup",
+        "user_id": 7,
+        "message_id": 42,
+        "lang": "en",
+        "provider": "kie",
+        "model": "qwen/image-edit",
+        "prompt": "add a hat",
+        "callback_token": "t",
+        "inputs": [InputPhoto(file_id="f1", width=10, height=20)],
+        "params": {"seed": 1},
+    }
+    values.update(overrides)
+    return NewEdit(**values)  # type: ignore[arg-type]
+
+
+async def test_create_round_trips_and_dedupes(db: Database) -> None:
+    edit = await db.create_edit(new_edit())
+    assert edit is not None and edit.state is EditState.QUEUED
+    assert edit.inputs == [InputPhoto(file_id="f1", width=10, height=20)]
+    assert edit.params == {"seed": 1} and edit.chat_id == -100123456789
+    assert await db.create_edit(new_edit()) is None  # the same Telegram update again
+    fetched = await db.get_edit(edit.id)
+    assert fetched == edit
+
+
+async def test_transition_happens_once_under_concurrency(db: Database) -> None:
+    edit = await db.create_edit(new_edit())
+    assert edit is not None
+    results = await asyncio.gather(
+        *(
+            db.transition(edit.id, [EditState.QUEUED], EditState.SUBMITTING, task_id=f"t{i}")
+            for i in range(20)
+        )
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    stored = await db.get_edit(edit.id)
+    assert stored is not None and stored.state is EditState.SUBMITTING
+    assert stored.task_id == winners[0].task_id
+    assert await db.transition(edit.id, [EditState.QUEUED], EditState.FAILED) is None
+
+
+async def test_leases_exclude_other_workers_until_they_expire(db: Database) -> None:
+    edit = await db.create_edit(new_edit(state=EditState.SUCCEEDED))
+    assert edit is not None
+    claims = await asyncio.gather(
+        *(db.claim(edit.id, [EditState.SUCCEEDED], f"w{i}", 60) for i in range(10))
+    )
+    assert len([c for c in claims if c is not None]) == 1
+    assert await db.due_edits([EditState.SUCCEEDED], now=time.time()) == []
+    await db.release(edit.id, "someone-else")  # not the holder: nothing changes
+    assert await db.claim(edit.id, [EditState.SUCCEEDED], "w-late", 60) is None
+    assert await db.claim(edit.id, [EditState.QUEUED], "w-x", 60) is None
+    due = await db.due_edits([EditState.SUCCEEDED], now=time.time() + 120)
+    assert [e.id for e in due] == [edit.id]
+
+
+async def test_due_edits_respect_next_check(db: Database) -> None:
+    first = await db.create_edit(new_edit("a", state=EditState.SUBMITTED))
+    second = await db.create_edit(new_edit("b", state=EditState.SUBMITTED))
+    assert first and second
+    await db.transition(second.id, [EditState.SUBMITTED], None, next_check_at=time.time() + 60)
+    due = await db.due_edits([EditState.SUBMITTED], now=time.time())
+    assert [e.id for e in due] == [first.id]
+
+
+async def test_failure_notice_is_marked_once(db: Database) -> None:
+    edit = await db.create_edit(new_edit(state=EditState.FAILED))
+    assert edit is not None
+    pending = await db.unnotified(older_than=time.time() + 1)
+    assert [e.id for e in pending] == [edit.id]
+    assert await db.mark_notified(edit.id) is True
+    assert await db.mark_notified(edit.id) is False
+    assert await db.unnotified(older_than=time.time() + 1) == []
+
+
+async def test_pending_prompt_is_taken_once(db: Database) -> None:
+    photo = InputPhoto(file_id="p", kind="document", mime_type="image/png")
+    await db.put_pending_prompt(1, 2, 3, [photo])
+    assert await db.take_pending_prompt(1, 2, max_age=60) == (3, [photo])
+    assert await db.take_pending_prompt(1, 2, max_age=60) is None
+
+
+async def test_album_is_claimed_by_exactly_one_worker(db: Database) -> None:
+    for message_id in (10, 11, 12):
+        item = AlbumItem(
+            chat_id=5,
+            message_id=message_id,
+            media_group_id="g",
+            user_id=7,
+            chat_type="private",
+            lang="en",
+            caption="x" if message_id == 10 else None,
+            photo=InputPhoto(file_id=f"f{message_id}"),
+        )
+        assert await db.add_album_item(item)
+    assert await db.claim_album(5, "g", quiet_since=time.time() - 60) is None  # not quiet yet
+    claims = await asyncio.gather(
+        *(db.claim_album(5, "g", quiet_since=time.time() + 1) for _ in range(8))
+    )
+    won = [c for c in claims if c is not None]
+    assert len(won) == 1
+    assert [item.message_id for item in won[0]] == [10, 11, 12]
+    late = AlbumItem(
+        chat_id=5,
+        message_id=13,
+        media_group_id="g",
+        user_id=7,
+        chat_type="private",
+        lang="en",
+        caption=None,
+        photo=None,
+    )
+    assert await db.add_album_item(late) is False
+
+
+async def test_blocked_chats(db: Database) -> None:
+    await db.block_chat(9, "Forbidden: bot was blocked by the user")
+    await db.block_chat(9, "again")
+    assert await db.is_chat_blocked(9)
+    await db.unblock_chat(9)
+    assert not await db.is_chat_blocked(9)
+
+
+async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) -> None:
+    """A database at revision 0001 with data upgrades to head without losing the data."""
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.db import MIGRATIONS_DIR
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    database = Database(url)
+
+    def upgrade_to(revision: str) -> object:
+        def run(sync_conn: sa.Connection) -> None:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, revision)
+
+        return run
+
+    async with database.engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0001"))  # type: ignore[arg-type]
+    edit = await database.create_edit(new_edit())
+    assert edit is not None
+    await database.migrate()
+    again = await database.get_edit(edit.id)
+    assert again == edit
+    async with database.engine.connect() as conn:
+        version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+    assert version is not None and version != "0001"
+    await database.close()
