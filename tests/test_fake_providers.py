@@ -18,6 +18,30 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.docs_examples import (
+    APIKLEY_CREATED,
+    APIKLEY_REQUEST,
+    CREDIT_ANSWER,
+    GPT4O_CREATED,
+    GPT4O_DOWNLOAD_ANSWER,
+    GPT4O_FAILURE_CALLBACK,
+    GPT4O_RECORD_DONE,
+    GPT4O_RECORD_RUNNING,
+    GPT4O_REQUEST_MASK,
+    GPT4O_REQUEST_T2I,
+    GPT4O_REQUEST_VARIANTS,
+    GPT4O_SUCCESS_CALLBACK,
+    JOBS_CREATED,
+    JOBS_RECORD,
+    JOBS_REQUEST,
+    ODKKK_CREATED,
+    ODKKK_ERRORS,
+    PLAYGROUND_CREATED,
+    PLAYGROUND_FAILURE_CALLBACK,
+    PLAYGROUND_RECORD,
+    PLAYGROUND_REQUEST,
+    PLAYGROUND_SUCCESS_CALLBACK,
+)
 from tests.fakes.images import (
     image_info,
     make_gif,
@@ -36,307 +60,6 @@ ODKKK_KEY = "odkkk-test-key"
 KIE_AUTH = {"Authorization": f"Bearer {KIE_KEY}"}
 ODKKK_AUTH = {"Authorization": f"Bearer {ODKKK_KEY}"}
 SHORT = (0.01, 0.02, 0.04)
-
-# ----------------------------------------------------------------------------------------
-# Example bodies copied verbatim from the documents (only `...`-style placeholders inside
-# JSON strings kept as they are).
-# ----------------------------------------------------------------------------------------
-DOC_JOBS_REQUEST = """{
-  "model": "qwen/image-edit",
-  "input": {
-    "prompt": "",
-    "image_url": "https://file.aiquickdraw.com/custom-page/akr/section-images/1755603225969i6j87xnw.jpg",
-    "acceleration": "none",
-    "image_size": "landscape_4_3",
-    "num_inference_steps": 25,
-    "seed": 42,
-    "guidance_scale": 4,
-    "sync_mode": false,
-    "enable_safety_checker": true,
-    "output_format": "png",
-    "negative_prompt": "blurry, ugly"
-  }
-}"""  # the document's `"num_images": undefined,` line is not JSON and is left out
-
-DOC_JOBS_CREATE_RESPONSE = """{
-  "code": 200,
-  "msg": "success",
-  "data": {
-    "taskId": "281e5b0*********************f39b9"
-  }
-}"""
-
-DOC_JOBS_RECORD_RESPONSE = r"""{
-  "code": 200,
-  "msg": "success",
-  "data": {
-    "taskId": "281e5b0*********************f39b9",
-    "model": "qwen/image-edit",
-    "state": "waiting",
-    "param": "{\"model\":\"qwen/image-edit\",\"input\":{\"prompt\":\"\",\"image_url\":\"https://file.aiquickdraw.com/custom-page/akr/section-images/1755603225969i6j87xnw.jpg\",\"acceleration\":\"none\",\"image_size\":\"landscape_4_3\",\"num_inference_steps\":25,\"seed\":42,\"guidance_scale\":4,\"sync_mode\":false,\"enable_safety_checker\":true,\"output_format\":\"png\",\"negative_prompt\":\"blurry, ugly\"}}",
-    "resultJson": "{\"resultUrls\":[\"https://file.aiquickdraw.com/custom-page/akr/section-images/175560323518040u3dt88.jpg\"]}",
-    "failCode": null,
-    "failMsg": null,
-    "costTime": null,
-    "completeTime": null,
-    "createTime": 1757584164490
-  }
-}"""  # noqa: E501
-
-DOC_PLAY_REQUEST = """{
-    "model": "qwen/image-edit",
-    "callBackUrl": "https://your-domain.com/api/callback",
-    "input": {
-      "prompt": "Add beautiful flowers to the garden",
-      "image_url": "https://file.aiquickdraw.com/custom-page/akr/section-images/1755603225969i6j87xnw.jpg",
-      "acceleration": "none",
-      "image_size": "landscape_4_3",
-      "num_inference_steps": 25,
-      "guidance_scale": 4,
-      "sync_mode": false,
-      "enable_safety_checker": true,
-      "output_format": "png",
-      "negative_prompt": "blurry, ugly"
-    }
-  }"""
-
-DOC_PLAY_CREATE_RESPONSE = """{
-  "code": 200,
-  "message": "success",
-  "data": {
-    "taskId": "task_12345678"
-  }
-}"""
-
-DOC_PLAY_RECORD_RESPONSE = r"""{
-  "code": 200,
-  "message": "success",
-  "data": {
-    "taskId": "task_12345678",
-    "model": "qwen/image-edit",
-    "state": "success",
-    "param": "{\"model\":\"qwen/image-edit\",\"input\":{...}}",
-    "resultJson": "{\"resultUrls\":[\"https://example.com/generated-image.jpg\"]}",
-    "failCode": "",
-    "failMsg": "",
-    "completeTime": 1698765432000,
-    "createTime": 1698765400000,
-    "updateTime": 1698765432000
-  }
-}"""
-
-DOC_PLAY_SUCCESS_CALLBACK = r"""{
-  "code": 200,
-  "data": {
-    "completeTime": 1755599644000,
-    "consumeCredits": 100,
-    "costTime": 8,
-    "createTime": 1755599634000,
-    "model": "qwen/image-edit",
-    "param": "{\"callBackUrl\":\"...\",\"model\":\"qwen/image-edit\",\"input\":{...}}",
-    "remainedCredits": 2510330,
-    "resultJson": "{\"resultUrls\":[\"https://example.com/generated-image.jpg\"]}",
-    "state": "success",
-    "taskId": "e989621f54392584b05867f87b160672",
-    "updateTime": 1755599644000
-  },
-  "msg": "Playground task completed successfully."
-}"""
-
-DOC_PLAY_FAILURE_CALLBACK = """{
-  "code": 501,
-  "data": {
-    "completeTime": 1755597081000,
-    "consumeCredits": 0,
-    "costTime": 0,
-    "createTime": 1755596341000,
-    "failCode": "500",
-    "failMsg": "Internal server error",
-    "model": "qwen/image-edit",
-    "param": "{...}",
-    "remainedCredits": 2510430,
-    "state": "fail",
-    "taskId": "bd3a37c523149e4adf45a3ddb5faf1a8",
-    "updateTime": 1755597097000
-  },
-  "msg": "Playground task failed."
-}"""
-
-DOC_APIKLEY_REQUEST = {  # the OpenAPI `example:` of the request body (YAML → JSON)
-    "model": "qwen/image-edit",
-    "callBackUrl": "https://your-domain.com/api/callback",
-    "input": {
-        "prompt": "",
-        "image_url": "https://file.aiquickdraw.com/custom-page/akr/section-images/"
-        "1755603225969i6j87xnw.jpg",
-        "acceleration": "none",
-        "image_size": "landscape_4_3",
-        "num_inference_steps": 25,
-        "guidance_scale": 4,
-        "sync_mode": False,
-        "enable_safety_checker": True,
-        "output_format": "png",
-        "negative_prompt": "blurry, ugly",
-    },
-}
-DOC_APIKLEY_CREATE_RESPONSE = {
-    "code": 200,
-    "msg": "success",
-    "data": {"taskId": "task_qwen_1765179676651"},
-}
-
-DOC_4O_REQUEST_T2I = """{
-  "prompt": "A serene mountain landscape at sunset with a lake reflecting the orange sky, photorealistic style",
-  "size": "1:1",
-  "nVariants": 1,
-  "callBackUrl": "https://your-domain.com/4o-callback"
-}"""  # noqa: E501
-DOC_4O_REQUEST_MASK = """{
-  "prompt": "Replace the masked area with a beautiful garden",
-  "filesUrl": ["https://public-url/original.jpg"],
-  "maskUrl": "https://public-url/mask.png",
-  "size": "3:2",
-  "callBackUrl": "https://your-domain.com/4o-callback"
-}"""
-DOC_4O_REQUEST_VARIANTS = """{
-  "prompt": "Create artistic variations of this image",
-  "filesUrl": ["https://public-url/source.jpg"],
-  "nVariants": 3,
-  "size": "1:1",
-  "callBackUrl": "https://your-domain.com/4o-callback"
-}"""
-DOC_4O_CREATE_RESPONSE = """{
-  "code": 200,
-  "msg": "success",
-  "data": { "taskId": "task_4o_abc123" }
-}"""
-DOC_4O_RECORD_PROGRESS = """{
-  "code": 200,
-  "msg": "success",
-  "data": {
-    "taskId": "task_4o_abc123",
-    "successFlag": 0,
-    "progress": "0.50",
-    "response": null,
-    "createTime": "2024-01-15 10:30:00"
-  }
-}"""
-DOC_4O_RECORD_DONE = """{
-  "code": 200,
-  "msg": "success",
-  "data": {
-    "taskId": "task_4o_abc123",
-    "successFlag": 1,
-    "progress": "1.00",
-    "response": {
-      "result_urls": ["https://example.com/generated-image.png"]
-    },
-    "completeTime": "2024-01-15 10:35:00",
-    "createTime": "2024-01-15 10:30:00"
-  }
-}"""
-DOC_4O_DOWNLOAD_RESPONSE = """{
-  "code": 200,
-  "msg": "success",
-  "data": "https://tempfile.aiquickdraw.com/.../direct-download?..."
-}"""
-DOC_4O_SUCCESS_CALLBACK = """{
-  "code": 200,
-  "data": {
-    "taskId": "task_4o_abc123",
-    "info": {
-      "result_urls": ["https://.../image.png"]
-    }
-  }
-}"""
-DOC_4O_FAILURE_CALLBACK = """{
-  "code": 400,
-  "msg": "Generation failed, please try again or contact support",
-  "data": null
-}"""
-DOC_CREDIT_RESPONSE = {"code": 200, "msg": "success", "data": 100}  # kie-facts.md: data <number>
-
-DOC_ODKKK_RESPONSE = {  # ImageGenerationResponse assembled from the schema's `example:` values
-    "created": 1757156493,
-    "id": "task-unified-1757156493-imcg5zqt",
-    "model": "qwen-image-edit",
-    "object": "image.generation.task",
-    "progress": 0,
-    "status": "pending",
-    "task_info": {"can_cancel": True, "estimated_time": 30},
-    "type": "image",
-    "usage": {"billing_rule": "per_call", "credits_reserved": 1, "user_group": "default"},
-}
-DOC_ODKKK_ERRORS: dict[int, Any] = {
-    400: {
-        "error": {
-            "code": 400,
-            "message": "Invalid request format",
-            "type": "invalid_request_error",
-            "param": "model",
-        }
-    },
-    401: {
-        "error": {
-            "code": 401,
-            "message": "Invalid authentication credentials",
-            "type": "authentication_error",
-        }
-    },
-    403: {
-        "error": {
-            "code": 403,
-            "message": "Access denied for this model",
-            "type": "permission_error",
-            "param": "model",
-        }
-    },
-    404: {
-        "error": {
-            "code": 404,
-            "message": "Specified model not found",
-            "type": "not_found_error",
-            "param": "model",
-            "fallback_suggestion": "qwen-image-edit",
-        }
-    },
-    429: {
-        "error": {
-            "code": 429,
-            "message": "Rate limit exceeded",
-            "type": "rate_limit_error",
-            "fallback_suggestion": "retry after 60 seconds",
-        }
-    },
-    500: {
-        "error": {
-            "code": 500,
-            "message": "Internal server error",
-            "type": "internal_server_error",
-            "fallback_suggestion": "try again later",
-        }
-    },
-    502: {
-        "error": {
-            "code": 502,
-            "message": "Bad gateway",
-            "type": "upstream_error",
-            "fallback_suggestion": "try again later",
-        }
-    },
-    503: {
-        "error": {
-            "code": 503,
-            "message": "Service temporarily unavailable",
-            "type": "service_unavailable_error",
-            "fallback_suggestion": "retry after 30 seconds",
-        }
-    },
-}
-
-
-def doc(text: str | dict[str, Any]) -> Any:
-    return json.loads(text) if isinstance(text, str) else text
 
 
 def assert_shape(
@@ -499,7 +222,7 @@ async def test_jobs_create_callback_matches_doc(
     }
     status, answer = await call(http, "POST", f"{kie.url}/api/v1/jobs/createTask", json=body)
     assert status == 200
-    assert_shape(doc(DOC_JOBS_CREATE_RESPONSE), answer)
+    assert_shape(JOBS_CREATED, answer)
     task_id = answer["data"]["taskId"]
     assert re.fullmatch(r"[0-9a-f]{32}", task_id)
 
@@ -508,7 +231,7 @@ async def test_jobs_create_callback_matches_doc(
     cb = site.received[0].body
     assert cb["code"] == 200 and cb["data"]["state"] == "success" and "msg" in cb
     assert_shape(
-        doc(DOC_PLAY_SUCCESS_CALLBACK), cb, extra=frozenset({"data.failCode", "data.failMsg"})
+        PLAYGROUND_SUCCESS_CALLBACK, cb, extra=frozenset({"data.failCode", "data.failMsg"})
     )
     assert json.loads(cb["data"]["param"]) == body
     assert cb["data"]["consumeCredits"] == 4 and cb["data"]["remainedCredits"] == 996
@@ -523,10 +246,10 @@ async def test_jobs_create_callback_matches_doc(
     assert kie.requests == [("POST", "/api/v1/jobs/createTask")]
 
     _, record = await call(http, "GET", f"{kie.url}/api/v1/jobs/recordInfo?taskId={task_id}")
-    assert_shape(doc(DOC_JOBS_RECORD_RESPONSE), record, extra=frozenset({"data.updateTime"}))
+    assert_shape(JOBS_RECORD, record, extra=frozenset({"data.updateTime"}))
     assert record["data"]["failCode"] is None and isinstance(record["data"]["costTime"], int)
     _, credit = await call(http, "GET", f"{kie.url}/api/v1/chat/credit")
-    assert_shape(DOC_CREDIT_RESPONSE, credit)
+    assert_shape(CREDIT_ANSWER, credit)
     assert credit["data"] == 996
 
 
@@ -539,7 +262,7 @@ async def test_jobs_record_progression(
     task_id = answer["data"]["taskId"]
     url = f"{kie.url}/api/v1/jobs/recordInfo?taskId={task_id}"
     seen = await poll(http, url, lambda b: b["data"]["state"] == "generating")
-    assert_shape(doc(DOC_JOBS_RECORD_RESPONSE), seen[0], extra=frozenset({"data.updateTime"}))
+    assert_shape(JOBS_RECORD, seen[0], extra=frozenset({"data.updateTime"}))
     assert seen[0]["data"]["resultJson"] == "" and seen[0]["data"]["completeTime"] is None
     kie.release(task_id)
     seen += await poll(http, url, lambda b: b["data"]["state"] in ("success", "fail"))
@@ -636,7 +359,7 @@ async def test_jobs_unreachable_and_bad_inputs_fail(
     await kie.wait_callbacks(len(cases))
     for received in site.received:
         assert received.body["code"] == 501 and received.body["data"]["state"] == "fail"
-        assert_shape(doc(DOC_PLAY_FAILURE_CALLBACK), received.body)
+        assert_shape(PLAYGROUND_FAILURE_CALLBACK, received.body)
         assert received.body["data"]["consumeCredits"] == 0
     assert kie.credits == 1000
 
@@ -761,9 +484,9 @@ async def test_doc_request_examples_accepted(
     kie.url_rewrites["https://your-domain.com/api/callback"] = f"{site.url}/cb/doc"
     site.add("1755603225969i6j87xnw.jpg", image)
     for path, body in [
-        ("/api/v1/jobs/createTask", doc(DOC_JOBS_REQUEST)),
-        ("/api/v1/playground/createTask", doc(DOC_PLAY_REQUEST)),
-        ("/api/v1/jobs/createTask", DOC_APIKLEY_REQUEST),
+        ("/api/v1/jobs/createTask", JOBS_REQUEST),
+        ("/api/v1/playground/createTask", PLAYGROUND_REQUEST),
+        ("/api/v1/jobs/createTask", APIKLEY_REQUEST),
     ]:
         _, answer = await call(http, "POST", kie.url + path, json=body)
         assert answer["code"] == 200, answer
@@ -778,7 +501,7 @@ async def test_apikley_flavor(site: Site, http: aiohttp.ClientSession) -> None:
         body = {"model": "qwen/image-edit", "input": qwen(site.add("p.jpg", make_jpeg()))}
         url = f"{fake.url}/api/v1/jobs/createTask"
         _, answer = await call(http, "POST", url, auth=auth, json=body)
-        assert_shape(DOC_APIKLEY_CREATE_RESPONSE, answer)
+        assert_shape(APIKLEY_CREATED, answer)
         assert re.fullmatch(r"task_qwen_\d{13}", answer["data"]["taskId"])
         for code in (455, 501, 505):
             fake.fail_next("/createTask", code)
@@ -817,17 +540,17 @@ async def test_playground_message_and_failure_code(
     }
     url = f"{kie.url}/api/v1/playground/createTask"
     _, answer = await call(http, "POST", url, json=body)
-    assert_shape(doc(DOC_PLAY_CREATE_RESPONSE), answer)
+    assert_shape(PLAYGROUND_CREATED, answer)
     ok_id = answer["data"]["taskId"]
     await kie.wait_callbacks(1)
-    assert_shape(doc(DOC_PLAY_SUCCESS_CALLBACK), site.received[0].body)
+    assert_shape(PLAYGROUND_SUCCESS_CALLBACK, site.received[0].body)
 
     kie.next_outcome(fail=("500", "Internal server error"))
     _, answer = await call(http, "POST", url, json=body)
     fail_id = answer["data"]["taskId"]
     await kie.wait_callbacks(2)
     failure = site.received[1].body
-    assert_shape(doc(DOC_PLAY_FAILURE_CALLBACK), failure)
+    assert_shape(PLAYGROUND_FAILURE_CALLBACK, failure)
     assert failure["code"] == 501 and failure["msg"] == "Playground task failed."
     assert (failure["data"]["failCode"], failure["data"]["failMsg"]) == (
         "500",
@@ -836,7 +559,7 @@ async def test_playground_message_and_failure_code(
 
     record_url = f"{kie.url}/api/v1/playground/recordInfo?taskId="
     _, record = await call(http, "GET", record_url + ok_id)
-    assert_shape(doc(DOC_PLAY_RECORD_RESPONSE), record, extra=frozenset({"data.costTime"}))
+    assert_shape(PLAYGROUND_RECORD, record, extra=frozenset({"data.costTime"}))
     assert "msg" not in record and record["message"] == "success"
     _, record = await call(http, "GET", record_url + fail_id)
     assert record["code"] == 200 and record["data"]["state"] == "fail"
@@ -867,23 +590,23 @@ async def test_4o_success_mask_and_download_url(
         "callBackUrl": f"{site.url}/cb/4o",
     }
     _, answer = await call(http, "POST", f"{kie.url}/api/v1/gpt4o-image/generate", json=body)
-    assert_shape(doc(DOC_4O_CREATE_RESPONSE), answer)
+    assert_shape(GPT4O_CREATED, answer)
     task_id = answer["data"]["taskId"]
     record_url = f"{kie.url}/api/v1/gpt4o-image/record-info?taskId={task_id}"
     extra = frozenset(
         {"data.paramJson", "data.errorCode", "data.errorMessage", "data.completeTime"}
     )
     seen = await poll(http, record_url, lambda b: b["data"]["progress"] == "0.50")
-    assert_shape(doc(DOC_4O_RECORD_PROGRESS), seen[-1], extra=extra)
+    assert_shape(GPT4O_RECORD_RUNNING, seen[-1], extra=extra)
     assert seen[-1]["data"]["successFlag"] == 0
     kie.release(task_id)
     await kie.wait_callbacks(1)
     callback = site.received[0].body
-    assert_shape(doc(DOC_4O_SUCCESS_CALLBACK), callback, extra=frozenset({"msg"}))
+    assert_shape(GPT4O_SUCCESS_CALLBACK, callback, extra=frozenset({"msg"}))
     urls = callback["data"]["info"]["result_urls"]
     assert len(urls) == 2
     _, record = await call(http, "GET", record_url)
-    assert_shape(doc(DOC_4O_RECORD_DONE), record, extra=extra)
+    assert_shape(GPT4O_RECORD_DONE, record, extra=extra)
     assert record["data"]["response"]["result_urls"] == urls
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", record["data"]["completeTime"])
     task = kie.tasks[task_id]
@@ -894,7 +617,7 @@ async def test_4o_success_mask_and_download_url(
     _, link = await call(
         http, "POST", f"{kie.url}/api/v1/gpt4o-image/download-url", json={"url": urls[0]}
     )
-    assert_shape(doc(DOC_4O_DOWNLOAD_RESPONSE), link)
+    assert_shape(GPT4O_DOWNLOAD_ANSWER, link)
     status, data = await download(http, link["data"])
     assert status == 200 and data == task.results[0] and image_info(data) == ("PNG", (60, 40))
     _, bad = await call(
@@ -924,7 +647,7 @@ async def test_4o_failures_and_validation(
     await kie.wait_callbacks(2)
     bodies = sorted((r.body for r in site.received), key=lambda b: b["code"])
     for body in bodies:
-        assert_shape(doc(DOC_4O_FAILURE_CALLBACK), body)
+        assert_shape(GPT4O_FAILURE_CALLBACK, body)
         assert body["data"] is None
     assert [b["code"] for b in bodies] == [400, 451]
     _, record = await call(
@@ -953,14 +676,12 @@ async def test_4o_doc_examples_and_text_to_image(
     site.add("original.jpg", make_jpeg())
     site.add("source.jpg", make_jpeg())
     site.add("mask.png", make_mask_png(64, 48), "image/png")
-    for text, count in [
-        (DOC_4O_REQUEST_T2I, 1),
-        (DOC_4O_REQUEST_MASK, 1),
-        (DOC_4O_REQUEST_VARIANTS, 3),
+    for example, count in [
+        (GPT4O_REQUEST_T2I, 1),
+        (GPT4O_REQUEST_MASK, 1),
+        (GPT4O_REQUEST_VARIANTS, 3),
     ]:
-        _, answer = await call(
-            http, "POST", f"{kie.url}/api/v1/gpt4o-image/generate", json=doc(text)
-        )
+        _, answer = await call(http, "POST", f"{kie.url}/api/v1/gpt4o-image/generate", json=example)
         task = await kie.wait_task(answer["data"]["taskId"])
         assert task.state == "success" and len(task.results) == count
     assert image_info(kie.tasks[next(iter(kie.tasks))].results[0]) == ("PNG", (64, 64))
@@ -1056,7 +777,7 @@ async def test_odkkk_happy_path(odkkk: FakeOdkkk, site: Site, http: aiohttp.Clie
         http, "POST", f"{odkkk.url}/v1/images/generations", auth=ODKKK_AUTH, json=body
     )
     assert status == 200
-    assert_shape(DOC_ODKKK_RESPONSE, answer)
+    assert_shape(ODKKK_CREATED, answer)
     assert answer["status"] == "pending" and answer["progress"] == 0
     assert re.fullmatch(r"task-unified-\d{10}-[a-z0-9]{8}", answer["id"])
     query = f"{odkkk.url}/v1/tasks/{answer['id']}"
@@ -1065,7 +786,7 @@ async def test_odkkk_happy_path(odkkk: FakeOdkkk, site: Site, http: aiohttp.Clie
     odkkk.release(answer["id"])
     seen = await poll(http, query, lambda b: b["status"] == "completed", auth=ODKKK_AUTH)
     final = seen[-1]
-    assert_shape(DOC_ODKKK_RESPONSE, final, extra=frozenset({"data"}))
+    assert_shape(ODKKK_CREATED, final, extra=frozenset({"data"}))
     assert final["progress"] == 100 and len(final["data"]) == 1
     status, data = await download(http, final["data"][0]["url"])
     assert status == 200 and image_info(data) == ("PNG", (512, 400))
@@ -1101,9 +822,9 @@ async def test_odkkk_rejections(odkkk: FakeOdkkk, site: Site, http: aiohttp.Clie
         assert answer["error"]["code"] == code and answer["error"]["param"] == param
         assert answer["error"]["type"] in ("invalid_request_error", "not_found_error")
     assert answer["error"]["fallback_suggestion"] == "qwen-image-edit"
-    assert_shape(DOC_ODKKK_ERRORS[404], answer)
+    assert_shape(ODKKK_ERRORS[404], answer)
     status, answer = await call(http, "POST", url, auth={"Authorization": "Bearer no"}, json=base)
-    assert (status, answer) == (401, DOC_ODKKK_ERRORS[401])
+    assert (status, answer) == (401, ODKKK_ERRORS[401])
     assert odkkk.tasks == {}
     # larger-than-min images in the other accepted formats pass
     for name, data in [("w.webp", make_webp(384, 3072)), ("p.png", make_png(3072, 384))]:
@@ -1123,7 +844,7 @@ async def test_odkkk_injected_errors_failure_and_retries(
         "image_urls": [site.add("ok.png", make_png(400, 400), "image/png")],
         "callback_url": "https://bot.example/cb/o",
     }
-    for code, example in DOC_ODKKK_ERRORS.items():
+    for code, example in ODKKK_ERRORS.items():
         odkkk.fail_next(code)
         status, answer = await call(http, "POST", url, auth=ODKKK_AUTH, json=body)
         assert (status, answer) == (code, example)
@@ -1169,7 +890,7 @@ async def test_odkkk_custom_query_path_and_rate_limit(
         )
         assert final["status"] == "completed"
         status, limited = await call(http, "POST", url, auth=ODKKK_AUTH, json=body)
-        assert (status, limited) == (429, DOC_ODKKK_ERRORS[429])
+        assert (status, limited) == (429, ODKKK_ERRORS[429])
         assert fake.requests == [
             ("POST", "/v1/images/generations"),
             ("GET", f"/v1/task/{answer['id']}/detail"),

@@ -30,61 +30,12 @@ from bot.providers.kie import (
     validate_jobs_request,
     verify_signature,
 )
-
-# Verbatim from kie-jobs-qwen-image-edit.md (recordInfo, state waiting).
-JOBS_RECORD = {
-    "code": 200,
-    "msg": "success",
-    "data": {
-        "taskId": "281e5b0*********************f39b9",
-        "model": "qwen/image-edit",
-        "state": "waiting",
-        "param": "{\"model\":\"qwen/image-edit\",\"input\":{\"prompt\":\"\"}}",
-        "resultJson": "{\"resultUrls\":[\"https://file.aiquickdraw.com/custom-page/akr/section-images/175560323518040u3dt88.jpg\"]}",
-        "failCode": None,
-        "failMsg": None,
-        "costTime": None,
-        "completeTime": None,
-        "createTime": 1757584164490,
-    },
-}
-# Verbatim from kie-playground-qwen-image-edit.md.
-PLAYGROUND_SUCCESS = {
-    "code": 200,
-    "data": {
-        "completeTime": 1755599644000,
-        "consumeCredits": 100,
-        "costTime": 8,
-        "createTime": 1755599634000,
-        "model": "qwen/image-edit",
-        "param": "{\"callBackUrl\":\"...\",\"model\":\"qwen/image-edit\",\"input\":{...}}",
-        "remainedCredits": 2510330,
-        "resultJson": "{\"resultUrls\":[\"https://example.com/generated-image.jpg\"]}",
-        "state": "success",
-        "taskId": "e989621f54392584b05867f87b160672",
-        "updateTime": 1755599644000,
-    },
-    "msg": "Playground task completed successfully.",
-}
-PLAYGROUND_FAILURE = {
-    "code": 501,
-    "data": {
-        "completeTime": 1755597081000,
-        "consumeCredits": 0,
-        "costTime": 0,
-        "createTime": 1755596341000,
-        "failCode": "500",
-        "failMsg": "Internal server error",
-        "model": "qwen/image-edit",
-        "param": "{...}",
-        "remainedCredits": 2510430,
-        "state": "fail",
-        "taskId": "bd3a37c523149e4adf45a3ddb5faf1a8",
-        "updateTime": 1755597097000,
-    },
-    "msg": "Playground task failed.",
-}
-SUBMIT_ANSWER = {"code": 200, "msg": "success", "data": {"taskId": "task_qwen_1765179676651"}}
+from tests.docs_examples import (
+    APIKLEY_CREATED,
+    JOBS_RECORD,
+    PLAYGROUND_FAILURE_CALLBACK,
+    PLAYGROUND_SUCCESS_CALLBACK,
+)
 
 QWEN = jobs_models("kie")["qwen/image-edit"]
 BANANA = jobs_models("kie")["google/nano-banana-edit"]
@@ -106,21 +57,25 @@ def test_parse_documented_records() -> None:
     waiting = parse_record(JOBS_RECORD)
     assert waiting.state is TaskState.PENDING
     assert waiting.task_id == "281e5b0*********************f39b9"
-    success = parse_record(PLAYGROUND_SUCCESS)
+    success = parse_record(PLAYGROUND_SUCCESS_CALLBACK)
     assert success.state is TaskState.SUCCEEDED
     assert success.result_urls == ("https://example.com/generated-image.jpg",)
     assert success.credits_used == 100 and success.credits_left == 2510330
-    failure = parse_record(PLAYGROUND_FAILURE)
+    failure = parse_record(PLAYGROUND_FAILURE_CALLBACK)
     assert failure.state is TaskState.FAILED
     assert failure.error_code == "500" and failure.error_message == "Internal server error"
-    assert parse_submit(SUBMIT_ANSWER) == "task_qwen_1765179676651"
+    assert parse_submit(APIKLEY_CREATED) == "task_qwen_1765179676651"
 
 
 @pytest.mark.parametrize(
     ("state", "expected"),
-    [("waiting", TaskState.PENDING), ("queuing", TaskState.PENDING),
-     ("generating", TaskState.RUNNING), ("success", TaskState.SUCCEEDED),
-     ("fail", TaskState.FAILED)],
+    [
+        ("waiting", TaskState.PENDING),
+        ("queuing", TaskState.PENDING),
+        ("generating", TaskState.RUNNING),
+        ("success", TaskState.SUCCEEDED),
+        ("fail", TaskState.FAILED),
+    ],
 )
 def test_states_map_onto_one_lifecycle(state: str, expected: TaskState) -> None:
     body = json.loads(json.dumps(JOBS_RECORD))
@@ -130,16 +85,20 @@ def test_states_map_onto_one_lifecycle(state: str, expected: TaskState) -> None:
 
 
 def test_task_id_snake_case_is_accepted() -> None:
-    body = json.loads(json.dumps(PLAYGROUND_SUCCESS))
+    body = json.loads(json.dumps(PLAYGROUND_SUCCESS_CALLBACK))
     body["data"]["task_id"] = body["data"].pop("taskId")
     assert parse_record(body).task_id == "e989621f54392584b05867f87b160672"
 
 
 @pytest.mark.parametrize(
     "body",
-    [[], {"code": 200}, {"code": 200, "data": {"state": "weird"}},
-     {"code": 200, "data": {"state": "success", "resultJson": "not json"}},
-     {"code": 200, "data": {"state": "success", "resultJson": "{\"resultUrls\": []}"}}],
+    [
+        [],
+        {"code": 200},
+        {"code": 200, "data": {"state": "weird"}},
+        {"code": 200, "data": {"state": "success", "resultJson": "not json"}},
+        {"code": 200, "data": {"state": "success", "resultJson": '{"resultUrls": []}'}},
+    ],
 )
 def test_malformed_records_are_protocol_errors(body: Any) -> None:
     with pytest.raises(ProtocolError):
@@ -170,14 +129,21 @@ def test_errors_map_from_status_or_body_code(status: int, body: Any, error: type
 def test_validation_error_names_the_parameter() -> None:
     err = kie_error(200, {"code": 422, "msg": "input.num_inference_steps must be <= 49"})
     assert err is not None and err.param == "num_inference_steps"
-    assert kie_error(200, SUBMIT_ANSWER) is None
+    assert kie_error(200, APIKLEY_CREATED) is None
 
 
 def test_create_body_for_qwen_carries_every_parameter() -> None:
     params = {
-        "acceleration": "regular", "image_size": "auto", "num_inference_steps": 30, "seed": 42,
-        "guidance_scale": 4.5, "sync_mode": False, "num_images": 2,
-        "enable_safety_checker": True, "output_format": "jpeg", "negative_prompt": "blurry",
+        "acceleration": "regular",
+        "image_size": "auto",
+        "num_inference_steps": 30,
+        "seed": 42,
+        "guidance_scale": 4.5,
+        "sync_mode": False,
+        "num_images": 2,
+        "enable_safety_checker": True,
+        "output_format": "jpeg",
+        "negative_prompt": "blurry",
     }
     body = build_create_body(_request(params=params))
     assert body["model"] == "qwen/image-edit"
@@ -186,15 +152,27 @@ def test_create_body_for_qwen_carries_every_parameter() -> None:
     assert inputs["image_url"] == "https://files.example/a.jpg"
     assert inputs["num_images"] == "2"  # the document wants a string
     assert inputs["image_size"] == "portrait_4_3"  # "auto" follows the 1200x1600 photo
-    for name in ("acceleration", "num_inference_steps", "seed", "guidance_scale", "sync_mode",
-                 "enable_safety_checker", "output_format", "negative_prompt"):
+    for name in (
+        "acceleration",
+        "num_inference_steps",
+        "seed",
+        "guidance_scale",
+        "sync_mode",
+        "enable_safety_checker",
+        "output_format",
+        "negative_prompt",
+    ):
         assert inputs[name] == params[name]
 
 
 def test_create_body_for_multi_image_model() -> None:
     body = build_create_body(
-        _request(model=BANANA, image_urls=("https://a/1.jpg", "https://a/2.jpg"),
-                 params={"output_format": "png"}, callback_url=None)
+        _request(
+            model=BANANA,
+            image_urls=("https://a/1.jpg", "https://a/2.jpg"),
+            params={"output_format": "png"},
+            callback_url=None,
+        )
     )
     assert body["input"]["image_urls"] == ["https://a/1.jpg", "https://a/2.jpg"]
     assert "image_url" not in body["input"] and "callBackUrl" not in body
@@ -203,9 +181,13 @@ def test_create_body_for_multi_image_model() -> None:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((1000, 1000), "square_hd"), ((1600, 1200), "landscape_4_3"),
-     ((1920, 1080), "landscape_16_9"), ((1080, 1920), "portrait_16_9"),
-     ((900, 1200), "portrait_4_3")],
+    [
+        ((1000, 1000), "square_hd"),
+        ((1600, 1200), "landscape_4_3"),
+        ((1920, 1080), "landscape_16_9"),
+        ((1080, 1920), "portrait_16_9"),
+        ((900, 1200), "portrait_4_3"),
+    ],
 )
 def test_closest_image_size(size: tuple[int, int], expected: str) -> None:
     assert closest_image_size(*size) == expected
@@ -228,8 +210,9 @@ def test_closest_image_size(size: tuple[int, int], expected: str) -> None:
         ({"params": {"image_size": "huge"}}, "param_choice"),
     ],
 )
-def test_documented_limits_are_checked_before_spending(overrides: dict[str, Any], code: str
-                                                       ) -> None:
+def test_documented_limits_are_checked_before_spending(
+    overrides: dict[str, Any], code: str
+) -> None:
     with pytest.raises(InputRejected) as info:
         validate_jobs_request(_request(**overrides))
     assert info.value.code == code
@@ -237,14 +220,23 @@ def test_documented_limits_are_checked_before_spending(overrides: dict[str, Any]
 
 def test_limits_at_the_edges_pass() -> None:
     validate_jobs_request(
-        _request(prompt="x" * 2000, params={"num_inference_steps": 49, "guidance_scale": 0,
-                                            "num_images": "4", "negative_prompt": "n" * 500})
+        _request(
+            prompt="x" * 2000,
+            params={
+                "num_inference_steps": 49,
+                "guidance_scale": 0,
+                "num_images": "4",
+                "negative_prompt": "n" * 500,
+            },
+        )
     )
 
 
 def test_webhook_signature() -> None:
-    headers = {"X-Webhook-Timestamp": "1700000000",
-               "X-Webhook-Signature": signature("key", "task1", "1700000000")}
+    headers = {
+        "X-Webhook-Timestamp": "1700000000",
+        "X-Webhook-Signature": signature("key", "task1", "1700000000"),
+    }
     verify_signature("key", headers, "task1", now=1700000010)
     with pytest.raises(CallbackRejected):
         verify_signature("key", headers, "task2", now=1700000010)

@@ -32,7 +32,7 @@ class TaskStatus:
     result_urls: tuple[str, ...] = ()
     error_code: str | None = None
     error_message: str | None = None
-    progress: float | None = None
+    progress: float | None = None  # fraction done, 0.0-1.0, when the provider says
     credits_used: float | None = None
     credits_left: float | None = None
 
@@ -83,8 +83,14 @@ class Provider(Protocol):
     async def status(self, task_id: str) -> TaskStatus:
         """Ask the provider how the task is doing."""
 
-    def parse_callback(self, body: Any, headers: Mapping[str, str]) -> TaskStatus:
-        """Validate and parse a callback body (raises CallbackRejected)."""
+    def parse_callback(
+        self, body: Any, headers: Mapping[str, str], *, task_id: str | None = None
+    ) -> TaskStatus:
+        """Validate and parse a callback body (raises CallbackRejected).
+
+        `task_id` is the task the edit was submitted as, when known: callbacks that do not
+        name their task (KIE 4o failures carry `data: null`) are authenticated against it.
+        """
 
     async def fallback_download_url(self, url: str) -> str | None:
         """Another URL for a result that could not be fetched directly, if the API has one."""
@@ -100,3 +106,18 @@ class InputRejected(ValueError):
         super().__init__(code)
         self.code = code
         self.params = params
+
+
+def check_prompt_and_images(request: SubmitRequest) -> None:
+    """The limits every family documents: a non-blank prompt and 1..max images, per model."""
+    model = request.model
+    prompt = request.prompt
+    if not prompt.strip():
+        raise InputRejected("prompt_empty")
+    if len(prompt) > model.prompt_max:
+        raise InputRejected("prompt_too_long", limit=model.prompt_max, length=len(prompt))
+    count = len(request.image_urls)
+    if count < 1:
+        raise InputRejected("no_image")
+    if count > model.max_images:
+        raise InputRejected("too_many_images", limit=model.max_images, count=count)

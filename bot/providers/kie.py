@@ -1,7 +1,7 @@
 """KIE "market" jobs API family: KIE jobs, KIE playground and Apikley (same shapes).
 
-Pure mapping functions (request body, submit answer, record/callback parsing) plus a thin
-provider class that sends them through the shared transport.
+Pure mapping functions (request body, submit answer, record/callback parsing), gathered into
+a `FamilyApi` (`jobs_api`) that `HttpProvider` sends through the shared transport.
 """
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from bot.providers.base import InputRejected, ModelSpec, SubmitRequest, TaskState, TaskStatus
+from bot.providers.base import (
+    InputRejected,
+    ModelSpec,
+    SubmitRequest,
+    TaskState,
+    TaskStatus,
+    check_prompt_and_images,
+)
 from bot.providers.errors import CallbackRejected, ProtocolError, ProviderError, error_for_code
-from bot.providers.transport import SlidingWindowLimiter, Transport
+from bot.providers.http import FamilyApi, HttpProvider
 from storage.images import ImageLimits
 
 QWEN_OPTIONS = frozenset(
@@ -125,17 +131,10 @@ def closest_aspect_ratio(width: int, height: int, choices: tuple[str, ...]) -> s
 
 def validate_jobs_request(request: SubmitRequest) -> None:
     """Check every documented limit before anything is spent."""
+    check_prompt_and_images(request)
     model = request.model
-    prompt = request.prompt
-    if not prompt.strip():
-        raise InputRejected("prompt_empty")
-    if len(prompt) > model.prompt_max:
-        raise InputRejected("prompt_too_long", limit=model.prompt_max, length=len(prompt))
-    count = len(request.image_urls)
-    if count < 1:
-        raise InputRejected("no_image")
-    if count > model.max_images:
-        raise InputRejected("too_many_images", limit=model.max_images, count=count)
+    if request.mask_url and not model.supports_mask:
+        raise InputRejected("mask_unsupported", model=model.title)
     params = request.params
     steps = params.get("num_inference_steps")
     if steps is not None and not (isinstance(steps, int) and 2 <= steps <= 49):
@@ -258,7 +257,9 @@ def parse_record(body: Any) -> TaskStatus:
             raise ProtocolError("successful task without result URLs")
     error_code = error_message = None
     if state is TaskState.FAILED:
-        error_code = str(data.get("failCode") or body.get("code") or "") or None
+        top_code = body.get("code")
+        fallback_code = top_code if top_code not in (None, 200, "200") else ""
+        error_code = str(data.get("failCode") or fallback_code or "") or None
         error_message = str(data.get("failMsg") or body.get("msg") or body.get("message") or "")
     return TaskStatus(
         state=state,
@@ -324,79 +325,37 @@ def task_id_of(body: Any) -> str | None:
     return None
 
 
-# Provider -----------------------------------------------------------------------------------
+# Family -------------------------------------------------------------------------------------
+
+JOBS_PREFIX = "/api/v1/jobs"
+PLAYGROUND_PREFIX = "/api/v1/playground"
 
 
-@dataclass
-class KieJobsProvider:
-    """The jobs API at some base URL and path prefix (KIE market, KIE playground, Apikley)."""
+def verify_callback(key: str, headers: Mapping[str, str], body: Any, task_id: str | None) -> None:
+    """The signature covers the body's task id, else the edit's (4o failures carry none)."""
+    verify_signature(key, headers, task_id_of(body) or task_id)
 
-    name: str
-    transport: Transport
-    base_url: str
-    api_key: str
-    models: Mapping[str, ModelSpec]
-    api_prefix: str = "/api/v1/jobs"
-    hmac_key: str | None = None
-    limiter: SlidingWindowLimiter | None = None
 
-    @property
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+def jobs_api(prefix: str = JOBS_PREFIX) -> FamilyApi:
+    """The jobs API under `prefix` (KIE market and Apikley: /api/v1/jobs; KIE playground)."""
+    return FamilyApi(
+        submit_path=f"{prefix}/createTask",
+        status_path=f"{prefix}/recordInfo",
+        status_param="taskId",
+        error_mapper=kie_error,
+        validate=validate_jobs_request,
+        build_body=build_create_body,
+        parse_submit=parse_submit,
+        parse_status=parse_record,
+        parse_callback=parse_record,
+        verify_callback=verify_callback,
+    )
 
-    def accepts_callback_url(self, url: str) -> bool:
-        return url.startswith(("http://", "https://"))
 
-    def validate(self, request: SubmitRequest) -> None:
-        validate_jobs_request(request)
-
-    async def submit(self, request: SubmitRequest) -> str:
-        body = await self.transport.request(
-            "POST",
-            f"{self.base_url}{self.api_prefix}/createTask",
-            family=self.name,
-            error_mapper=kie_error,
-            headers=self._headers,
-            json_body=build_create_body(request),
-            idempotent=False,
-            limiter=self.limiter,
-        )
-        return parse_submit(body)
-
-    async def status(self, task_id: str) -> TaskStatus:
-        body = await self.transport.request(
-            "GET",
-            f"{self.base_url}{self.api_prefix}/recordInfo",
-            family=self.name,
-            error_mapper=kie_error,
-            headers=self._headers,
-            params={"taskId": task_id},
-        )
-        return parse_record(body)
-
-    def parse_callback(self, body: Any, headers: Mapping[str, str]) -> TaskStatus:
-        if self.hmac_key:
-            verify_signature(self.hmac_key, headers, task_id_of(body))
-        try:
-            return parse_record(body)
-        except ProtocolError as exc:
-            raise CallbackRejected(str(exc), status=400) from exc
-
-    async def fallback_download_url(self, url: str) -> str | None:
-        return None
-
-    async def credits(self) -> float:
-        body = await self.transport.request(
-            "GET",
-            f"{self.base_url}/api/v1/chat/credit",
-            family=self.name,
-            error_mapper=kie_error,
-            headers=self._headers,
-        )
-        value = _number(body.get("data")) if isinstance(body, dict) else None
-        if value is None:
-            raise ProtocolError("credit answer has no number")
-        return value
-
-    async def close(self) -> None:
-        return None
+async def account_credits(provider: HttpProvider) -> float:
+    """The account's remaining credits (`GET /api/v1/chat/credit`, `data` is a number)."""
+    body = await provider.call("GET", "/api/v1/chat/credit")
+    value = _number(body.get("data")) if isinstance(body, dict) else None
+    if value is None:
+        raise ProtocolError("credit answer has no number")
+    return value

@@ -27,6 +27,7 @@ import time
 from aiohttp import web
 from yarl import URL
 
+from tests.docs_examples import ODKKK_ERRORS
 from tests.fakes._common import (
     JSON,
     MB,
@@ -37,80 +38,12 @@ from tests.fakes._common import (
     InputError,
 )
 
-__all__ = ["ERROR_EXAMPLES", "CallbackAttempt", "FakeOdkkk", "FakeTask"]
+__all__ = ["CallbackAttempt", "FakeOdkkk", "FakeTask"]
 
 GENERATIONS = "/v1/images/generations"
 MODEL = "qwen-image-edit"
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 MIN_SIDE, MAX_SIDE = 384, 3072
-
-# The document's example error bodies, verbatim.
-ERROR_EXAMPLES: dict[int, JSON] = {
-    400: {
-        "error": {
-            "code": 400,
-            "message": "Invalid request format",
-            "type": "invalid_request_error",
-            "param": "model",
-        }
-    },
-    401: {
-        "error": {
-            "code": 401,
-            "message": "Invalid authentication credentials",
-            "type": "authentication_error",
-        }
-    },
-    403: {
-        "error": {
-            "code": 403,
-            "message": "Access denied for this model",
-            "type": "permission_error",
-            "param": "model",
-        }
-    },
-    404: {
-        "error": {
-            "code": 404,
-            "message": "Specified model not found",
-            "type": "not_found_error",
-            "param": "model",
-            "fallback_suggestion": "qwen-image-edit",
-        }
-    },
-    429: {
-        "error": {
-            "code": 429,
-            "message": "Rate limit exceeded",
-            "type": "rate_limit_error",
-            "fallback_suggestion": "retry after 60 seconds",
-        }
-    },
-    500: {
-        "error": {
-            "code": 500,
-            "message": "Internal server error",
-            "type": "internal_server_error",
-            "fallback_suggestion": "try again later",
-        }
-    },
-    502: {
-        "error": {
-            "code": 502,
-            "message": "Bad gateway",
-            "type": "upstream_error",
-            "fallback_suggestion": "try again later",
-        }
-    },
-    503: {
-        "error": {
-            "code": 503,
-            "message": "Service temporarily unavailable",
-            "type": "service_unavailable_error",
-            "fallback_suggestion": "retry after 30 seconds",
-        }
-    },
-}
 
 STATUS = {
     "waiting": "pending",
@@ -200,8 +133,8 @@ class FakeOdkkk(FakeServer):
     ) -> None:
         """Answer the next `times` calls whose path ends with `path_suffix` ("" = any API
         call) with HTTP `code` and the document's example body for it."""
-        if code not in ERROR_EXAMPLES:
-            raise ValueError(f"odkkk documents errors {sorted(ERROR_EXAMPLES)}, not {code}")
+        if code not in ODKKK_ERRORS:
+            raise ValueError(f"odkkk documents errors {sorted(ODKKK_ERRORS)}, not {code}")
         self._inject(Injection(path_suffix, code, message, True, times))
 
     # ------------------------------------------------------------------- routes
@@ -212,7 +145,7 @@ class FakeOdkkk(FakeServer):
     def error_response(
         self, request: web.Request, code: int, msg: str | None, *, http_status: bool | None
     ) -> web.Response:
-        body = copy.deepcopy(ERROR_EXAMPLES.get(code, ERROR_EXAMPLES[500]))
+        body = copy.deepcopy(ODKKK_ERRORS.get(code, ODKKK_ERRORS[500]))
         body["error"]["code"] = code
         if msg:
             body["error"]["message"] = msg
