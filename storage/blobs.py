@@ -17,14 +17,34 @@ from typing import Protocol
 
 import aiohttp
 
-from bot.providers.errors import ProtocolError
+from bot.providers.errors import ProtocolError, ProviderAuthError, ProviderUnavailable
 from bot.providers.kie import kie_error
 from bot.providers.transport import Transport
 
 log = logging.getLogger(__name__)
 
-KEY_RE = re.compile(r"^[A-Za-z0-9_-]{32}\.(jpg|png|webp)$")
+#: The only names a blob ever has: 24 random bytes (URL-safe base64) and an image extension.
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{32}\.(?:jpg|png|webp)", re.ASCII)
+#: Expiry timestamps in signed URLs: plain ASCII digits, short enough for int().
+EXPIRES_RE = re.compile(r"[0-9]{1,12}", re.ASCII)
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+def is_key(key: str) -> bool:
+    """Whether `key` has the exact shape `new_key` produces (nothing else is ever touched)."""
+    return KEY_RE.fullmatch(key) is not None
+
+
+class StorageUnavailable(ProviderUnavailable):
+    """The blob store failed (network, 5xx, full disk); the user may try again later."""
+
+    code = "storage_unavailable"
+
+
+class StorageMisconfigured(ProviderAuthError):
+    """The blob store refused our credentials or has no such bucket: the operator must act."""
+
+    code = "storage_misconfigured"
 
 
 @dataclass(frozen=True)
@@ -38,8 +58,15 @@ class BlobStore(Protocol):
 
     name: str
 
+    async def start(self) -> None:
+        """Open connections; called once by the app before the first `put`."""
+
     async def put(self, data: bytes, *, extension: str) -> StoredBlob:
-        """Store `data` and return its key and a URL a provider can download it from."""
+        """Store `data` and return its key and a URL a provider can download it from.
+
+        Failures raise `ProviderError` subclasses (`StorageUnavailable`,
+        `StorageMisconfigured`, or the KIE upload API's mapped errors).
+        """
 
     async def delete(self, key: str) -> None:
         """Remove a blob; a missing one is not an error."""
@@ -74,23 +101,37 @@ class LocalBlobStore:
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def url_for(self, key: str, *, now: float | None = None) -> str:
-        expires = int((now or time.time()) + self.ttl)
+        expires = int((time.time() if now is None else now) + self.ttl)
         return f"{self.base_url}/files/{key}?exp={expires}&sig={self.sign(key, expires)}"
 
     def resolve(self, key: str, expires: str, sig: str, *, now: float | None = None) -> Path | None:
-        """The file behind a signed URL, or None when the URL is invalid, expired or gone."""
-        if not KEY_RE.match(key) or not expires.isdigit():
+        """The file behind a signed URL, or None when the URL is invalid, expired or gone.
+
+        Only names of the exact shape of `new_key` are ever looked up, directly under
+        `root`: no separators, dots, NULs or encodings can reach another file.
+        """
+        if not is_key(key) or EXPIRES_RE.fullmatch(expires) is None:
             return None
-        if int(expires) < (now or time.time()):
+        if int(expires) < (time.time() if now is None else now):
             return None
-        if not hmac.compare_digest(self.sign(key, int(expires)), sig):
+        # Compare bytes: compare_digest refuses non-ASCII str (and that must not be a 500).
+        expected = self.sign(key, int(expires)).encode()
+        if not hmac.compare_digest(expected, sig.encode("utf-8", "replace")):
             return None
         path = self.root / key
         return path if path.is_file() else None
 
+    async def start(self) -> None:
+        return None
+
     async def put(self, data: bytes, *, extension: str) -> StoredBlob:
         key = new_key(extension)
-        await asyncio.to_thread(self._write, self.root / key, data)
+        try:
+            await asyncio.to_thread(self._write, self.root / key, data)
+        except PermissionError as exc:
+            raise StorageMisconfigured(f"cannot write {self.root}: permission denied") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write {self.root}: {exc.strerror or exc}") from exc
         return StoredBlob(key=key, url=self.url_for(key))
 
     @staticmethod
@@ -100,17 +141,21 @@ class LocalBlobStore:
         os.replace(tmp, path)
 
     async def delete(self, key: str) -> None:
-        if KEY_RE.match(key):
-            (self.root / key).unlink(missing_ok=True)
+        if is_key(key):
+            await asyncio.to_thread((self.root / key).unlink, missing_ok=True)
 
     async def sweep(self, older_than: float) -> int:
         return await asyncio.to_thread(self._sweep, older_than)
 
     def _sweep(self, older_than: float) -> int:
+        """Remove blobs (and write leftovers `*.tmp`) last modified before `older_than`."""
         removed = 0
         for path in self.root.iterdir():
+            name = path.name.removesuffix(".tmp")
+            if not is_key(name):
+                continue  # not ours: leave it alone
             try:
-                if path.stat().st_mtime < older_than:
+                if path.is_file() and path.stat().st_mtime < older_than:
                     path.unlink(missing_ok=True)
                     removed += 1
             except FileNotFoundError:
@@ -131,6 +176,9 @@ class KieUploadStore:
         self.transport = transport
         self.upload_url = upload_url.rstrip("/")
         self.api_key = api_key
+
+    async def start(self) -> None:
+        return None
 
     async def put(self, data: bytes, *, extension: str) -> StoredBlob:
         key = new_key(extension)
