@@ -1,0 +1,56 @@
+"""The command lists Telegram shows in its menu, per language and per audience (setMyCommands).
+
+Private chats list every command; group members see what they can use there; group admins
+(BotCommandScopeAllChatAdministrators) additionally see the commands that change the
+group's settings. Each list is published for the default language (English) and for every
+other catalog language.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScope,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeDefault,
+)
+from telegram.error import TelegramError
+
+from bot.i18n import DEFAULT_LANG, Translator
+
+log = logging.getLogger(__name__)
+
+PRIVATE_COMMANDS = ("start", "help", "settings", "model", "edit", "history", "cancel")
+GROUP_COMMANDS = ("edit", "history", "cancel", "help")
+GROUP_ADMIN_COMMANDS = (*GROUP_COMMANDS, "settings", "model")
+
+
+def command_lists() -> list[tuple[BotCommandScope, tuple[str, ...]]]:
+    """Which commands each audience sees."""
+    return [
+        (BotCommandScopeDefault(), PRIVATE_COMMANDS),
+        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
+        (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
+        (BotCommandScopeAllChatAdministrators(), GROUP_ADMIN_COMMANDS),
+    ]
+
+
+async def publish_commands(bot: Bot, translator: Translator) -> bool:
+    """Set every command list; a failure is logged, never fatal (the bot works without)."""
+    try:
+        for lang in translator.languages:
+            code = None if lang == DEFAULT_LANG else lang
+            for scope, names in command_lists():
+                commands = [
+                    BotCommand(name, translator.tr(lang, f"command.{name}")) for name in names
+                ]
+                await bot.set_my_commands(commands, scope=scope, language_code=code)
+    except TelegramError as exc:
+        log.warning("could not publish the command lists", extra={"error": exc.message})
+        return False
+    return True

@@ -1,0 +1,165 @@
+"""/history: the user's recent edits with their state, and a button to get each one again."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+
+from bot.buttons import HISTORY_PATTERN, parse_resend, resend_data, result_keyboard
+from bot.handlers.common import Origin, answer_press, reply
+from bot.handlers.edit import start_edit
+from bot.services import BotContext, Services
+from storage.db import TERMINAL_STATES, Edit
+
+log = logging.getLogger(__name__)
+
+HISTORY_SIZE = 10
+PROMPT_PREVIEW = 80
+
+
+def _preview(prompt: str) -> str:
+    text = " ".join(prompt.split())
+    return text if len(text) <= PROMPT_PREVIEW else text[: PROMPT_PREVIEW - 1] + "…"
+
+
+async def recent_edits(services: Services, user_id: int, chat_id: int, group: bool) -> list[Edit]:
+    """The user's latest edits: all of theirs in private, only this group's in a group."""
+    edits = await services.db.recent_edits(
+        user_id, limit=HISTORY_SIZE * 5 if group else HISTORY_SIZE
+    )
+    if group:
+        edits = [edit for edit in edits if edit.chat_id == chat_id]
+    return edits[:HISTORY_SIZE]
+
+
+async def history_command(update: Update, context: BotContext) -> None:
+    """List the user's recent edits with a button to get each one again."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    services = context.services
+    lang = await services.lang_for(user, message.chat)
+    group = message.chat.type != ChatType.PRIVATE
+    edits = await recent_edits(services, user.id, message.chat_id, group)
+    if not edits:
+        await reply(message, services.tr(lang, "history.empty"))
+        return
+    lines = [services.tr(lang, "history.title"), ""]
+    buttons: list[InlineKeyboardButton] = []
+    for number, edit in enumerate(edits, start=1):
+        spec = services.registry.models.get(edit.model)
+        lines.append(
+            services.tr(
+                lang,
+                "history.item",
+                n=number,
+                state=services.tr(lang, f"history.state.{edit.state.value}"),
+                model=html.escape(spec.title if spec else edit.model),
+                prompt=html.escape(_preview(edit.prompt)),
+            )
+        )
+        if edit.state in TERMINAL_STATES:
+            label = services.tr(lang, "history.resend", n=number)
+            buttons.append(InlineKeyboardButton(label, callback_data=resend_data(edit.id)))
+    lines += ["", services.tr(lang, "history.hint")]
+    rows = [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+    await reply(
+        message,
+        "\n".join(lines),
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(rows) if rows else None,
+    )
+
+
+async def on_resend(update: Update, context: BotContext) -> None:
+    """A /history button: send the stored result again, or make it again when none is stored."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    services = context.services
+    message = query.message
+    lang = await services.lang_for(query.from_user, message.chat if message else None)
+    edit_id = parse_resend(query.data)
+    edit = await services.db.get_edit(edit_id) if edit_id is not None else None
+    if edit is None or not isinstance(message, Message):
+        await answer_press(query, services.tr(lang, "error.unknown_button"))
+        return
+    if edit.user_id != query.from_user.id:
+        await answer_press(query, services.tr(lang, "history.not_yours"), alert=True)
+        return
+    if edit.state not in TERMINAL_STATES:
+        await answer_press(query, services.tr(lang, "history.busy"))
+        return
+    origin = Origin(
+        message.chat_id, message.chat.type, message.message_id, query.from_user.id, lang
+    )
+    if edit.result_file_ids:
+        await answer_press(query, services.tr(lang, "history.resent"))
+        await send_stored(services, context.bot, origin, edit)
+        return
+    await answer_press(query, services.tr(lang, "history.rerun"))
+    await start_edit(
+        context.bot,
+        services,
+        origin,
+        edit.inputs,
+        edit.prompt,
+        dedupe_key=f"resend:{query.id}",
+        model_params=(edit.model, edit.params),
+    )
+
+
+async def send_stored(services: Services, bot: Bot, origin: Origin, edit: Edit) -> None:
+    """Send an edit's results by their Telegram file ids (no download, no provider)."""
+    as_document = bool(edit.params.get("send_as_file"))
+    last = len(edit.result_file_ids) - 1
+    for index, file_id in enumerate(edit.result_file_ids):
+        markup = (
+            result_keyboard(
+                lambda key: services.tr(origin.lang, key), edit.id, with_file=not as_document
+            )
+            if index == last
+            else None
+        )
+        try:
+            await _send_file_id(bot, origin, file_id, as_document=as_document, markup=markup)
+        except BadRequest as exc:
+            if "file of type" not in exc.message.lower():
+                raise
+            # Delivery falls back to a document for results too large for a photo.
+            await _send_file_id(bot, origin, file_id, as_document=not as_document, markup=markup)
+
+
+async def _send_file_id(
+    bot: Bot,
+    origin: Origin,
+    file_id: str,
+    *,
+    as_document: bool,
+    markup: InlineKeyboardMarkup | None,
+) -> Message:
+    reply_to = ReplyParameters(origin.message_id, allow_sending_without_reply=True)
+    if as_document:
+        return await bot.send_document(
+            origin.chat_id, file_id, reply_parameters=reply_to, reply_markup=markup
+        )
+    return await bot.send_photo(
+        origin.chat_id, file_id, reply_parameters=reply_to, reply_markup=markup
+    )
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(CommandHandler("history", history_command))
+    application.add_handler(CallbackQueryHandler(on_resend, pattern=HISTORY_PATTERN))

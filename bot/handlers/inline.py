@@ -1,0 +1,72 @@
+"""Inline mode: `@bot` in any chat lists the user's recent results to share them there.
+
+Results are re-sent by their cached Telegram file ids (nothing is downloaded); the answer
+is personal and cached only briefly, so a new result shows up at once.
+"""
+
+from __future__ import annotations
+
+from telegram import (
+    InlineQueryResult,
+    InlineQueryResultCachedDocument,
+    InlineQueryResultCachedPhoto,
+    InlineQueryResultsButton,
+    Update,
+)
+from telegram.ext import Application, InlineQueryHandler
+
+from bot.services import BotContext
+from storage.db import Edit, EditState
+
+MAX_RESULTS = 50  # Telegram's limit per answer
+SEARCH_DEPTH = 100
+CACHE_SECONDS = 5
+TITLE_MAX = 64
+
+
+def inline_results(edits: list[Edit], query: str) -> list[InlineQueryResult]:
+    """Cached photos (documents for results sent as files) of delivered edits, newest first."""
+    needle = query.strip().casefold()
+    results: list[InlineQueryResult] = []
+    for edit in edits:
+        if edit.state is not EditState.DELIVERED or not edit.result_file_ids:
+            continue
+        if needle and needle not in edit.prompt.casefold():
+            continue
+        title = edit.prompt if len(edit.prompt) <= TITLE_MAX else edit.prompt[: TITLE_MAX - 1] + "…"
+        for index, file_id in enumerate(edit.result_file_ids):
+            result_id = f"{edit.id}-{index}"
+            if edit.params.get("send_as_file"):
+                results.append(
+                    InlineQueryResultCachedDocument(
+                        result_id, title=title, document_file_id=file_id
+                    )
+                )
+            else:
+                results.append(
+                    InlineQueryResultCachedPhoto(result_id, photo_file_id=file_id, title=title)
+                )
+            if len(results) == MAX_RESULTS:
+                return results
+    return results
+
+
+async def inline_query(update: Update, context: BotContext) -> None:
+    """Answer `@bot [words]` with the user's recent results (matching the words, if any)."""
+    query = update.inline_query
+    if query is None:
+        return
+    services = context.services
+    edits = await services.db.recent_edits(query.from_user.id, limit=SEARCH_DEPTH)
+    results = inline_results(edits, query.query)
+    button = None
+    if not results:
+        lang = await services.lang_for(query.from_user)
+        button = InlineQueryResultsButton(
+            services.tr(lang, "inline.empty"), start_parameter="inline"
+        )
+    await query.answer(results, cache_time=CACHE_SECONDS, is_personal=True, button=button)
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(InlineQueryHandler(inline_query))

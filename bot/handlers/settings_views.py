@@ -1,0 +1,219 @@
+"""The /settings menu as text and inline keyboards (pure rendering, no I/O).
+
+Callback data is versioned and compact, always within Telegram's 64 bytes:
+
+    s1:home            the main menu          s1:o:<code>        an option's sub-menu
+    s1:v:<code>:<i>    choose choice i        s1:t:<code>        ask for text (ForceReply)
+    s1:c:<code>        clear (random seed)    s1:models          the model list
+    s1:m:<model key>   choose a model         s1:langs           the language list
+    s1:l:<lang|auto>   choose a language      s1:file            toggle "send as files"
+    s1:reset           back to defaults       s1:close           close the menu
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import Chat, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ChatType
+
+from bot.i18n import Translator
+from bot.preferences import (
+    Checker,
+    Option,
+    chosen_model,
+    current,
+    model_key,
+    offered_choices,
+    options_for,
+)
+from bot.providers.registry import ProviderRegistry
+from storage.chat_settings import ChatPrefs
+
+PREFIX = "s1"
+PATTERN = rf"^{PREFIX}:"
+LABEL_MAX = 60
+
+View = tuple[str, InlineKeyboardMarkup | None]
+
+
+@dataclass(frozen=True)
+class MenuContext:
+    """What rendering a menu needs: who reads it, which chat, which models exist."""
+
+    lang: str
+    translator: Translator
+    registry: ProviderRegistry
+    default_model: str
+    check: Checker
+    chat: Chat
+
+    def tr(self, key: str, **params: Any) -> str:
+        return self.translator.tr(self.lang, key, **params)
+
+    @property
+    def group(self) -> bool:
+        return self.chat.type != ChatType.PRIVATE
+
+
+def data(*parts: object) -> str:
+    return ":".join((PREFIX, *(str(part) for part in parts)))
+
+
+def _button(text: str, *parts: object) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text, callback_data=data(*parts))
+
+
+def _rows(buttons: Sequence[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
+    return [list(buttons[i : i + width]) for i in range(0, len(buttons), width)]
+
+
+def _back(ctx: MenuContext) -> list[InlineKeyboardButton]:
+    return [_button(ctx.tr("settings.btn.back"), "home")]
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
+
+
+def value_label(ctx: MenuContext, option: Option, value: Any) -> str:
+    """How a value reads (plain text: escape it for HTML)."""
+    if value is None:
+        return ctx.tr(option.unset)
+    if isinstance(value, bool):
+        return ctx.tr("settings.value.on" if value else "settings.value.off")
+    if option.labels is not None:
+        return ctx.tr(f"{option.labels}.{value}")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return _short(str(value))
+
+
+def language_name(ctx: MenuContext, lang: str | None) -> str:
+    if lang is None or lang not in ctx.translator.catalogs:
+        return ctx.tr("settings.value.lang_auto")
+    return ctx.translator.tr(lang, "lang.name")
+
+
+def _line(title: str, value: str) -> str:
+    return f"{title}: <b>{html.escape(value)}</b>"
+
+
+def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
+    """The main menu: every setting with its current value, a button per sub-menu."""
+    spec = chosen_model(prefs, ctx.registry, ctx.default_model)
+    options = options_for(spec)
+    if ctx.group:
+        title = ctx.tr("settings.title.group", title=html.escape(ctx.chat.title or ""))
+    else:
+        title = ctx.tr("settings.title.private")
+    lines = [title, "", _line(ctx.tr("settings.opt.model"), spec.title)]
+    for option in options:
+        label = value_label(ctx, option, current(prefs, option))
+        lines.append(_line(ctx.tr(f"settings.opt.{option.name}"), label))
+    file_state = ctx.tr("settings.value.on" if prefs.send_as_file else "settings.value.off")
+    lines.append(_line(ctx.tr("settings.opt.send_as_file"), file_state))
+    lines.append(_line(ctx.tr("settings.opt.lang"), language_name(ctx, prefs.lang)))
+    if ctx.group:
+        lines += ["", ctx.tr("settings.group_note")]
+    keyboard = [[_button(ctx.tr("settings.opt.model"), "models")]]
+    keyboard += _rows(
+        [_button(ctx.tr(f"settings.opt.{option.name}"), "o", option.code) for option in options],
+        2,
+    )
+    keyboard.append([_button(f"{ctx.tr('settings.opt.send_as_file')}: {file_state}", "file")])
+    keyboard.append(
+        [
+            _button(ctx.tr("settings.opt.lang"), "langs"),
+            _button(ctx.tr("settings.btn.reset"), "reset"),
+        ]
+    )
+    keyboard.append([_button(ctx.tr("settings.btn.close"), "close")])
+    return "\n".join(lines), InlineKeyboardMarkup(keyboard)
+
+
+def option_view(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> View:
+    """One option: what it does, its value, and the values the chosen model accepts."""
+    spec = chosen_model(prefs, ctx.registry, ctx.default_model)
+    value = current(prefs, option)
+    lines = [
+        f"<b>{ctx.tr(f'settings.opt.{option.name}')}</b>",
+        ctx.tr(f"settings.help.{option.name}"),
+        "",
+        _line(ctx.tr("settings.now"), value_label(ctx, option, value)),
+    ]
+    keyboard: list[list[InlineKeyboardButton]] = []
+    if option.kind == "choice":
+        buttons = [
+            _button(
+                ("✅ " if choice == value else "") + value_label(ctx, option, choice),
+                "v",
+                option.code,
+                option.choices.index(choice),
+            )
+            for choice in offered_choices(ctx.check, spec, option)
+        ]
+        width = 2 if option.labels is not None or None in option.choices else 4
+        keyboard = _rows(buttons, width)
+    elif option.kind == "text":
+        row = [_button(ctx.tr("settings.btn.enter_text"), "t", option.code)]
+        if value is not None:
+            row.append(_button(ctx.tr("settings.btn.clear"), "c", option.code))
+        keyboard = [row]
+    else:  # seed
+        random_mark = "✅ " if value is None else ""
+        keyboard = [
+            [
+                _button(random_mark + ctx.tr("settings.btn.seed_random"), "c", option.code),
+                _button(ctx.tr("settings.btn.seed_fixed"), "t", option.code),
+            ]
+        ]
+    keyboard.append(_back(ctx))
+    return "\n".join(lines), InlineKeyboardMarkup(keyboard)
+
+
+def model_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
+    """The models of the enabled providers; choosing one drops what it does not support."""
+    spec = chosen_model(prefs, ctx.registry, ctx.default_model)
+    lines = [
+        f"<b>{ctx.tr('settings.opt.model')}</b>",
+        ctx.tr("settings.help.model"),
+        "",
+        _line(ctx.tr("settings.now"), spec.title),
+    ]
+    keyboard = [
+        [
+            _button(
+                ("✅ " if model.id == spec.id else "") + f"{model.title} · {model.provider}",
+                "m",
+                model_key(model.id),
+            )
+        ]
+        for model in ctx.registry.models.values()
+    ]
+    keyboard.append([_button(ctx.tr("settings.btn.all"), "home")])
+    return "\n".join(lines), InlineKeyboardMarkup(keyboard)
+
+
+def language_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
+    lines = [
+        f"<b>{ctx.tr('settings.opt.lang')}</b>",
+        ctx.tr("settings.help.lang"),
+        "",
+        _line(ctx.tr("settings.now"), language_name(ctx, prefs.lang)),
+    ]
+    choices: list[tuple[str | None, str]] = [(None, "auto")]
+    choices += [(lang, lang) for lang in ctx.translator.languages]
+    buttons = [
+        _button(("✅ " if lang == prefs.lang else "") + language_name(ctx, lang), "l", code)
+        for lang, code in choices
+    ]
+    keyboard = [*_rows(buttons, 3), _back(ctx)]
+    return "\n".join(lines), InlineKeyboardMarkup(keyboard)
+
+
+def closed(ctx: MenuContext) -> View:
+    return ctx.tr("settings.closed"), None
