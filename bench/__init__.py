@@ -1,0 +1,1 @@
+"""Benchmark of the whole service against the local fakes (`python -m bench.run`)."""

@@ -1,0 +1,241 @@
+"""`python -m bench.whatif db|http`: the micro-measurements behind the fix proposals.
+
+``db``: CPU per state-change transaction the way `storage.db.Database` runs it (SQLAlchemy
+Core on aiosqlite) against the same UPDATE ... RETURNING on one writer thread that runs
+the whole transaction per hop (sync SQLAlchemy Core, and plain sqlite3), and group commit.
+
+``http``: CPU of the five Bot API calls of one edit (getFile, file download, sendMessage,
+sendPhoto with a 300 KB photo, deleteMessage) through PTB's default `HTTPXRequest` against
+a minimal aiohttp-based `telegram.request.BaseRequest`, 10 edits at a time, against the
+benchmark's fake Telegram in this process (its time is in both figures alike).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from telegram import Bot, InputFile
+from telegram.request import BaseRequest, HTTPXRequest, RequestData
+
+from bench.fakes import BenchTelegram, Ledger
+from bench.run import TOKEN, make_photo
+from storage.db import Database, EditState, InputPhoto, NewEdit
+from storage.schema import edits
+
+ROWS = 400
+SQL = (
+    "UPDATE edits SET state = ?, updated_at = ?, lease_owner = ? "
+    "WHERE id = ? AND state IN (?) RETURNING *"
+)
+
+
+async def _cpu_per_call(
+    label: str, call: Callable[[int], Awaitable[Any]], count: int, concurrency: int = 10
+) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await call(i)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    cpu_ms = 1000 * (time.process_time() - cpu) / count
+    wall_ms = 1000 * (time.perf_counter() - wall) / count
+    print(f"{label:62s} {cpu_ms:6.3f} ms CPU  ({wall_ms:.3f} ms wall)")
+
+
+async def db() -> None:
+    folder = tempfile.mkdtemp(prefix="bench-whatif-")
+    path = f"{folder}/bot.sqlite3"
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    await database.migrate()
+    ids: list[int] = []
+    for i in range(ROWS):
+        edit = await database.create_edit(
+            NewEdit(
+                dedupe_key=f"whatif:{i}",
+                chat_id=i,
+                chat_type="private",
+                user_id=i,
+                message_id=i,
+                lang="en",
+                provider="kie",
+                model="qwen/image-edit",
+                prompt="p",
+                callback_token=secrets.token_urlsafe(24),
+                inputs=[InputPhoto("file")],
+            )
+        )
+        assert edit is not None
+        ids.append(edit.id)
+
+    await _cpu_per_call(
+        "Database.transition (SQLAlchemy async + aiosqlite)",
+        lambda i: database.transition(
+            ids[i], [EditState.QUEUED], EditState.SUBMITTING, lease_owner="x"
+        ),
+        ROWS,
+    )
+    await database.close()
+
+    loop = asyncio.get_running_loop()
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+    engine = sa.create_engine(f"sqlite:///{path}")
+
+    def core_tx(i: int) -> Any:
+        stmt = (
+            edits.update()
+            .where(edits.c.id == ids[i], edits.c.state.in_(["submitting"]))
+            .values(state="queued", updated_at=time.time(), lease_owner=None)
+            .returning(edits)
+        )
+        with engine.begin() as conn:
+            return conn.execute(stmt).mappings().first()
+
+    await _cpu_per_call(
+        "sync SQLAlchemy Core, whole transaction in one writer-thread hop",
+        lambda i: loop.run_in_executor(writer, core_tx, i),
+        ROWS,
+    )
+    engine.dispose()
+
+    raw = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=NORMAL")
+
+    def raw_tx(i: int) -> Any:
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            row = raw.execute(SQL, ("submitting", time.time(), "x", ids[i], "queued")).fetchone()
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+        return row
+
+    await _cpu_per_call(
+        "sqlite3, whole transaction in one writer-thread hop",
+        lambda i: loop.run_in_executor(writer, raw_tx, i),
+        ROWS,
+    )
+
+    def batch(first: int) -> None:
+        raw.execute("BEGIN IMMEDIATE")
+        for i in range(first, first + 10):
+            raw.execute(SQL, ("queued", time.time(), None, ids[i], "submitting")).fetchone()
+        raw.execute("COMMIT")
+
+    cpu = time.process_time()
+    for first in range(0, ROWS, 10):
+        await loop.run_in_executor(writer, batch, first)
+    per_update = 1000 * (time.process_time() - cpu) / ROWS
+    print(f"{'sqlite3, group commit of 10 updates per transaction':62s} {per_update:6.3f} ms CPU")
+    raw.close()
+    writer.shutdown()
+
+
+class AiohttpRequest(BaseRequest):
+    """A minimal aiohttp transport for PTB (what the proposal would flesh out)."""
+
+    def __init__(self, pool: int = 128) -> None:
+        self._pool = pool
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return 30.0
+
+    async def initialize(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._pool)
+            self._session = aiohttp.ClientSession(connector=connector)
+
+    async def shutdown(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = BaseRequest.DEFAULT_NONE,
+        write_timeout: Any = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        assert self._session is not None
+        data: Any = None
+        if request_data is not None:
+            if request_data.contains_files:
+                form = aiohttp.FormData()
+                for key, value in request_data.json_parameters.items():
+                    form.add_field(key, value)
+                for key, (name, content, mime) in request_data.multipart_data.items():
+                    form.add_field(key, content, filename=name, content_type=mime)
+                data = form
+            else:
+                data = request_data.json_parameters
+        async with self._session.request(method, url, data=data) as response:
+            return response.status, await response.read()
+
+
+async def _http_round(kind: str, photo: bytes) -> None:
+    tg = BenchTelegram(TOKEN, Ledger())
+    await tg.start()
+    info = tg.add_file(photo)
+    tg.user(7)
+    request: BaseRequest = (
+        HTTPXRequest(connection_pool_size=128) if kind == "httpx" else AiohttpRequest()
+    )
+    bot = Bot(TOKEN, base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot", request=request)
+    await bot.initialize()
+
+    async def edit_calls(_: int) -> None:
+        file = await bot.get_file(info.file_id)
+        await file.download_as_bytearray()
+        status = await bot.send_message(7, "⏳ Got it! Editing your photo…")
+        await bot.send_photo(7, InputFile(photo, filename="edit.jpg"), caption="✨ Done!")
+        await bot.delete_message(7, status.message_id)
+
+    try:
+        for i in range(20):
+            await edit_calls(i)
+        await _cpu_per_call(f"5 Bot API calls of one edit via {kind} (bot + fake)", edit_calls, 300)
+    finally:
+        await bot.shutdown()
+        await tg.stop()
+
+
+async def http() -> None:
+    photo = make_photo()
+    for kind in ("httpx", "aiohttp", "httpx", "aiohttp"):
+        await _http_round(kind, photo)
+
+
+def main() -> int:
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what == "db":
+        asyncio.run(db())
+    elif what == "http":
+        asyncio.run(http())
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
