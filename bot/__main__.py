@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.config import ConfigError, load_settings
-from bot.logs import setup_logging
+from bot.logs import settings_secrets, setup_logging
 
 
 def main() -> int:
@@ -17,18 +17,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"photo-edit-bot: {exc}", file=sys.stderr)
         return 2
-    secrets = [
-        value.get_secret_value()
-        for value in (
-            settings.bot_token,
-            settings.kie_api_key,
-            settings.kie_webhook_hmac_key,
-            settings.webhook_secret,
-            settings.signing_key,
-        )
-        if value is not None
-    ]
-    setup_logging(settings.log_level, secrets)
+    setup_logging(settings.log_level, settings_secrets(settings))
     web.run_app(
         create_app(settings),
         host=settings.host,

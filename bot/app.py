@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ContextTypes
 
+from bot.commands import publish_commands
 from bot.config import Settings
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
 from bot.edits import EditService, Timing
@@ -21,7 +23,10 @@ from bot.i18n import Translator
 from bot.keys import DATABASE, HTTP, PTB, SERVICES, SETTINGS
 from bot.metrics import Metrics
 from bot.providers.base import Provider
-from bot.providers.kie import KieJobsProvider, jobs_models
+from bot.providers.http import HttpProvider
+from bot.providers.kie import PLAYGROUND_PREFIX, jobs_api, jobs_models
+from bot.providers.kie4o import kie4o_api, kie4o_models
+from bot.providers.odkkk import odkkk_api, odkkk_models
 from bot.providers.registry import ProviderRegistry
 from bot.providers.transport import RetryPolicy, SlidingWindowLimiter, Transport
 from bot.results import ResultFetcher
@@ -30,11 +35,11 @@ from bot.tasks import TaskTracker
 from bot.web import error_middleware, setup_routes
 from storage.blobs import BlobStore, KieUploadStore, LocalBlobStore
 from storage.db import Database
+from storage.s3 import S3BlobStore, S3Options
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 20.0
-BLOB_MAX_AGE = 24 * 3600.0
 
 
 def create_app(settings: Settings, *, translator: Translator | None = None) -> web.Application:
@@ -67,23 +72,80 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
-    """The provider families whose keys are set."""
+    """The provider families whose keys are set (see the README's provider table).
+
+    KIE counts requests per account, so every KIE family shares one limiter.
+    """
     providers: list[Provider] = []
     if settings.kie_api_key is not None:
-        limiter = SlidingWindowLimiter(20, 10.0)
+        kie_key = settings.kie_api_key.get_secret_value()
+        kie_url = str(settings.kie_api_url).rstrip("/")
+        hmac_key = (
+            settings.kie_webhook_hmac_key.get_secret_value()
+            if settings.kie_webhook_hmac_key
+            else None
+        )
+        kie_limiter = SlidingWindowLimiter(*settings.kie_rate_limit)
         providers.append(
-            KieJobsProvider(
+            HttpProvider(
                 name="kie",
+                api=jobs_api(),
                 transport=transport,
-                base_url=str(settings.kie_api_url).rstrip("/"),
-                api_key=settings.kie_api_key.get_secret_value(),
+                base_url=kie_url,
+                api_key=kie_key,
                 models=jobs_models("kie"),
-                hmac_key=(
-                    settings.kie_webhook_hmac_key.get_secret_value()
-                    if settings.kie_webhook_hmac_key
-                    else None
-                ),
-                limiter=limiter,
+                hmac_key=hmac_key,
+                limiter=kie_limiter,
+            )
+        )
+        if settings.kie_playground:
+            providers.append(
+                HttpProvider(
+                    name="kie-playground",
+                    api=jobs_api(PLAYGROUND_PREFIX),
+                    transport=transport,
+                    base_url=kie_url,
+                    api_key=kie_key,
+                    models=jobs_models("kie-playground", prefix="kie-playground:"),
+                    hmac_key=hmac_key,
+                    limiter=kie_limiter,
+                )
+            )
+        if settings.kie_4o:
+            providers.append(
+                HttpProvider(
+                    name="kie-4o",
+                    api=kie4o_api(),
+                    transport=transport,
+                    base_url=kie_url,
+                    api_key=kie_key,
+                    models=kie4o_models("kie-4o"),
+                    hmac_key=hmac_key,
+                    limiter=kie_limiter,
+                )
+            )
+    if settings.apikley_api_key is not None:
+        providers.append(
+            HttpProvider(
+                name="apikley",
+                api=jobs_api(),
+                transport=transport,
+                base_url=str(settings.apikley_api_url).rstrip("/"),
+                api_key=settings.apikley_api_key.get_secret_value(),
+                models=jobs_models("apikley", prefix="apikley:"),
+                limiter=SlidingWindowLimiter(*settings.apikley_rate_limit),
+            )
+        )
+    if settings.odkkk_api_key is not None:
+        providers.append(
+            HttpProvider(
+                name="odkkk",
+                api=odkkk_api(settings.odkkk_task_path),
+                transport=transport,
+                base_url=str(settings.odkkk_api_url).rstrip("/"),
+                api_key=settings.odkkk_api_key.get_secret_value(),
+                models=odkkk_models("odkkk"),
+                limiter=SlidingWindowLimiter(*settings.odkkk_rate_limit),
             )
         )
     return providers
@@ -104,7 +166,24 @@ def build_blob_store(settings: Settings, transport: Transport) -> BlobStore:
         return KieUploadStore(
             transport, str(settings.kie_upload_url), settings.kie_api_key.get_secret_value()
         )
-    raise NotImplementedError(f"STORAGE={kind} is not available yet")
+    assert settings.s3_bucket is not None  # guaranteed by Settings validation
+    secret = settings.s3_secret_access_key
+    return S3BlobStore(
+        S3Options(
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            endpoint_url=str(settings.s3_endpoint_url) if settings.s3_endpoint_url else None,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            prefix=settings.s3_prefix,
+            public_base_url=(
+                str(settings.s3_public_base_url) if settings.s3_public_base_url else None
+            ),
+            url_ttl=settings.file_url_ttl,
+            addressing_style=settings.s3_addressing_style,
+            read_timeout=settings.provider_timeout,
+        )
+    )
 
 
 def build_telegram(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -152,11 +231,15 @@ def _services(translator: Translator):  # type: ignore[no-untyped-def]
         )
         registry = ProviderRegistry(build_providers(settings, transport))
         if settings.default_model not in registry.models:
+            enabled = ", ".join(registry.models) or (
+                "none: set KIE_API_KEY, APIKLEY_API_KEY or ODKKK_API_KEY"
+            )
             raise RuntimeError(
                 f"DEFAULT_MODEL={settings.default_model} is not offered by any enabled provider "
-                f"(enabled models: {', '.join(registry.models) or 'none: set KIE_API_KEY'})"
+                f"(enabled models: {enabled})"
             )
         blobs = build_blob_store(settings, transport)
+        await blobs.start()
         ptb = build_telegram(settings)
         notifier = TelegramNotifier(
             ptb.bot,
@@ -177,6 +260,7 @@ def _services(translator: Translator):  # type: ignore[no-untyped-def]
                 poll_max_interval=settings.poll_max_interval,
                 callback_grace=settings.callback_grace,
                 task_timeout=settings.task_timeout,
+                blob_grace=settings.blob_grace,
             ),
             tracker=tracker,
             observe=metrics.observe_edit,
@@ -190,12 +274,14 @@ def _services(translator: Translator):  # type: ignore[no-untyped-def]
             blobs=blobs,
             tracker=tracker,
             metrics=metrics,
+            notifier=notifier,
         )
         ptb.bot_data[SERVICES_KEY] = services
         app[SERVICES] = services
         app[PTB] = ptb
         await ptb.initialize()
         await ptb.start()
+        await publish_commands(ptb.bot, translator)
         if settings.webhook_mode:
             await ptb.bot.set_webhook(
                 url=f"{settings.base_url}/telegram",
@@ -216,11 +302,14 @@ def _services(translator: Translator):  # type: ignore[no-untyped-def]
             yield
         finally:
             # Stop taking new work, let in-flight handlers and deliveries finish, then close.
+            log.info("shutting down: finishing updates and background work")
+            edits.stop_submitting()
             if ptb.updater is not None and ptb.updater.running:
                 await ptb.updater.stop()
             if ptb.running:
                 await ptb.stop()
             await tracker.drain(SHUTDOWN_GRACE)
+            log.info("background work drained", extra={"unfinished": len(tracker)})
             await ptb.shutdown()
             await registry.close()
             await blobs.close()
@@ -236,14 +325,19 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
     async def loop() -> None:
         last_cleanup = 0.0
+        last_blob_cleanup = -math.inf
         while not stop.is_set():
             try:
                 await services.edits.sweep()
                 if time.monotonic() - last_cleanup > 60:
                     last_cleanup = time.monotonic()
-                    await services.edits.cleanup_blobs()
                     await album.recover(app[PTB].bot, services)
-                    await services.blobs.sweep(older_than=time.time() - BLOB_MAX_AGE)
+                if time.monotonic() - last_blob_cleanup >= settings.blob_cleanup_interval:
+                    # Input photos: those of ended edits after BLOB_GRACE, orphans after
+                    # BLOB_MAX_AGE.
+                    last_blob_cleanup = time.monotonic()
+                    await services.edits.cleanup_blobs()
+                    await services.blobs.sweep(older_than=time.time() - settings.blob_max_age)
             except Exception:
                 log.exception("sweep failed")
             with contextlib.suppress(TimeoutError):
@@ -251,5 +345,11 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(loop(), name="sweeper")
     yield
+    # Let the running pass finish its jobs, within the shutdown grace; jobs cut off then
+    # give their leases back (or record an interrupted submission) as they are cancelled.
     stop.set()
-    await task
+    done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -6,9 +6,16 @@ import hashlib
 import hmac
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,60}$")
@@ -18,6 +25,25 @@ StorageKind = Literal["local", "kie", "s3"]
 
 class ConfigError(ValueError):
     """A setting is missing or cannot work; the message says which and why."""
+
+
+class RateLimit(NamedTuple):
+    """At most `calls` requests per `period` seconds (written "20/10" in settings)."""
+
+    calls: int
+    period: float
+
+
+def _parse_rate(value: object) -> object:
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", value)
+        if match is None or int(match[1]) < 1 or float(match[2]) <= 0:
+            raise ValueError("expected '<requests>/<seconds>' with both above 0, e.g. 20/10")
+        return RateLimit(int(match[1]), float(match[2]))
+    return value
+
+
+RateLimitSetting = Annotated[RateLimit, NoDecode, BeforeValidator(_parse_rate)]
 
 
 def _split_ids(value: object) -> object:
@@ -31,7 +57,10 @@ def _split_ids(value: object) -> object:
 class Settings(BaseSettings):
     """Every setting of the service; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # env_ignore_empty: `NAME=` (as in .env.example) means "not set", i.e. the default.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # Telegram
     bot_token: SecretStr = Field(validation_alias="BOT_TOKEN")
@@ -59,6 +88,26 @@ class Settings(BaseSettings):
     kie_webhook_hmac_key: SecretStr | None = Field(
         default=None, validation_alias="KIE_WEBHOOK_HMAC_KEY"
     )
+    kie_playground: bool = Field(default=False, validation_alias="KIE_PLAYGROUND")
+    kie_4o: bool = Field(default=True, validation_alias="KIE_4O")
+    kie_rate_limit: RateLimitSetting = Field(
+        default=RateLimit(20, 10.0), validation_alias="KIE_RATE_LIMIT"
+    )
+    apikley_api_key: SecretStr | None = Field(default=None, validation_alias="APIKLEY_API_KEY")
+    apikley_api_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://api.apikley.ru"), validation_alias="APIKLEY_API_URL"
+    )
+    apikley_rate_limit: RateLimitSetting = Field(
+        default=RateLimit(20, 10.0), validation_alias="APIKLEY_RATE_LIMIT"
+    )
+    odkkk_api_key: SecretStr | None = Field(default=None, validation_alias="ODKKK_API_KEY")
+    odkkk_api_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://ai.odkkk.com/apiv1"), validation_alias="ODKKK_API_URL"
+    )
+    odkkk_task_path: str = Field(default="/v1/tasks/{id}", validation_alias="ODKKK_TASK_PATH")
+    odkkk_rate_limit: RateLimitSetting = Field(
+        default=RateLimit(20, 10.0), validation_alias="ODKKK_RATE_LIMIT"
+    )
     default_model: str = Field(default="qwen/image-edit", validation_alias="DEFAULT_MODEL")
     provider_timeout: float = Field(default=30.0, gt=0, validation_alias="PROVIDER_TIMEOUT")
     provider_max_retries: int = Field(
@@ -74,6 +123,25 @@ class Settings(BaseSettings):
     storage: StorageKind | None = Field(default=None, validation_alias="STORAGE")
     file_url_ttl: int = Field(default=3600, ge=60, validation_alias="FILE_URL_TTL")
     signing_key: SecretStr | None = Field(default=None, validation_alias="SIGNING_KEY")
+    s3_bucket: str | None = Field(default=None, min_length=3, validation_alias="S3_BUCKET")
+    s3_endpoint_url: AnyHttpUrl | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
+    s3_region: str = Field(default="us-east-1", min_length=1, validation_alias="S3_REGION")
+    s3_access_key_id: str | None = Field(default=None, validation_alias="S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="S3_SECRET_ACCESS_KEY"
+    )
+    s3_prefix: str = Field(default="", validation_alias="S3_PREFIX")
+    s3_public_base_url: AnyHttpUrl | None = Field(
+        default=None, validation_alias="S3_PUBLIC_BASE_URL"
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", validation_alias="S3_ADDRESSING_STYLE"
+    )
+    blob_grace: float = Field(default=600.0, ge=0, validation_alias="BLOB_GRACE")
+    blob_max_age: float = Field(default=24 * 3600.0, gt=0, validation_alias="BLOB_MAX_AGE")
+    blob_cleanup_interval: float = Field(
+        default=60.0, gt=0, validation_alias="BLOB_CLEANUP_INTERVAL"
+    )
 
     # Web server
     host: str = Field(default="0.0.0.0", validation_alias="HOST")
@@ -105,6 +173,13 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
 
+    @field_validator("odkkk_task_path")
+    @classmethod
+    def _task_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.count("{id}") != 1:
+            raise ValueError("must start with '/' and contain '{id}' once, e.g. /v1/tasks/{id}")
+        return value
+
     @model_validator(mode="after")
     def _combinations(self) -> Settings:
         if self.storage == "local" and self.public_base_url is None:
@@ -114,7 +189,28 @@ class Settings(BaseSettings):
             )
         if self.resolved_storage == "kie" and self.kie_api_key is None:
             raise ValueError("STORAGE=kie (the default without PUBLIC_BASE_URL) needs KIE_API_KEY")
+        if self.resolved_storage == "s3":
+            self._check_s3()
+        if self.blob_max_age < self.task_timeout + self.blob_grace:
+            raise ValueError(
+                "BLOB_MAX_AGE must be at least TASK_TIMEOUT + BLOB_GRACE: the orphan sweep "
+                "would delete photos of edits still running"
+            )
         return self
+
+    def _check_s3(self) -> None:
+        if not self.s3_bucket:
+            raise ValueError("STORAGE=s3 needs S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (then the "
+                "AWS default credential chain is used: AWS_* variables, profile, IAM role)"
+            )
+        if self.s3_public_base_url is None and self.file_url_ttl > 7 * 24 * 3600:
+            raise ValueError(
+                "FILE_URL_TTL can be at most 604800 (7 days) with STORAGE=s3: presigned "
+                "URLs live no longer (or set S3_PUBLIC_BASE_URL for a public bucket)"
+            )
 
     # Derived values -------------------------------------------------------------------------
 

@@ -17,16 +17,27 @@ from typing import Any, TypeVar
 
 from telegram import (
     Bot,
+    InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
     Message,
     ReplyParameters,
 )
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
+from bot.buttons import result_keyboard
 from bot.edits import ChatUnreachable, DeliveryFailed, PhotoUnavailable
 from bot.i18n import Translator
-from bot.providers.registry import ProviderRegistry
+from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from storage.db import Edit, InputPhoto
 
@@ -38,6 +49,11 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_DIMENSIONS = 10000
 PHOTO_MAX_RATIO = 20
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+# Uploads get generous timeouts: a send that times out after Telegram took it would be
+# repeated by the retry, so a timeout should only mean "Telegram is really not answering".
+UPLOAD_TIMEOUT = 60.0
+# Downloads of input photos are idempotent: a shorter timeout, then a retry.
+DOWNLOAD_TIMEOUT = 30.0
 
 
 async def telegram_call(call: Callable[[], Awaitable[T]], *, attempts: int = 3) -> T:
@@ -45,8 +61,10 @@ async def telegram_call(call: Callable[[], Awaitable[T]], *, attempts: int = 3) 
     for attempt in range(attempts):
         try:
             return await call()
-        except Forbidden as exc:
+        except (Forbidden, ChatMigrated) as exc:
             raise ChatUnreachable(exc.message) from exc
+        except InvalidToken as exc:
+            raise DeliveryFailed("telegram_unauthorized", exc.message) from exc
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
                 raise ChatUnreachable(exc.message) from exc
@@ -59,6 +77,8 @@ async def telegram_call(call: Callable[[], Awaitable[T]], *, attempts: int = 3) 
             if attempt + 1 >= attempts:
                 raise DeliveryFailed("telegram_unavailable", exc.message) from exc
             await asyncio.sleep(0.5 * 2**attempt)
+        except TelegramError as exc:  # e.g. an answer that is not JSON: transient
+            raise DeliveryFailed("telegram_error", exc.message) from exc
     raise AssertionError("unreachable")
 
 
@@ -98,8 +118,8 @@ class TelegramPhotoSource:
             raise PhotoUnavailable("too_big", f"{photo.file_size} bytes")
         for attempt in range(3):
             try:
-                file = await self.bot.get_file(photo.file_id)
-                return bytes(await file.download_as_bytearray())
+                file = await self.bot.get_file(photo.file_id, read_timeout=DOWNLOAD_TIMEOUT)
+                return bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_TIMEOUT))
             except BadRequest as exc:
                 code = "too_big" if "too big" in exc.message.lower() else "gone"
                 raise PhotoUnavailable(code, exc.message) from exc
@@ -140,6 +160,7 @@ class TelegramNotifier:
             *(self.fetcher.fetch(url, provider) for url in edit.result_urls)
         )
         caption = self.translator.tr(edit.lang, "result.caption")
+        buttons = partial(result_keyboard, partial(self.translator.tr, edit.lang), edit.id)
         as_files = bool(edit.params.get("send_as_file")) or any(
             not _fits_photo(image) for image in images
         )
@@ -158,6 +179,11 @@ class TelegramNotifier:
                             document,
                             caption=text,
                             reply_parameters=self._reply_to(edit),
+                            reply_markup=buttons(with_file=False)
+                            if index == len(images) - 1
+                            else None,
+                            read_timeout=UPLOAD_TIMEOUT,
+                            write_timeout=UPLOAD_TIMEOUT,
                         )
                     )
                 )
@@ -169,13 +195,21 @@ class TelegramNotifier:
                         InputFile(images[0].data, filename=f"edit-{edit.id}.{images[0].extension}"),
                         caption=caption,
                         reply_parameters=self._reply_to(edit),
+                        reply_markup=buttons(with_file=True),
+                        read_timeout=UPLOAD_TIMEOUT,
+                        write_timeout=UPLOAD_TIMEOUT,
                     )
                 )
             ]
         else:
             media = [
                 InputMediaPhoto(
-                    InputFile(image.data, filename=f"edit-{edit.id}-{i + 1}.{image.extension}"),
+                    # attach=True: each photo its own multipart field (attach://<name>)
+                    InputFile(
+                        image.data,
+                        filename=f"edit-{edit.id}-{i + 1}.{image.extension}",
+                        attach=True,
+                    ),
                     caption=caption if i == 0 else None,
                 )
                 for i, image in enumerate(images[:10])
@@ -183,12 +217,61 @@ class TelegramNotifier:
             messages = list(
                 await telegram_call(
                     lambda: self.bot.send_media_group(
-                        edit.chat_id, media, reply_parameters=self._reply_to(edit)
+                        edit.chat_id,
+                        media,
+                        reply_parameters=self._reply_to(edit),
+                        read_timeout=UPLOAD_TIMEOUT,
+                        write_timeout=UPLOAD_TIMEOUT,
                     )
                 )
             )
-        await self._drop_status(edit)
+            # Media groups cannot carry a keyboard: the buttons follow in a short message.
+            await self._send_buttons(edit, messages[0].message_id, buttons(with_file=True))
         return [file_id for message in messages if (file_id := _file_id(message))]
+
+    async def _send_buttons(self, edit: Edit, reply_to: int, markup: InlineKeyboardMarkup) -> None:
+        """The result buttons under a media group; the results are out, so never raise."""
+        try:
+            await telegram_call(
+                partial(
+                    self.bot.send_message,
+                    edit.chat_id,
+                    self.translator.tr(edit.lang, "result.buttons"),
+                    reply_markup=markup,
+                    reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
+                )
+            )
+        except (ChatUnreachable, DeliveryFailed) as exc:
+            log.warning("result buttons not sent", extra={"edit_id": edit.id, "error": str(exc)})
+
+    async def send_files(self, edit: Edit, chat_id: int, reply_to: int) -> int:
+        """Send an edit's results again as documents: the original bytes, fetched anew.
+
+        Raises DeliveryFailed (`result_missing`/`result_refused`: the provider no longer has
+        them) or ChatUnreachable. Returns how many files were sent.
+        """
+        try:
+            provider = self.registry.provider(edit.provider)
+        except UnknownModel as exc:
+            raise DeliveryFailed("result_missing", f"provider {edit.provider} is off") from exc
+        if not edit.result_urls:
+            raise DeliveryFailed("result_missing", "no result URLs")
+        images = await asyncio.gather(
+            *(self.fetcher.fetch(url, provider) for url in edit.result_urls)
+        )
+        for index, image in enumerate(images):
+            name = f"edit-{edit.id}-{index + 1}.{image.extension}"
+            await telegram_call(
+                partial(
+                    self.bot.send_document,
+                    chat_id,
+                    InputFile(image.data, filename=name),
+                    reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
+                    read_timeout=UPLOAD_TIMEOUT,
+                    write_timeout=UPLOAD_TIMEOUT,
+                )
+            )
+        return len(images)
 
     async def notify_failure(self, edit: Edit) -> None:
         key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))
@@ -219,7 +302,7 @@ class TelegramNotifier:
             except (ChatUnreachable, DeliveryFailed):
                 log.warning("could not alert an admin", extra={"admin_id": admin_id})
 
-    async def _drop_status(self, edit: Edit) -> None:
+    async def clear_status(self, edit: Edit) -> None:
         if edit.status_message_id is None:
             return
         try:

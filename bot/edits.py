@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.providers.base import InputRejected, SubmitRequest, TaskState, TaskStatus
+from bot.providers.base import InputRejected, Provider, SubmitRequest, TaskState, TaskStatus
 from bot.providers.errors import (
     CallbackRejected,
     InsufficientCredits,
@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 SUBMIT_LEASE = 300.0
 DELIVERY_LEASE = 180.0
 NOTIFY_LEASE = 60.0
-MAX_DELIVERY_ATTEMPTS = 6
+POLL_LEASE = 60.0
+# Submissions that may or may not have reached the provider (the user was told so).
+UNCERTAIN_SUBMISSIONS = ("submit_uncertain", "submit_interrupted")
+MAX_DELIVERY_ATTEMPTS = 10
+DELIVERY_BACKOFF_MAX = 120.0
 BLOB_GRACE = 600.0
 
 
@@ -78,6 +82,9 @@ class Notifier(Protocol):
     async def alert_admins(self, incident: str, detail: str) -> None:
         """Tell the bot's operators about a problem they must fix."""
 
+    async def clear_status(self, edit: Edit) -> None:
+        """Remove the "working on it" message once the result is out (best effort)."""
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -85,7 +92,17 @@ class Timing:
     poll_max_interval: float = 30.0
     callback_grace: float = 120.0
     task_timeout: float = 900.0
-    queued_grace: float = 30.0
+    queued_grace: float = 10.0  # the handler submits at once; the sweeper picks up the rest
+    blob_grace: float = BLOB_GRACE  # input photos outlive their edit this long (retries)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An edit ready to be sent: its provider, the request and the stored input photos."""
+
+    provider: Provider
+    request: SubmitRequest
+    blob_keys: list[str]
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,16 @@ class EditService:
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self._observe = observe or (lambda _event, _fields: None)
         self._incidents: dict[str, float] = {}
+        self._submitting = True
+        self._started_at = time.time()
+
+    def stop_submitting(self) -> None:
+        """Shutting down: new edits wait in `queued` for the next run to submit them.
+
+        A task created now would be fetching its input photo while this process (which may
+        be the one serving it) goes away; the next run submits it and serves the photo.
+        """
+        self._submitting = False
 
     # Creation ----------------------------------------------------------------------------------
 
@@ -202,22 +229,52 @@ class EditService:
         return url if provider.accepts_callback_url(url) else None
 
     async def submit(self, edit_id: int) -> Edit | None:
-        """queued -> submitting -> submitted (or failed). Only one caller ever submits."""
-        edit = await self.db.transition(
-            edit_id,
-            [EditState.QUEUED],
-            EditState.SUBMITTING,
-            lease_owner=self.owner,
-            lease_until=time.time() + SUBMIT_LEASE,
-        )
+        """queued -> submitting -> submitted (or failed). Only one caller ever submits.
+
+        The photos are prepared while the edit is still `queued` (under a lease): a crash
+        there loses nothing and the sweeper simply starts again. `submitting` is entered
+        right before the create request, so it means exactly "the provider may have
+        received it": only that state is resolved by telling the user, never resubmitted.
+        """
+        if not self._submitting:
+            log.info("shutting down: submission left to the next run", extra={"edit_id": edit_id})
+            return None
+        edit = await self.db.claim(edit_id, [EditState.QUEUED], self.owner, SUBMIT_LEASE)
         if edit is None:
             return None
         started = time.monotonic()
         try:
-            task_id, callback = await self._submit(edit)
+            prepared = await self._prepare(edit)
         except (InputRejected, ImageError, PhotoUnavailable, ProviderError, UnknownModel) as exc:
             return await self._fail_submission(edit, exc)
+        except asyncio.CancelledError:
+            await self.db.release(edit.id, self.owner)  # nothing was sent: start again later
+            raise
+        sending = await self.db.transition(
+            edit.id,
+            [EditState.QUEUED],
+            EditState.SUBMITTING,
+            blob_keys=prepared.blob_keys,
+            lease_owner=self.owner,
+            lease_until=time.time() + SUBMIT_LEASE,
+        )
+        if sending is None:
+            # Cancelled meanwhile, or our lease ran out and another worker took over.
+            for key in prepared.blob_keys:
+                await self.blobs.delete(key)
+            return None
+        try:
+            task_id = await prepared.provider.submit(prepared.request)
+        except (InputRejected, ProviderError) as exc:
+            return await self._fail_submission(sending, exc)
+        except asyncio.CancelledError:
+            # Cut off while the provider may have received the request: never resubmit.
+            await self._interrupted(sending, notify=False)
+            raise
+        self.clear_incident(ProviderAuthError.code)
+        self.clear_incident(InsufficientCredits.code)
         now = time.time()
+        callback = prepared.request.callback_url is not None
         next_check = now + (self.timing.callback_grace if callback else self.timing.poll_interval)
         done = await self.db.transition(
             edit.id,
@@ -234,6 +291,10 @@ class EditService:
             done = await self.db.transition(
                 edit.id, list(EditState), None, task_id=task_id, submitted_at=now
             )
+        log.info(
+            "edit submitted",
+            extra={"edit_id": edit.id, "task_id": task_id, "provider": edit.provider},
+        )
         self._observe(
             "submitted",
             {
@@ -245,7 +306,8 @@ class EditService:
         )
         return done
 
-    async def _submit(self, edit: Edit) -> tuple[str, bool]:
+    async def _prepare(self, edit: Edit) -> _Prepared:
+        """Fetch, normalize and store the input photos; build and check the request."""
         spec = self.registry.model(edit.model)
         provider = self.registry.provider(spec.provider)
         images = [photo for photo in edit.inputs if photo.role == "image"]
@@ -267,8 +329,6 @@ class EditService:
             else:
                 urls.append(blob.url)
                 sizes.append((normalized.width, normalized.height))
-        await self.db.transition(edit.id, [EditState.SUBMITTING], None, blob_keys=keys)
-        callback = self.callback_url(edit)
         request = SubmitRequest(
             model=spec,
             prompt=edit.prompt,
@@ -276,11 +336,10 @@ class EditService:
             image_sizes=tuple(sizes),
             mask_url=mask_url,
             params=edit.params,
-            callback_url=callback,
+            callback_url=self.callback_url(edit),
         )
         provider.validate(request)
-        task_id = await provider.submit(request)
-        return task_id, callback is not None
+        return _Prepared(provider=provider, request=request, blob_keys=keys)
 
     async def _fail_submission(self, edit: Edit, exc: Exception) -> Edit | None:
         code, detail = _describe(exc)
@@ -292,7 +351,7 @@ class EditService:
             await self._incident(code, f"{edit.provider}: {detail}")
         failed = await self.db.transition(
             edit.id,
-            [EditState.SUBMITTING],
+            [EditState.QUEUED, EditState.SUBMITTING],
             EditState.FAILED,
             error_code=code,
             error_detail=detail[:1000],
@@ -331,10 +390,19 @@ class EditService:
         if not secrets.compare_digest(edit.callback_token.encode(), token.encode()):
             raise CallbackRejected("bad token", status=403)
         provider = self.registry.provider(provider_name)
-        status = provider.parse_callback(body, headers)
+        status = provider.parse_callback(body, headers, task_id=edit.task_id)
         if status.task_id and edit.task_id and status.task_id != edit.task_id:
             raise CallbackRejected("task id does not match the edit", status=409)
         updated = await self.apply_status(edit, status)
+        log.info(
+            "callback accepted",
+            extra={
+                "edit_id": edit.id,
+                "task_id": status.task_id or edit.task_id,
+                "task_state": status.state.value,
+                "changed": updated is not None,
+            },
+        )
         return CallbackOutcome(
             edit_id=edit.id, changed=updated is not None, state=(updated or edit).state
         )
@@ -362,6 +430,25 @@ class EditService:
                 result_urls=list(status.result_urls),
                 **fields,
             )
+            if updated is None and edit.task_id is None and status.task_id:
+                # The user was told we could not tell whether the task started (the create
+                # request timed out or was cut off); the provider's authenticated callback
+                # says it did. Deliver the result after all rather than lose it.
+                updated = await self.db.transition(
+                    edit.id,
+                    [EditState.FAILED],
+                    EditState.SUCCEEDED,
+                    error_codes=UNCERTAIN_SUBMISSIONS,
+                    result_urls=list(status.result_urls),
+                    error_code=None,
+                    error_detail=None,
+                    **fields,
+                )
+                if updated is not None:
+                    log.info(
+                        "uncertain submission completed after all",
+                        extra={"edit_id": edit.id, "task_id": status.task_id},
+                    )
             if updated is not None:
                 self._observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
                 self.tracker.spawn(self.deliver(edit.id), name=f"deliver-{edit.id}")
@@ -382,40 +469,27 @@ class EditService:
 
     async def poll(self, edit: Edit) -> None:
         """Ask the provider about a submitted task whose outcome is due."""
-        claimed = await self.db.claim(edit.id, [EditState.SUBMITTED], self.owner, 60.0)
+        claimed = await self.db.claim(edit.id, [EditState.SUBMITTED], self.owner, POLL_LEASE)
         if claimed is None or claimed.task_id is None:
             return
-        now = time.time()
-        if claimed.submitted_at and now - claimed.submitted_at > self.timing.task_timeout:
-            expired = await self.db.transition(
-                claimed.id,
-                [EditState.SUBMITTED],
-                EditState.EXPIRED,
-                error_code="timeout",
-                finished_at=now,
-                lease_owner=None,
-                lease_until=None,
-            )
-            if expired is not None:
-                self._observe("expired", {"edit_id": edit.id, "provider": edit.provider})
-                await self.notify(expired.id)
-            return
-        provider = self.registry.provider(claimed.provider)
         try:
-            status = await provider.status(claimed.task_id)
-        except ProviderError as exc:
-            log.warning(
-                "status query failed",
-                extra={"edit_id": edit.id, "task_id": claimed.task_id, "error": exc.code},
-            )
-            status = TaskStatus(state=TaskState.RUNNING)
-        self._observe("polled", {"edit_id": edit.id, "provider": edit.provider})
+            status = await self._query(claimed, claimed.task_id)
+        except asyncio.CancelledError:
+            await self.db.release(claimed.id, self.owner)
+            raise
         if status.state.finished:
             if status.task_id and status.task_id != claimed.task_id:
-                log.error("status answer for another task", extra={"edit_id": edit.id})
+                log.error(
+                    "status answer for another task",
+                    extra={"edit_id": edit.id, "task_id": claimed.task_id},
+                )
             else:
                 await self.apply_status(claimed, status)
                 return
+        now = time.time()
+        if claimed.submitted_at and now - claimed.submitted_at > self.timing.task_timeout:
+            await self._expire(claimed)
+            return
         delay = min(
             self.timing.poll_max_interval,
             self.timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
@@ -424,31 +498,64 @@ class EditService:
             claimed.id, self.owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
         )
 
+    async def _query(self, edit: Edit, task_id: str) -> TaskStatus:
+        """The provider's view of a task; a failed query counts as "still running"."""
+        provider = self.registry.provider(edit.provider)
+        try:
+            status = await provider.status(task_id)
+        except ProviderError as exc:
+            log.warning(
+                "status query failed",
+                extra={"edit_id": edit.id, "task_id": task_id, "error": exc.code},
+            )
+            status = TaskStatus(state=TaskState.RUNNING)
+        self._observe("polled", {"edit_id": edit.id, "provider": edit.provider})
+        return status
+
+    async def _expire(self, edit: Edit) -> None:
+        """TASK_TIMEOUT passed without an outcome: give up and tell the user."""
+        expired = await self.db.transition(
+            edit.id,
+            [EditState.SUBMITTED],
+            EditState.EXPIRED,
+            error_code="timeout",
+            finished_at=time.time(),
+            lease_owner=None,
+            lease_until=None,
+        )
+        if expired is not None:
+            log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})
+            self._observe("expired", {"edit_id": edit.id, "provider": edit.provider})
+            await self.notify(expired.id)
+
     # Delivery ----------------------------------------------------------------------------------
 
     async def deliver(self, edit_id: int) -> None:
-        """succeeded -> delivered, with a lease so only one worker sends."""
+        """succeeded -> delivered, with a lease so only one worker sends.
+
+        The state change follows the send immediately (the status message is removed only
+        afterwards), keeping the window in which a crash could repeat a send as small as the
+        Bot API round trip itself.
+        """
         edit = await self.db.claim(edit_id, [EditState.SUCCEEDED], self.owner, DELIVERY_LEASE)
         if edit is None:
+            return
+        if await self.db.is_chat_blocked(edit.chat_id):
+            await self._undeliverable(edit, "the chat blocked the bot earlier")
             return
         started = time.monotonic()
         try:
             file_ids = await self.notifier.deliver_result(edit)
         except ChatUnreachable as exc:
             await self.db.block_chat(edit.chat_id, str(exc)[:200])
-            await self.db.transition(
-                edit.id,
-                [EditState.SUCCEEDED],
-                EditState.UNDELIVERABLE,
-                error_code="chat_unreachable",
-                lease_owner=None,
-                lease_until=None,
-            )
-            self._observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
+            await self._undeliverable(edit, str(exc))
             return
         except DeliveryFailed as exc:
             await self._delivery_failed(edit, exc)
             return
+        except asyncio.CancelledError:
+            await self.db.release(edit.id, self.owner)  # the next run sends it (at least once)
+            raise
         await self.db.transition(
             edit.id,
             [EditState.SUCCEEDED],
@@ -457,10 +564,27 @@ class EditService:
             lease_owner=None,
             lease_until=None,
         )
+        log.info("edit delivered", extra={"edit_id": edit.id, "task_id": edit.task_id})
         self._observe(
             "delivered",
             {"edit_id": edit.id, "provider": edit.provider, "seconds": time.monotonic() - started},
         )
+        await self.notifier.clear_status(edit)
+
+    async def _undeliverable(self, edit: Edit, reason: str) -> None:
+        log.warning(
+            "chat unreachable, result not delivered",
+            extra={"edit_id": edit.id, "chat_id": edit.chat_id, "reason": reason[:200]},
+        )
+        await self.db.transition(
+            edit.id,
+            [EditState.SUCCEEDED],
+            EditState.UNDELIVERABLE,
+            error_code="chat_unreachable",
+            lease_owner=None,
+            lease_until=None,
+        )
+        self._observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
 
     async def _delivery_failed(self, edit: Edit, exc: DeliveryFailed) -> None:
         attempts = edit.delivery_attempts + 1
@@ -492,13 +616,19 @@ class EditService:
             edit.id,
             self.owner,
             delivery_attempts=attempts,
-            next_check_at=time.time() + min(60.0, 2.0**attempts),
+            next_check_at=time.time() + min(DELIVERY_BACKOFF_MAX, 2.0**attempts),
         )
 
     async def notify(self, edit_id: int) -> None:
         """Tell the user about a failure-like end, once."""
         edit = await self.db.claim(edit_id, list(NOTIFY_STATES), self.owner, NOTIFY_LEASE)
-        if edit is None or edit.notified_at is not None:
+        if edit is None:
+            return
+        if edit.notified_at is not None:
+            await self.db.release(edit.id, self.owner)
+            return
+        if await self.db.is_chat_blocked(edit.chat_id):
+            await self.db.mark_notified(edit.id)  # nothing more is sent to a blocked chat
             return
         try:
             await self.notifier.notify_failure(edit)
@@ -506,8 +636,12 @@ class EditService:
             await self.db.block_chat(edit.chat_id, str(exc)[:200])
         except DeliveryFailed as exc:
             log.warning("failure notice not sent", extra={"edit_id": edit.id, "error": exc.code})
+            if not exc.permanent:
+                await self.db.release(edit.id, self.owner)
+                return
+        except asyncio.CancelledError:
             await self.db.release(edit.id, self.owner)
-            return
+            raise
         await self.db.mark_notified(edit.id)
 
     # Recovery ------------------------------------------------------------------------------
@@ -516,8 +650,11 @@ class EditService:
         """One pass of the recovery sweeper; returns how many edits it acted on."""
         now = time.time()
         jobs: list[Awaitable[Any]] = []
+        # Queued edits get a grace period for the handler that queued them to submit them
+        # itself; those left by an earlier run (e.g. queued during its shutdown) are due now.
+        queued_before = max(now - self.timing.queued_grace, self._started_at)
         for edit in await self.db.due_edits(
-            [EditState.QUEUED], now=now, updated_before=now - self.timing.queued_grace
+            [EditState.QUEUED], now=now, updated_before=queued_before
         ):
             jobs.append(self.submit(edit.id))
         for edit in await self.db.due_edits(
@@ -544,8 +681,9 @@ class EditService:
         await asyncio.gather(*(run(job) for job in jobs))
         return len(jobs)
 
-    async def _interrupted(self, edit: Edit) -> None:
+    async def _interrupted(self, edit: Edit, *, notify: bool = True) -> None:
         """A submission cut off by a crash: never resubmit silently, tell the user instead."""
+        log.warning("submission interrupted", extra={"edit_id": edit.id, "provider": edit.provider})
         failed = await self.db.transition(
             edit.id,
             [EditState.SUBMITTING],
@@ -560,11 +698,14 @@ class EditService:
                 "failed",
                 {"edit_id": edit.id, "provider": edit.provider, "code": "submit_interrupted"},
             )
-            await self.notify(failed.id)
+            if notify:
+                await self.notify(failed.id)
 
-    async def cleanup_blobs(self, *, grace: float = BLOB_GRACE) -> int:
-        """Delete input photos of edits that ended more than `grace` seconds ago."""
+    async def cleanup_blobs(self, *, grace: float | None = None) -> int:
+        """Delete input photos of edits that ended more than `grace` seconds ago
+        (default: `Timing.blob_grace`)."""
         removed = 0
+        grace = self.timing.blob_grace if grace is None else grace
         for edit in await self.db.finished_with_blobs(before=time.time() - grace):
             for key in edit.blob_keys:
                 await self.blobs.delete(key)

@@ -23,7 +23,18 @@ class Metrics:
             registry=self.registry,
         )
         self.edits_by_state = Gauge(
-            "bot_edits", "Edits in the database by state", ["state"], registry=self.registry
+            "bot_edits",
+            "Edits in the database by state and provider",
+            ["state", "provider"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "bot_queue_depth",
+            "Work waiting: submit (queued edits), provider (tasks running at the provider), "
+            "delivery (results not yet sent), notify (failures the user was not told yet), "
+            "telegram_updates (updates received, not yet handled)",
+            ["queue"],
+            registry=self.registry,
         )
         self.provider_calls = Counter(
             "bot_provider_calls_total",
@@ -39,7 +50,7 @@ class Metrics:
         )
         self.callbacks = Counter(
             "bot_callbacks_total",
-            "Provider callbacks by result",
+            "Provider callbacks by result: applied, duplicate, or why they were refused",
             ["provider", "result"],
             registry=self.registry,
         )

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from telegram import User
+from telegram import Chat, User
+from telegram.constants import ChatType
 from telegram.ext import CallbackContext, ExtBot
 
+from bot.admins import AdminCache
 from bot.config import Settings
+from bot.delivery import TelegramNotifier
 from bot.edits import EditService
 from bot.i18n import Translator
 from bot.metrics import Metrics
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker
 from storage.blobs import BlobStore
+from storage.chat_settings import ChatSettingsStore
 from storage.db import Database
 
 SERVICES_KEY = "services"
@@ -30,8 +34,32 @@ class Services:
     blobs: BlobStore
     tracker: TaskTracker
     metrics: Metrics
+    notifier: TelegramNotifier
+    prefs: ChatSettingsStore = field(init=False)
+    admins: AdminCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prefs = ChatSettingsStore(self.db)
+        self.admins = AdminCache()
+
+    async def lang_for(self, user: User | None, chat: Chat | None = None) -> str:
+        """The reply language: a group's chosen one, else the user's override, else Telegram's."""
+        if chat is not None and chat.type != ChatType.PRIVATE:
+            lang = (await self.prefs.get(chat.id)).lang
+            if lang in self.translator.catalogs:
+                return str(lang)
+        if user is not None:
+            lang = (await self.prefs.get(user.id)).lang
+            if lang in self.translator.catalogs:
+                return str(lang)
+        return self.translator.lang_for(user.language_code if user else None)
 
     def lang_of(self, user: User | None) -> str:
+        """Synchronous best effort (no database access): prefer `lang_for` in handlers."""
+        if user is not None:
+            cached = self.prefs.cached(user.id)
+            if cached is not None and cached.lang in self.translator.catalogs:
+                return str(cached.lang)
         return self.translator.lang_for(user.language_code if user else None)
 
     def tr(self, lang: str, key: str, **params: Any) -> str:

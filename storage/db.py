@@ -277,10 +277,13 @@ class Database:
         edit_id: int,
         from_states: Iterable[EditState],
         to_state: EditState | None = None,
+        *,
+        error_codes: Iterable[str] | None = None,
         **fields: Any,
     ) -> Edit | None:
         """Move an edit from one of `from_states` to `to_state`, setting `fields`, atomically.
 
+        `error_codes` narrows the condition further to edits carrying one of those codes.
         Returns the updated edit, or None when the edit was not in `from_states` (someone
         else already took this step): the caller must then do nothing.
         """
@@ -288,12 +291,10 @@ class Database:
         if to_state is not None:
             values["state"] = to_state.value
         states = [state.value for state in from_states]
-        stmt = (
-            edits.update()
-            .where(edits.c.id == edit_id, edits.c.state.in_(states))
-            .values(**values)
-            .returning(edits)
-        )
+        conditions = [edits.c.id == edit_id, edits.c.state.in_(states)]
+        if error_codes is not None:
+            conditions.append(edits.c.error_code.in_(list(error_codes)))
+        stmt = edits.update().where(*conditions).values(**values).returning(edits)
         async with self.engine.begin() as conn:
             result = await conn.execute(stmt)
             row = result.mappings().first()
@@ -394,6 +395,23 @@ class Database:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [edit for edit in map(Edit.from_row, rows) if edit.blob_keys]
+
+    async def count_by_state_and_provider(self) -> dict[tuple[str, str], int]:
+        stmt = sa.select(edits.c.state, edits.c.provider, sa.func.count()).group_by(
+            edits.c.state, edits.c.provider
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {(str(state), str(provider)): int(count) for state, provider, count in rows}
+
+    async def count_unnotified(self) -> int:
+        """Failure-like edits whose user has not been told yet."""
+        stmt = sa.select(sa.func.count()).where(
+            edits.c.state.in_([state.value for state in NOTIFY_STATES]),
+            edits.c.notified_at.is_(None),
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
 
     async def count_by_state(self) -> dict[str, int]:
         stmt = sa.select(edits.c.state, sa.func.count()).group_by(edits.c.state)

@@ -91,3 +91,29 @@ album_items = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_album_items_group", "chat_id", "media_group_id"),
 )
+
+# Settings per chat (JSON, see storage/chat_settings.py): a private chat's belong to its user
+# (chat id == user id, which also carries the user's language override), a group's apply to
+# every edit in the group. `version` makes concurrent changes safe (compare-and-set).
+chat_settings = sa.Table(
+    "chat_settings",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_by", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# A setting the bot asked for as free text (ForceReply): the user's next text is its value.
+setting_inputs = sa.Table(
+    "setting_inputs",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("prompt_message_id", sa.BigInteger, nullable=False),
+    sa.Column("menu_message_id", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_setting_inputs_prompt", "chat_id", "prompt_message_id"),
+)

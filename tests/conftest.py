@@ -17,6 +17,7 @@ from bot.keys import SERVICES
 from bot.services import Services
 from storage.db import Edit, EditState
 from tests.fakes.kie import FakeKie
+from tests.fakes.s3 import MotoS3
 from tests.fakes.telegram import FakeTelegram
 from tests.pg import PostgresServer, start_postgres
 
@@ -71,6 +72,22 @@ class RunningBot:
             await asyncio.sleep(0.02)
         raise AssertionError(f"edit {edit_id} never reached {state}: {edit}")
 
+    async def wait_edit(
+        self, check: Callable[[Edit], bool], edit_id: int = 1, within: float = 10.0
+    ) -> Edit:
+        """Wait until the stored edit satisfies `check`."""
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + within
+        edit = await self.services.db.get_edit(edit_id)
+        while time.monotonic() < deadline:
+            edit = await self.services.db.get_edit(edit_id)
+            if edit is not None and check(edit):
+                return edit
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"edit {edit_id} never satisfied the check: {edit}")
+
     async def stop(self) -> None:
         await self.runner.cleanup()
 
@@ -79,6 +96,14 @@ class RunningBot:
 def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session; tests create their own databases."""
     yield from start_postgres()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """One real S3-compatible server (moto) on 127.0.0.1; tests create their own buckets."""
+    server = MotoS3.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

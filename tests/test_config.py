@@ -42,7 +42,10 @@ def test_kie_storage_needs_key() -> None:
 
 def test_defaults_and_derived_values(tmp_path: Path) -> None:
     settings = load_settings(
-        _env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", DATA_DIR=str(tmp_path),
+        _env_file=None,
+        BOT_TOKEN=TOKEN,
+        KIE_API_KEY="k",
+        DATA_DIR=str(tmp_path),
         ADMIN_IDS="1, 2 3",
     )
     assert settings.port == 8080
@@ -59,7 +62,9 @@ def test_defaults_and_derived_values(tmp_path: Path) -> None:
 
 def test_public_url_switches_to_webhook_and_local_storage() -> None:
     settings = load_settings(
-        _env_file=None, BOT_TOKEN=TOKEN, PUBLIC_BASE_URL="http://bot.example:8443/",
+        _env_file=None,
+        BOT_TOKEN=TOKEN,
+        PUBLIC_BASE_URL="http://bot.example:8443/",
         DATABASE_URL="postgresql://u:p@db/bot",
     )
     assert settings.webhook_mode
@@ -77,7 +82,11 @@ def test_token_never_in_repr() -> None:
 def test_python_m_bot_without_token_exits_with_message(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "KIE_API_KEY")}
     result = subprocess.run(
-        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 2

@@ -108,9 +108,9 @@ async def test_failed_task_tells_the_reason(
     assert edited[0].params["text"] == (
         "😔 The model couldn't edit this photo: Internal server error"
     )
-    edit = await webhook_bot.wait_state(EditState.FAILED)
+    edit = await webhook_bot.wait_edit(lambda e: e.notified_at is not None)
+    assert edit.state is EditState.FAILED
     assert edit.error_code == "task_failed:500"
-    assert edit.notified_at is not None
     assert not tg.calls_of("sendPhoto")
 
 

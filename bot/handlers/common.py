@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import Bot, Message, ReplyParameters, User
+from telegram import Bot, CallbackQuery, Message, ReplyParameters, User
+from telegram.error import BadRequest
 
 from storage.db import InputPhoto
 
@@ -28,6 +30,9 @@ IMAGE_MIME_TYPES = frozenset(
 )
 MASK_MARKERS = frozenset({"mask", "#mask", "маска", "#маска"})
 _EDIT_COMMAND = re.compile(r"^/edit(?:@(\w+))?(?=\s|$)", re.IGNORECASE)
+CALLBACK_ANSWER_MAX = 200
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,20 @@ async def reply(message: Message, text: str, **kwargs: Any) -> Message:
         ),
         **kwargs,
     )
+
+
+async def answer_press(
+    query: CallbackQuery, text: str | None = None, *, alert: bool = False
+) -> None:
+    """Answer a button press (once: a repeated update finds it answered, which is only logged)."""
+    if text is not None and len(text) > CALLBACK_ANSWER_MAX:
+        text = text[: CALLBACK_ANSWER_MAX - 1] + "…"
+    try:
+        await query.answer(text, show_alert=alert)
+    except BadRequest as exc:
+        if "query is too old" not in exc.message.lower():
+            raise
+        log.info("button press answered before", extra={"query_id": query.id})
 
 
 def input_photo(message: Message) -> InputPhoto | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from telegram import Bot, ForceReply, Update
 from telegram.constants import ChatType
@@ -17,6 +19,7 @@ from bot.handlers.common import (
     extract_prompt,
     input_photo,
 )
+from bot.preferences import resolve
 from bot.providers.base import InputRejected
 from bot.services import BotContext, Services
 from storage.db import InputPhoto
@@ -32,7 +35,7 @@ async def on_photo(update: Update, context: BotContext) -> None:
     if message is None or user is None:
         return
     services = context.services
-    origin = Origin.of(message, user, services.lang_of(user))
+    origin = Origin.of(message, user, await services.lang_for(user, message.chat))
     if message.media_group_id:
         await album.collect(context, message, origin)
         return
@@ -53,7 +56,7 @@ async def on_unsupported_file(update: Update, context: BotContext) -> None:
     if message is None or user is None:
         return
     services = context.services
-    origin = Origin.of(message, user, services.lang_of(user))
+    origin = Origin.of(message, user, await services.lang_for(user, message.chat))
     await answer(context.bot, origin, services.tr(origin.lang, "error.unsupported_file"))
 
 
@@ -63,7 +66,7 @@ async def on_text(update: Update, context: BotContext) -> None:
     if message is None or user is None or message.text is None:
         return
     services = context.services
-    origin = Origin.of(message, user, services.lang_of(user))
+    origin = Origin.of(message, user, await services.lang_for(user, message.chat))
     replied = message.reply_to_message
     if replied is not None and carries_file(replied):
         photo = input_photo(replied)
@@ -88,7 +91,7 @@ async def edit_command(update: Update, context: BotContext) -> None:
     if message is None or user is None:
         return
     services = context.services
-    origin = Origin.of(message, user, services.lang_of(user))
+    origin = Origin.of(message, user, await services.lang_for(user, message.chat))
     prompt = " ".join(context.args or [])
     replied = message.reply_to_message
     photo = input_photo(replied) if replied is not None else None
@@ -118,12 +121,25 @@ async def edit_or_ask(
 
 
 async def start_edit(
-    bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto], raw_prompt: str
+    bot: Bot,
+    services: Services,
+    origin: Origin,
+    inputs: list[InputPhoto],
+    raw_prompt: str,
+    *,
+    dedupe_key: str | None = None,
+    model_params: tuple[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Validate, record and submit one edit; answer bad input with a clear message."""
+    """Validate, record and submit one edit; answer bad input with a clear message.
+
+    The model and params come from the chat's settings unless `model_params` is given (a
+    repeat of an earlier edit); `dedupe_key` defaults to the origin message.
+    """
     prompt = clean_prompt(raw_prompt)
-    model_id = services.settings.default_model
-    params: dict[str, object] = {}
+    if model_params is None:
+        prefs = await services.prefs.get(origin.chat_id, fresh=True)
+        model_params = resolve(prefs, services.registry, services.settings.default_model)
+    model_id, params = model_params
     images = [photo for photo in inputs if photo.role == "image"]
     has_mask = len(images) != len(inputs)
     try:
@@ -133,7 +149,7 @@ async def start_edit(
         return
     await services.db.unblock_chat(origin.chat_id)
     edit = await services.edits.create(
-        dedupe_key=f"msg:{origin.chat_id}:{origin.message_id}",
+        dedupe_key=dedupe_key or f"msg:{origin.chat_id}:{origin.message_id}",
         chat_id=origin.chat_id,
         chat_type=origin.chat_type,
         user_id=origin.user_id,

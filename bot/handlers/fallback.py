@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters
 
-from bot.handlers.common import reply
+from bot.handlers.common import answer_press, reply
 from bot.services import BotContext
 
 log = logging.getLogger(__name__)
@@ -20,9 +20,8 @@ async def unknown_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    await reply(
-        message, services.tr(services.lang_of(update.effective_user), "error.unknown_command")
-    )
+    lang = await services.lang_for(update.effective_user, message.chat)
+    await reply(message, services.tr(lang, "error.unknown_command"))
 
 
 async def unknown_button(update: Update, context: BotContext) -> None:
@@ -31,10 +30,8 @@ async def unknown_button(update: Update, context: BotContext) -> None:
     if query is None:
         return
     services = context.services
-    await query.answer(
-        services.tr(services.lang_of(update.effective_user), "error.unknown_button"),
-        show_alert=False,
-    )
+    lang = await services.lang_for(update.effective_user, update.effective_chat)
+    await answer_press(query, services.tr(lang, "error.unknown_button"))
 
 
 async def on_error(update: object, context: BotContext) -> None:

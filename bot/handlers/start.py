@@ -16,7 +16,7 @@ async def start(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    lang = services.lang_of(update.effective_user)
+    lang = await services.lang_for(update.effective_user, message.chat)
     await reply(message, services.tr(lang, "start.text"), parse_mode=ParseMode.HTML)
 
 
@@ -26,8 +26,9 @@ async def help_command(update: Update, context: BotContext) -> None:
     if message is None:
         return
     services = context.services
-    lang = services.lang_of(update.effective_user)
-    await reply(message, services.tr(lang, "help.text"), parse_mode=ParseMode.HTML)
+    lang = await services.lang_for(update.effective_user, message.chat)
+    text = services.tr(lang, "help.text", bot=context.bot.username)
+    await reply(message, text, parse_mode=ParseMode.HTML)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

@@ -2,48 +2,106 @@
 
 The edit's state change is committed before the 200 answer, so a crash after answering
 still delivers (the sweeper finds the succeeded edit); delivery itself runs in background.
+Bodies must be I-JSON (RFC 7493): UTF-8, no lone surrogates, no NaN/Infinity, integers
+that fit a double exactly; anything else is refused with 400 before any lookup.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from bot.keys import SERVICES
 from bot.providers.errors import CallbackRejected
 from bot.web.errors import BadRequest
 
 MAX_CALLBACK_BYTES = 256 * 1024
+MAX_EDIT_ID = 2**63 - 1
+MAX_EXACT_INT = 2**53
+# Metric label for each refusal status (bounded, unlike anything taken from the request).
+REFUSALS = {
+    400: "invalid",
+    401: "bad_signature",
+    403: "bad_token",
+    404: "unknown_edit",
+    409: "task_mismatch",
+}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_EXACT_INT:
+        raise ValueError("integer out of the exact range of a double")
+    return value
+
+
+def parse_ijson(raw: bytes) -> Any:
+    """Decode an I-JSON document; ValueError for anything else."""
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_int=_exact_int)
+        # Lone surrogates ("\ud800") decode fine but cannot be encoded, stored or signed.
+        json.dumps(body, ensure_ascii=False).encode()
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    return body
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it grows beyond `limit` bytes."""
+    data = bytearray()
+    while True:
+        chunk = await request.content.read(limit + 1 - len(data))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > limit:
+            return None
 
 
 async def provider_callback(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    provider = request.match_info["provider"]
-    try:
-        edit_id = int(request.match_info["edit_id"])
-    except ValueError:
-        raise CallbackRejected("unknown edit", status=404) from None
+    name = request.match_info["provider"]
+    provider = name if name in services.registry.providers else "unknown"
+    raw_id = request.match_info["edit_id"]
+    if provider == "unknown" or not (raw_id.isascii() and raw_id.isdigit()):
+        services.metrics.callbacks.labels(provider=provider, result="unknown_edit").inc()
+        raise CallbackRejected("unknown edit", status=404)
+    edit_id = int(raw_id)
+    if not 0 < edit_id <= MAX_EDIT_ID:
+        services.metrics.callbacks.labels(provider=provider, result="unknown_edit").inc()
+        raise CallbackRejected("unknown edit", status=404)
     if request.content_length is not None and request.content_length > MAX_CALLBACK_BYTES:
         services.metrics.callbacks.labels(provider=provider, result="too_large").inc()
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_CALLBACK_BYTES, actual_size=request.content_length
         )
-    raw = await request.content.read(MAX_CALLBACK_BYTES + 1)
-    if len(raw) > MAX_CALLBACK_BYTES:
+    raw = await _read_body(request, MAX_CALLBACK_BYTES)
+    if raw is None:
         services.metrics.callbacks.labels(provider=provider, result="too_large").inc()
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_CALLBACK_BYTES, actual_size=len(raw))
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_CALLBACK_BYTES, actual_size=MAX_CALLBACK_BYTES + 1
+        )
     try:
-        body = json.loads(raw)
+        body = parse_ijson(raw)
     except ValueError:
         services.metrics.callbacks.labels(provider=provider, result="malformed").inc()
         raise BadRequest("body is not JSON") from None
+    # Header values outside ASCII cannot be a signature or timestamp; parsers never see them.
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if v.isascii())
     try:
         outcome = await services.edits.handle_callback(
-            provider, edit_id, request.query.get("token", ""), body, request.headers
+            provider, edit_id, request.query.get("token", ""), body, headers
         )
-    except CallbackRejected:
-        services.metrics.callbacks.labels(provider=provider, result="refused").inc()
+    except CallbackRejected as exc:
+        result = REFUSALS.get(exc.status or 403, "refused")
+        services.metrics.callbacks.labels(provider=provider, result=result).inc()
         raise
     result = "applied" if outcome.changed else "duplicate"
     services.metrics.callbacks.labels(provider=provider, result=result).inc()

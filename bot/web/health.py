@@ -10,6 +10,7 @@ from telegram.error import TelegramError
 
 from bot.keys import PTB, SERVICES, SETTINGS
 from bot.metrics import CONTENT_TYPE_LATEST
+from storage.db import EditState
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    for state, count in (await services.db.count_by_state()).items():
-        services.metrics.edits_by_state.labels(state=state).set(count)
-    services.metrics.background_tasks.set(len(services.tracker))
+    meters = services.metrics
+    counts = await services.db.count_by_state_and_provider()
+    meters.edits_by_state.clear()  # states that emptied must not keep their last value
+    for (state, provider), count in counts.items():
+        meters.edits_by_state.labels(state=state, provider=provider).set(count)
+
+    def total(*states: EditState) -> int:
+        return sum(count for (state, _), count in counts.items() if state in states)
+
+    meters.queue_depth.labels(queue="submit").set(total(EditState.QUEUED))
+    meters.queue_depth.labels(queue="provider").set(
+        total(EditState.SUBMITTING, EditState.SUBMITTED)
+    )
+    meters.queue_depth.labels(queue="delivery").set(total(EditState.SUCCEEDED))
+    meters.queue_depth.labels(queue="notify").set(await services.db.count_unnotified())
+    meters.queue_depth.labels(queue="telegram_updates").set(request.app[PTB].update_queue.qsize())
+    meters.background_tasks.set(len(services.tracker))
     return web.Response(
         body=services.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -21,7 +21,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "bad secret token"}, status=403)
     try:
         data = json.loads(await request.read())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadRequest("body is not JSON") from exc
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         raise BadRequest("not a Telegram update")
