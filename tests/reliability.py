@@ -170,7 +170,14 @@ def success_body(task_id: str, *urls: str) -> Json:
 class Service:
     """The real service as a separate process (`python -m bot`), configured by environment."""
 
-    def __init__(self, env: Mapping[str, str], workdir: Path, name: str = "bot") -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        workdir: Path,
+        name: str = "bot",
+        *,
+        public_url: str | None = None,
+    ) -> None:
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(workdir),
@@ -181,6 +188,7 @@ class Service:
         self.name = name
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
+        self.public_url = public_url or self.url  # behind a load balancer: the balancer's URL
         self.runs = 0
         self.process: asyncio.subprocess.Process | None = None
 
@@ -212,7 +220,7 @@ class Service:
                 status, _ = await post(f"{self.url}/healthz", method="GET")
             except aiohttp.ClientError:
                 return False
-            return status == 200 and tg.webhook_url == f"{self.url}/telegram"
+            return status == 200 and tg.webhook_url == f"{self.public_url}/telegram"
 
         await eventually(healthy, within=within, what="the service to become healthy")
 

@@ -1,0 +1,241 @@
+"""Several replicas behind one URL: PostgreSQL + S3 shared, any replica takes any request.
+
+Two `python -m bot` processes share a PostgreSQL database (a real server on 127.0.0.1) and
+an S3 bucket (moto on 127.0.0.1); a small round-robin load balancer in front of them is the
+public URL, so Telegram updates, album messages and provider callbacks (duplicates included)
+land on alternating replicas.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from storage.db import EditState
+from tests.conftest import CHAT_ID, USER_ID, free_port
+from tests.fakes.images import make_jpeg
+from tests.fakes.kie import FakeKie
+from tests.fakes.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoS3
+from tests.fakes.telegram import FakeTelegram
+from tests.pg import PostgresServer
+from tests.reliability import Service, eventually, read_rows, service_env
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+
+
+class RoundRobin:
+    """A load balancer on loopback: spreads requests over replicas, skips dead ones."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.upstreams: list[str] = []
+        self.hits: Counter[tuple[str, str]] = Counter()
+        self._next = itertools.count()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        assert self._session is not None
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        for _ in range(len(self.upstreams)):
+            upstream = self.upstreams[next(self._next) % len(self.upstreams)]
+            try:
+                async with self._session.request(
+                    request.method, upstream + request.path_qs, data=body, headers=headers
+                ) as answer:
+                    payload = await answer.read()
+                    kind = request.path.split("/")[1]
+                    self.hits[(upstream, kind)] += 1
+                    return web.Response(
+                        status=answer.status,
+                        body=payload,
+                        content_type=answer.content_type,
+                    )
+            except aiohttp.ClientConnectionError:
+                continue  # a dead replica: the next one takes the request
+        return web.Response(status=502, text="no replica answered")
+
+
+@dataclass
+class Cluster:
+    replicas: list[Service]
+    balancer: RoundRobin
+    database_url: str
+    bucket: str
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return await read_rows(self.database_url.replace("postgresql://", "postgresql+asyncpg://"))
+
+
+@pytest.fixture
+async def cluster(
+    tmp_path: Path,
+    tg: FakeTelegram,
+    kie: FakeKie,
+    postgres: PostgresServer,
+    s3_server: MotoS3,
+) -> AsyncIterator[Cluster]:
+    balancer = RoundRobin(free_port())
+    database_url = postgres.new_database()
+    bucket = await s3_server.create_bucket()
+    replicas: list[Service] = []
+    for n in range(2):
+        port = free_port()
+        workdir = tmp_path / f"replica{n}"
+        workdir.mkdir()
+        env = service_env(tg, kie, workdir / "data", port)
+        env.update(
+            {
+                "PUBLIC_BASE_URL": balancer.url,
+                "DATABASE_URL": database_url,
+                "STORAGE": "s3",
+                "S3_BUCKET": bucket,
+                "S3_ENDPOINT_URL": s3_server.url,
+                "S3_REGION": REGION,
+                "S3_ACCESS_KEY_ID": ACCESS_KEY,
+                "S3_SECRET_ACCESS_KEY": SECRET_KEY,
+                "DEFAULT_MODEL": "google/nano-banana-edit",
+                "CALLBACK_GRACE": "1",
+            }
+        )
+        replicas.append(Service(env, workdir, f"replica{n}", public_url=balancer.url))
+    balancer.upstreams = [replica.url for replica in replicas]
+    await balancer.start()
+    try:
+        # Start one after the other: both run the migrations (advisory-locked) and set the
+        # same webhook; the second finds the schema already current.
+        for replica in replicas:
+            await replica.start(tg, within=60)
+        yield Cluster(replicas, balancer, database_url, bucket)
+    finally:
+        for replica in replicas:
+            await replica.close()
+        await balancer.stop()
+
+
+def delivered_per_message(tg: FakeTelegram) -> Counter[int]:
+    """How many successful result sends each original message got."""
+    counts: Counter[int] = Counter()
+    for call in tg.calls_of("sendPhoto"):
+        if call.ok:
+            counts[int(call.params["reply_parameters"]["message_id"])] += 1
+    return counts
+
+
+async def test_replicas_share_state_and_deliver_each_edit_once(
+    cluster: Cluster, tg: FakeTelegram, kie: FakeKie, s3_server: MotoS3
+) -> None:
+    singles = 16
+    for n in range(singles):
+        # Duplicated callbacks (3 deliveries each, spread over both replicas); every fourth
+        # task sends none, so the replicas' sweepers must find it by polling.
+        kie.next_outcome(callbacks=0 if n % 4 == 0 else 3)
+    kie.next_outcome(callbacks=2)  # the album's task
+    user = tg.user(USER_ID)
+    originals: list[int] = []
+    for n in range(singles):
+        update = tg.photo_update(CHAT_ID, user, make_jpeg(320, 240), caption=f"edit {n}")
+        originals.append(tg.message_of(update)["message_id"])
+        assert await tg.post_webhook(update) == 200
+    album = [
+        tg.photo_update(
+            CHAT_ID,
+            user,
+            make_jpeg(200, 200, color=(60 * i, 0, 0)),
+            caption="one scene" if i == 0 else None,
+            media_group_id="cluster-album",
+        )
+        for i in range(3)
+    ]
+    for update in album:
+        assert await tg.post_webhook(update) == 200  # alternating replicas
+    album_first = tg.message_of(album[0])["message_id"]
+    expected = {*originals, album_first}
+
+    async def all_delivered() -> bool:
+        rows = await cluster.rows()
+        return len(rows) == len(expected) and all(
+            row["state"] == EditState.DELIVERED.value for row in rows
+        )
+
+    await eventually(all_delivered, within=90, what="every edit delivered")
+    # Let every duplicate callback and sweeper pass run out before counting.
+    await kie.wait_for(
+        lambda: all(task.finished for task in kie.tasks.values()), 10, "tasks finished"
+    )
+    await eventually(lambda: _callbacks_settled(kie), within=30, what="callback retries to settle")
+    counts = delivered_per_message(tg)
+    assert set(counts) == expected
+    assert all(count == 1 for count in counts.values()), counts
+    assert len(kie.tasks) == len(expected)  # never submitted twice
+    album_tasks = [t for t in kie.tasks.values() if len(t.input_urls) == 3]
+    assert len(album_tasks) == 1  # the album became one edit across replicas
+    # Both replicas took Telegram updates and provider callbacks.
+    for replica in cluster.replicas:
+        assert cluster.balancer.hits[(replica.url, "telegram")] > 0
+        assert cluster.balancer.hits[(replica.url, "callbacks")] > 0
+    # Input photos were in the shared bucket, fetched by the provider from S3.
+    assert all(url.startswith(s3_server.url) for t in kie.tasks.values() for url in t.input_urls)
+
+
+def _callbacks_settled(kie: FakeKie) -> bool:
+    """Every callback attempt got an answer (none is still in flight)."""
+    return all(attempt.status is not None or attempt.error for attempt in kie.callbacks)
+
+
+async def test_a_killed_replica_is_covered_by_the_other(
+    cluster: Cluster, tg: FakeTelegram, kie: FakeKie
+) -> None:
+    edits = 8
+    for n in range(edits):
+        kie.next_outcome(hold=True, callbacks=0 if n % 2 else 1)
+    user = tg.user(USER_ID)
+    originals = []
+    for n in range(edits):
+        update = tg.photo_update(CHAT_ID, user, make_jpeg(256, 256), caption=f"held {n}")
+        originals.append(tg.message_of(update)["message_id"])
+        assert await tg.post_webhook(update) == 200
+
+    async def all_submitted() -> bool:
+        rows = await cluster.rows()
+        return len(rows) == edits and all(r["state"] == EditState.SUBMITTED.value for r in rows)
+
+    await eventually(all_submitted, within=60, what="every edit submitted")
+    dead, alive = cluster.replicas
+    await dead.kill()  # SIGKILL: no cleanup at all
+    kie.release_all()  # tasks finish: callbacks hit the balancer, which skips the dead replica
+
+    async def all_delivered() -> bool:
+        rows = await cluster.rows()
+        return all(r["state"] == EditState.DELIVERED.value for r in rows)
+
+    await eventually(all_delivered, within=90, what="the surviving replica to deliver all")
+    counts = delivered_per_message(tg)
+    assert set(counts) == set(originals)
+    assert all(count == 1 for count in counts.values()), counts
+    assert len(kie.tasks) == edits
+    assert alive.process is not None and alive.process.returncode is None
