@@ -32,6 +32,7 @@ from bot.providers.transport import RetryPolicy, SlidingWindowLimiter, Transport
 from bot.results import ResultFetcher
 from bot.services import SERVICES_KEY, BotContext, Services
 from bot.tasks import TaskTracker
+from bot.telegram_http import AiohttpRequest
 from bot.web import error_middleware, setup_routes
 from storage.blobs import BlobStore, KieUploadStore, LocalBlobStore
 from storage.db import Database
@@ -195,7 +196,10 @@ def build_telegram(settings: Settings) -> Application:  # type: ignore[type-arg]
         .base_file_url(f"{base}/file/bot")
         .context_types(ContextTypes(context=BotContext))
         .concurrent_updates(256)
-        .connection_pool_size(128)
+        .request(AiohttpRequest(connection_pool_size=128))
+        .get_updates_request(
+            AiohttpRequest(connection_pool_size=1, read_timeout=settings.telegram_poll_timeout + 10)
+        )
         .rate_limiter(
             AIORateLimiter(
                 overall_max_rate=settings.telegram_max_rate,
@@ -208,8 +212,6 @@ def build_telegram(settings: Settings) -> Application:  # type: ignore[type-arg]
     )
     if settings.webhook_mode:
         builder = builder.updater(None)
-    else:
-        builder = builder.get_updates_read_timeout(settings.telegram_poll_timeout + 10)
     application = builder.build()
     register_all(application)
     return application
@@ -261,6 +263,7 @@ def _services(translator: Translator):  # type: ignore[no-untyped-def]
                 callback_grace=settings.callback_grace,
                 task_timeout=settings.task_timeout,
                 blob_grace=settings.blob_grace,
+                approval_timeout=settings.approval_timeout,
             ),
             tracker=tracker,
             observe=metrics.observe_edit,

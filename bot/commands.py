@@ -2,8 +2,8 @@
 
 Private chats list every command; group members see what they can use there; group admins
 (BotCommandScopeAllChatAdministrators) additionally see the commands that change the
-group's settings. Each list is published for the default language (English) and for every
-other catalog language.
+group's settings and moderate it. Each list is published for the default language (English)
+and for every other catalog language.
 """
 
 from __future__ import annotations
@@ -25,9 +25,21 @@ from bot.i18n import DEFAULT_LANG, Translator
 
 log = logging.getLogger(__name__)
 
-PRIVATE_COMMANDS = ("start", "help", "settings", "model", "edit", "history", "cancel")
+PRIVATE_COMMANDS = ("start", "help", "settings", "model", "edit", "history", "cancel", "usage")
 GROUP_COMMANDS = ("edit", "history", "cancel", "help")
-GROUP_ADMIN_COMMANDS = (*GROUP_COMMANDS, "settings", "model")
+MODERATION_COMMANDS = (
+    "moderation",
+    "modlog",
+    "usage",
+    "allow",
+    "deny",
+    "ban",
+    "unban",
+    "block",
+    "unblock",
+    "remove",
+)
+GROUP_ADMIN_COMMANDS = (*GROUP_COMMANDS, "settings", "model", *MODERATION_COMMANDS)
 
 
 def command_lists() -> list[tuple[BotCommandScope, tuple[str, ...]]]:

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="ADMIN_IDS"
     )
 
+    # Access and moderation
+    allowed_user_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, validation_alias="ALLOWED_USER_IDS"
+    )
+    allowed_chat_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, validation_alias="ALLOWED_CHAT_IDS"
+    )
+    approval_timeout: float = Field(default=3600.0, gt=0, validation_alias="APPROVAL_TIMEOUT")
+
     # Providers
     kie_api_key: SecretStr | None = Field(default=None, validation_alias="KIE_API_KEY")
     kie_api_url: AnyHttpUrl = Field(
@@ -168,7 +177,7 @@ class Settings(BaseSettings):
             )
         return SecretStr(value.get_secret_value().strip())
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_ids(value)

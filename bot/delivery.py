@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from telegram import (
     Bot,
+    File,
     InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
@@ -119,7 +120,7 @@ class TelegramPhotoSource:
         for attempt in range(3):
             try:
                 file = await self.bot.get_file(photo.file_id, read_timeout=DOWNLOAD_TIMEOUT)
-                return bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_TIMEOUT))
+                return await self._download(file)
             except BadRequest as exc:
                 code = "too_big" if "too big" in exc.message.lower() else "gone"
                 raise PhotoUnavailable(code, exc.message) from exc
@@ -132,6 +133,14 @@ class TelegramPhotoSource:
             except TelegramError as exc:
                 raise PhotoUnavailable("download", exc.message) from exc
         raise PhotoUnavailable("download", "retries exhausted")
+
+    async def _download(self, file: File) -> bytes:
+        """The file's bytes as the HTTP client read them, without the two copies that
+        `File.download_as_bytearray` (and turning its bytearray into bytes) would make."""
+        url = file.file_path or ""
+        if url.startswith(("https://", "http://")):
+            return await self.bot.request.retrieve(url, read_timeout=DOWNLOAD_TIMEOUT)
+        return bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_TIMEOUT))
 
 
 class TelegramNotifier:
@@ -160,12 +169,17 @@ class TelegramNotifier:
             *(self.fetcher.fetch(url, provider) for url in edit.result_urls)
         )
         caption = self.translator.tr(edit.lang, "result.caption")
-        buttons = partial(result_keyboard, partial(self.translator.tr, edit.lang), edit.id)
+        buttons = partial(
+            result_keyboard,
+            partial(self.translator.tr, edit.lang),
+            edit.id,
+            removable=edit.chat_type != "private",  # "Remove" for group admins
+        )
         as_files = bool(edit.params.get("send_as_file")) or any(
             not _fits_photo(image) for image in images
         )
         if as_files:
-            messages = []
+            messages: list[Message] = []
             for index, image in enumerate(images):
                 document = InputFile(
                     image.data, filename=f"edit-{edit.id}-{index + 1}.{image.extension}"
@@ -179,7 +193,9 @@ class TelegramNotifier:
                             document,
                             caption=text,
                             reply_parameters=self._reply_to(edit),
-                            reply_markup=buttons(with_file=False)
+                            reply_markup=buttons(
+                                with_file=False, others=[m.message_id for m in messages]
+                            )
                             if index == len(images) - 1
                             else None,
                             read_timeout=UPLOAD_TIMEOUT,
@@ -226,7 +242,11 @@ class TelegramNotifier:
                 )
             )
             # Media groups cannot carry a keyboard: the buttons follow in a short message.
-            await self._send_buttons(edit, messages[0].message_id, buttons(with_file=True))
+            await self._send_buttons(
+                edit,
+                messages[0].message_id,
+                buttons(with_file=True, others=[m.message_id for m in messages]),
+            )
         return [file_id for message in messages if (file_id := _file_id(message))]
 
     async def _send_buttons(self, edit: Edit, reply_to: int, markup: InlineKeyboardMarkup) -> None:
@@ -293,6 +313,18 @@ class TelegramNotifier:
         await telegram_call(
             lambda: self.bot.send_message(edit.chat_id, text, reply_parameters=self._reply_to(edit))
         )
+        if edit.approval_message_id is not None and edit.error_code == "approval_expired":
+            await self._close_approval(edit)
+
+    async def _close_approval(self, edit: Edit) -> None:
+        """An approval request nobody decided on: drop its buttons (best effort)."""
+        text = self.translator.tr(edit.lang, "approval.panel.expired")
+        try:
+            await self.bot.edit_message_text(
+                text, chat_id=edit.chat_id, message_id=edit.approval_message_id
+            )
+        except TelegramError as exc:
+            log.info("approval request not closed", extra={"edit_id": edit.id, "error": str(exc)})
 
     async def alert_admins(self, incident: str, detail: str) -> None:
         for admin_id in self.admin_ids:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from bot.providers.base import InputRejected, Provider, SubmitRequest, TaskState, TaskStatus
@@ -26,9 +27,18 @@ from bot.providers.errors import (
     ProviderError,
 )
 from bot.providers.registry import ProviderRegistry, UnknownModel
-from bot.tasks import TaskTracker
+from bot.tasks import TaskTracker, WorkQueue
 from storage.blobs import BlobStore
-from storage.db import NOTIFY_STATES, Database, Edit, EditState, InputPhoto, NewEdit
+from storage.db import (
+    NOTIFY_STATES,
+    TERMINAL_STATES,
+    Database,
+    Edit,
+    EditState,
+    InputPhoto,
+    InsertGuard,
+    NewEdit,
+)
 from storage.images import ImageError, normalize
 
 log = logging.getLogger(__name__)
@@ -39,9 +49,15 @@ NOTIFY_LEASE = 60.0
 POLL_LEASE = 60.0
 # Submissions that may or may not have reached the provider (the user was told so).
 UNCERTAIN_SUBMISSIONS = ("submit_uncertain", "submit_interrupted")
+# Edits whose task's outcome is still to be recorded.
+AWAITING_OUTCOME = (EditState.SUBMITTING, EditState.SUBMITTED)
 MAX_DELIVERY_ATTEMPTS = 10
 DELIVERY_BACKOFF_MAX = 120.0
 BLOB_GRACE = 600.0
+# Deliveries and failure notices after a callback: this many at a time, the rest queued (a
+# full queue leaves them to the sweeper, which finds every succeeded or unnotified edit).
+OUTBOX_WORKERS = 32
+OUTBOX_CAPACITY = 10_000
 
 
 class PhotoUnavailable(Exception):
@@ -94,6 +110,7 @@ class Timing:
     task_timeout: float = 900.0
     queued_grace: float = 10.0  # the handler submits at once; the sweeper picks up the rest
     blob_grace: float = BLOB_GRACE  # input photos outlive their edit this long (retries)
+    approval_timeout: float = 3600.0  # a group request waiting for an admin expires then
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,9 @@ class EditService:
         self._incidents: dict[str, float] = {}
         self._submitting = True
         self._started_at = time.time()
+        self._outbox = WorkQueue(
+            tracker, name="outbox", workers=OUTBOX_WORKERS, capacity=OUTBOX_CAPACITY
+        )
 
     def stop_submitting(self) -> None:
         """Shutting down: new edits wait in `queued` for the next run to submit them.
@@ -195,9 +215,22 @@ class EditService:
         inputs: list[InputPhoto],
         params: Mapping[str, Any],
         state: EditState = EditState.QUEUED,
+        unblock_chat: bool = False,
+        claim: bool = False,
+        user_name: str | None = None,
+        guard: InsertGuard | None = None,
     ) -> Edit | None:
-        """Record a new edit; None if this request was recorded before (a repeated update)."""
+        """Record a new edit; None if this request was recorded before (a repeated update).
+
+        `guard`: the group's limits, re-checked by the insert (LimitReached if they no longer
+        hold); `user_name` is kept for the moderation log.
+
+        `unblock_chat`: the chat wrote to the bot, so it no longer blocks it. `claim`: a
+        queued edit is created leased to this worker, which must then pass it to `submit`
+        (as `claimed`) at once; while shutting down it is left for the next run instead.
+        """
         spec = self.registry.model(model_id)
+        leased = claim and state is EditState.QUEUED and self._submitting
         edit = await self.db.create_edit(
             NewEdit(
                 dedupe_key=dedupe_key,
@@ -213,7 +246,12 @@ class EditService:
                 inputs=inputs,
                 params=dict(params),
                 state=state,
-            )
+                lease_owner=self.owner if leased else None,
+                lease_until=time.time() + SUBMIT_LEASE if leased else None,
+                user_name=user_name[:128] if user_name else None,
+            ),
+            unblock_chat=unblock_chat,
+            guard=guard,
         )
         if edit is not None:
             self._observe("created", {"edit_id": edit.id, "provider": edit.provider})
@@ -228,28 +266,48 @@ class EditService:
         provider = self.registry.provider(edit.provider)
         return url if provider.accepts_callback_url(url) else None
 
-    async def submit(self, edit_id: int) -> Edit | None:
+    async def submit(
+        self,
+        edit_id: int,
+        *,
+        claimed: Edit | None = None,
+        status: Awaitable[int | None] | None = None,
+    ) -> Edit | None:
         """queued -> submitting -> submitted (or failed). Only one caller ever submits.
 
         The photos are prepared while the edit is still `queued` (under a lease): a crash
         there loses nothing and the sweeper simply starts again. `submitting` is entered
         right before the create request, so it means exactly "the provider may have
         received it": only that state is resolved by telling the user, never resubmitted.
+
+        `claimed`: the edit as `create(claim=True)` returned it (already leased to us).
+        `status`: the "working on it" message being sent meanwhile (its message id, None if
+        it could not be sent); it runs while the photos are prepared and its id is stored
+        with the next state change, always before the provider is asked, so whatever ends
+        the edit (delivery, failure, cancellation) finds it and clears it.
         """
+        noted = asyncio.ensure_future(_status_field(status))
         if not self._submitting:
             log.info("shutting down: submission left to the next run", extra={"edit_id": edit_id})
+            if claimed is not None:
+                await self.db.release(claimed.id, self.owner, **await noted)
+            else:
+                await noted
             return None
-        edit = await self.db.claim(edit_id, [EditState.QUEUED], self.owner, SUBMIT_LEASE)
+        edit = claimed or await self.db.claim(edit_id, [EditState.QUEUED], self.owner, SUBMIT_LEASE)
         if edit is None:
+            await noted
             return None
         started = time.monotonic()
         try:
             prepared = await self._prepare(edit)
         except (InputRejected, ImageError, PhotoUnavailable, ProviderError, UnknownModel) as exc:
-            return await self._fail_submission(edit, exc)
+            return await self._fail_submission(edit, exc, **await noted)
         except asyncio.CancelledError:
-            await self.db.release(edit.id, self.owner)  # nothing was sent: start again later
+            # Nothing was sent: start again later.
+            await self.db.release(edit.id, self.owner, **await noted)
             raise
+        status_field = await noted
         sending = await self.db.transition(
             edit.id,
             [EditState.QUEUED],
@@ -257,11 +315,13 @@ class EditService:
             blob_keys=prepared.blob_keys,
             lease_owner=self.owner,
             lease_until=time.time() + SUBMIT_LEASE,
+            **status_field,
         )
         if sending is None:
             # Cancelled meanwhile, or our lease ran out and another worker took over.
             for key in prepared.blob_keys:
                 await self.blobs.delete(key)
+            await self._keep_status(edit.id, status_field)
             return None
         try:
             task_id = await prepared.provider.submit(prepared.request)
@@ -341,7 +401,16 @@ class EditService:
         provider.validate(request)
         return _Prepared(provider=provider, request=request, blob_keys=keys)
 
-    async def _fail_submission(self, edit: Edit, exc: Exception) -> Edit | None:
+    async def _keep_status(self, edit_id: int, status_field: dict[str, Any]) -> None:
+        """Record a status message that missed its state change; clear it if the edit ended
+        meanwhile (e.g. cancelled), so it is not left behind."""
+        if not status_field:
+            return
+        edit = await self.db.transition(edit_id, list(EditState), None, **status_field)
+        if edit is not None and edit.state in TERMINAL_STATES:
+            await self.notifier.clear_status(edit)
+
+    async def _fail_submission(self, edit: Edit, exc: Exception, **fields: Any) -> Edit | None:
         code, detail = _describe(exc)
         log.warning(
             "submission failed",
@@ -358,10 +427,13 @@ class EditService:
             finished_at=time.time(),
             lease_owner=None,
             lease_until=None,
+            **fields,
         )
         if failed is not None:
             self._observe("failed", {"edit_id": edit.id, "provider": edit.provider, "code": code})
             await self.notify(failed.id)
+        else:
+            await self._keep_status(edit.id, fields)
         return failed
 
     async def _incident(self, code: str, detail: str, *, quiet_period: float = 3600.0) -> None:
@@ -383,7 +455,16 @@ class EditService:
     async def handle_callback(
         self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
     ) -> CallbackOutcome:
-        """Authenticate a provider callback and apply it once; raises CallbackRejected."""
+        """Authenticate a provider callback and apply it once; raises CallbackRejected.
+
+        The usual case, a task's outcome for an edit waiting for it, is one statement: the
+        state change names the provider, token and task id in its condition. Anything else
+        (a repeat, a bad token, a body needing the stored task id to verify) falls back to
+        looking the edit up first, which also says which refusal applies.
+        """
+        settled = await self._settle_callback(provider_name, edit_id, token, body, headers)
+        if settled is not None:
+            return settled
         edit = await self.db.get_edit(edit_id)
         if edit is None or edit.provider != provider_name:
             raise CallbackRejected("unknown edit", status=404)
@@ -407,29 +488,70 @@ class EditService:
             edit_id=edit.id, changed=updated is not None, state=(updated or edit).state
         )
 
+    async def _settle_callback(
+        self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
+    ) -> CallbackOutcome | None:
+        """The one-statement path of `handle_callback`; None: take the full path."""
+        provider = self.registry.providers.get(provider_name)
+        if provider is None:
+            return None
+        try:
+            status = provider.parse_callback(body, headers, task_id=None)
+        except CallbackRejected:
+            return None  # the full path looks the edit up first: 404/403 before 400/401
+        if not status.state.finished:
+            return None
+        to_state, fields = _outcome(status)
+        updated = await self.db.settle_callback(
+            edit_id,
+            AWAITING_OUTCOME,
+            to_state,
+            provider=provider_name,
+            callback_token=token,
+            task_id=status.task_id or None,
+            **fields,
+        )
+        if updated is None:
+            return None
+        self._settled(updated)
+        log.info(
+            "callback accepted",
+            extra={
+                "edit_id": edit_id,
+                "task_id": updated.task_id,
+                "task_state": status.state.value,
+                "changed": True,
+            },
+        )
+        return CallbackOutcome(edit_id=edit_id, changed=True, state=updated.state)
+
+    def _settled(self, edit: Edit) -> None:
+        """A task's outcome was recorded: queue the delivery or the failure notice."""
+        if edit.state is EditState.SUCCEEDED:
+            self._observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
+            self._outbox.submit(partial(self.deliver, edit.id))
+        else:
+            self._observe(
+                "failed", {"edit_id": edit.id, "provider": edit.provider, "code": edit.error_code}
+            )
+            self._outbox.submit(partial(self.notify, edit.id))
+
     async def apply_status(self, edit: Edit, status: TaskStatus) -> Edit | None:
         """Record a finished task once; schedule delivery or the failure message."""
         if not status.state.finished:
             return None
-        now = time.time()
-        fields: dict[str, Any] = {
-            "finished_at": now,
-            "credits": status.credits_used,
-            "lease_owner": None,
-            "lease_until": None,
-            "next_check_at": None,
-        }
+        uncertain = (
+            edit.state is EditState.FAILED
+            and edit.error_code in UNCERTAIN_SUBMISSIONS
+            and edit.task_id is None
+        )
+        if edit.state not in AWAITING_OUTCOME and not uncertain:
+            return None  # settled before (the edit was just read; it cannot go back)
+        to_state, fields = _outcome(status)
         if edit.task_id is None and status.task_id:
             fields["task_id"] = status.task_id
-        from_states = [EditState.SUBMITTING, EditState.SUBMITTED]
-        if status.state is TaskState.SUCCEEDED:
-            updated = await self.db.transition(
-                edit.id,
-                from_states,
-                EditState.SUCCEEDED,
-                result_urls=list(status.result_urls),
-                **fields,
-            )
+        if to_state is EditState.SUCCEEDED:
+            updated = await self.db.transition(edit.id, AWAITING_OUTCOME, to_state, **fields)
             if updated is None and edit.task_id is None and status.task_id:
                 # The user was told we could not tell whether the task started (the create
                 # request timed out or was cut off); the provider's authenticated callback
@@ -439,32 +561,17 @@ class EditService:
                     [EditState.FAILED],
                     EditState.SUCCEEDED,
                     error_codes=UNCERTAIN_SUBMISSIONS,
-                    result_urls=list(status.result_urls),
-                    error_code=None,
-                    error_detail=None,
-                    **fields,
+                    **{**fields, "error_code": None, "error_detail": None},
                 )
                 if updated is not None:
                     log.info(
                         "uncertain submission completed after all",
                         extra={"edit_id": edit.id, "task_id": status.task_id},
                     )
-            if updated is not None:
-                self._observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
-                self.tracker.spawn(self.deliver(edit.id), name=f"deliver-{edit.id}")
-            return updated
-        code = f"task_failed:{status.error_code}" if status.error_code else "task_failed"
-        updated = await self.db.transition(
-            edit.id,
-            from_states,
-            EditState.FAILED,
-            error_code=code[:64],
-            error_detail=(status.error_message or "")[:1000],
-            **fields,
-        )
+        else:
+            updated = await self.db.transition(edit.id, AWAITING_OUTCOME, to_state, **fields)
         if updated is not None:
-            self._observe("failed", {"edit_id": edit.id, "provider": edit.provider, "code": code})
-            self.tracker.spawn(self.notify(edit.id), name=f"notify-{edit.id}")
+            self._settled(updated)
         return updated
 
     async def poll(self, edit: Edit) -> None:
@@ -537,10 +644,13 @@ class EditService:
         afterwards), keeping the window in which a crash could repeat a send as small as the
         Bot API round trip itself.
         """
-        edit = await self.db.claim(edit_id, [EditState.SUCCEEDED], self.owner, DELIVERY_LEASE)
-        if edit is None:
+        claimed = await self.db.claim_for_chat(
+            edit_id, [EditState.SUCCEEDED], self.owner, DELIVERY_LEASE
+        )
+        if claimed is None:
             return
-        if await self.db.is_chat_blocked(edit.chat_id):
+        edit, blocked = claimed
+        if blocked:
             await self._undeliverable(edit, "the chat blocked the bot earlier")
             return
         started = time.monotonic()
@@ -621,13 +731,16 @@ class EditService:
 
     async def notify(self, edit_id: int) -> None:
         """Tell the user about a failure-like end, once."""
-        edit = await self.db.claim(edit_id, list(NOTIFY_STATES), self.owner, NOTIFY_LEASE)
-        if edit is None:
+        claimed = await self.db.claim_for_chat(
+            edit_id, list(NOTIFY_STATES), self.owner, NOTIFY_LEASE
+        )
+        if claimed is None:
             return
+        edit, blocked = claimed
         if edit.notified_at is not None:
             await self.db.release(edit.id, self.owner)
             return
-        if await self.db.is_chat_blocked(edit.chat_id):
+        if blocked:
             await self.db.mark_notified(edit.id)  # nothing more is sent to a blocked chat
             return
         try:
@@ -643,6 +756,62 @@ class EditService:
             await self.db.release(edit.id, self.owner)
             raise
         await self.db.mark_notified(edit.id)
+
+    # Approval (group moderation) -------------------------------------------------------------
+
+    async def approve(self, edit_id: int, *, by: int, by_name: str) -> Edit | None:
+        """awaiting_approval -> queued, recording who decided (the caller then submits it).
+
+        One conditional UPDATE: of two admins pressing at once, or an admin and the expiry,
+        exactly one wins; None for the others.
+        """
+        approved = await self.db.transition(
+            edit_id,
+            [EditState.AWAITING_APPROVAL],
+            EditState.QUEUED,
+            decision="approved",
+            decided_by=by,
+            decided_by_name=by_name[:128],
+            decided_at=time.time(),
+        )
+        if approved is not None:
+            self._observe("approved", {"edit_id": edit_id, "provider": approved.provider})
+        return approved
+
+    async def reject(self, edit_id: int, *, by: int, by_name: str) -> Edit | None:
+        """awaiting_approval -> rejected: nothing was fetched or sent, nothing is spent."""
+        now = time.time()
+        rejected = await self.db.transition(
+            edit_id,
+            [EditState.AWAITING_APPROVAL],
+            EditState.REJECTED,
+            decision="rejected",
+            decided_by=by,
+            decided_by_name=by_name[:128],
+            decided_at=now,
+            error_code="rejected",
+            finished_at=now,
+        )
+        if rejected is not None:
+            self._observe("rejected", {"edit_id": edit_id, "provider": rejected.provider})
+        return rejected
+
+    async def _expire_approval(self, edit: Edit) -> None:
+        """No admin decided within APPROVAL_TIMEOUT: expire the request and tell the member."""
+        now = time.time()
+        expired = await self.db.transition(
+            edit.id,
+            [EditState.AWAITING_APPROVAL],
+            EditState.EXPIRED,
+            decision="expired",
+            decided_at=now,
+            error_code="approval_expired",
+            finished_at=now,
+        )
+        if expired is not None:
+            log.info("approval request expired", extra={"edit_id": edit.id})
+            self._observe("approval_expired", {"edit_id": edit.id, "provider": edit.provider})
+            await self.notify(expired.id)
 
     # Recovery ------------------------------------------------------------------------------
 
@@ -667,6 +836,12 @@ class EditService:
             jobs.append(self.deliver(edit.id))
         for edit in await self.db.unnotified(older_than=now - 2.0):
             jobs.append(self.notify(edit.id))
+        for edit in await self.db.due_edits(
+            [EditState.AWAITING_APPROVAL],
+            now=now,
+            updated_before=now - self.timing.approval_timeout,
+        ):
+            jobs.append(self._expire_approval(edit))
         if not jobs:
             return 0
         semaphore = asyncio.Semaphore(concurrency)
@@ -712,6 +887,31 @@ class EditService:
                 removed += 1
             await self.db.transition(edit.id, [edit.state], None, blob_keys=None)
         return removed
+
+
+def _outcome(status: TaskStatus) -> tuple[EditState, dict[str, Any]]:
+    """The state and fields that record a finished task's outcome."""
+    fields: dict[str, Any] = {
+        "finished_at": time.time(),
+        "credits": status.credits_used,
+        "lease_owner": None,
+        "lease_until": None,
+        "next_check_at": None,
+    }
+    if status.state is TaskState.SUCCEEDED:
+        return EditState.SUCCEEDED, {**fields, "result_urls": list(status.result_urls)}
+    code = f"task_failed:{status.error_code}" if status.error_code else "task_failed"
+    return EditState.FAILED, {
+        **fields,
+        "error_code": code[:64],
+        "error_detail": (status.error_message or "")[:1000],
+    }
+
+
+async def _status_field(status: Awaitable[int | None] | None) -> dict[str, Any]:
+    """`{"status_message_id": id}` once the status message is out; {} without one."""
+    message_id = None if status is None else await status
+    return {} if message_id is None else {"status_message_id": message_id}
 
 
 def _describe(exc: Exception) -> tuple[str, str]:

@@ -160,8 +160,9 @@ def switch_model(prefs: ChatPrefs, spec: ModelSpec, check: Checker) -> ChatPrefs
 
 
 def reset(prefs: ChatPrefs) -> ChatPrefs:
-    """Back to the defaults; the language stays (it is about reading, not editing)."""
-    return ChatPrefs(lang=prefs.lang)
+    """Back to the defaults; the language stays (it is about reading, not editing), and so do
+    a group's moderation rules (they have their own panel), safety lock included."""
+    return ChatPrefs(lang=prefs.lang, moderation=prefs.moderation)
 
 
 def parse_seed(text: str) -> int | None:

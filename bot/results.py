@@ -66,16 +66,21 @@ class ResultFetcher:
                     raise DeliveryFailed(
                         "result_too_large", str(resp.content_length), permanent=True
                     )
-                chunks = bytearray()
+                # Pieces joined once at the end: the image is copied once, not regrown in a
+                # bytearray and then copied again into bytes.
+                chunks: list[bytes] = []
+                size = 0
                 async for chunk in resp.content.iter_chunked(256 * 1024):
-                    chunks += chunk
-                    if len(chunks) > self.max_bytes:
+                    size += len(chunk)
+                    if size > self.max_bytes:
                         raise DeliveryFailed(
                             "result_too_large", f"> {self.max_bytes} bytes", permanent=True
                         )
+                    chunks.append(chunk)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise DeliveryFailed("result_download", repr(exc)) from exc
-        data = bytes(chunks)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        del chunks
         try:
             fmt, width, height = probe(data)
         except ImageError as exc:

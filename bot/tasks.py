@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -46,3 +47,47 @@ class TaskTracker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5)
+
+
+class WorkQueue:
+    """Jobs run one after another by at most `workers` tasks of a `TaskTracker`.
+
+    Jobs wait in a bounded queue instead of each getting a task of its own, so a burst (a
+    thousand provider callbacks) costs a queue entry per job, not a task competing for the
+    CPU and the database. Workers start on demand and end when the queue is empty, so
+    draining the tracker on shutdown also finishes (or, past its grace, cancels) what is
+    queued. `submit` says False when the queue is full or the tracker closed: only jobs that
+    something else recovers (the sweeper) belong here.
+    """
+
+    def __init__(self, tracker: TaskTracker, *, name: str, workers: int, capacity: int) -> None:
+        self.tracker = tracker
+        self.name = name
+        self.workers = workers
+        self.capacity = capacity
+        self._jobs: deque[Callable[[], Awaitable[Any]]] = deque()
+        self._running = 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def submit(self, job: Callable[[], Awaitable[Any]]) -> bool:
+        """Queue `job` (a function returning the awaitable to run); False if refused."""
+        if self.tracker.closed or len(self._jobs) >= self.capacity:
+            return False
+        self._jobs.append(job)
+        worker_wanted = self._running < self.workers
+        if worker_wanted and self.tracker.spawn(self._work(), name=f"{self.name}-worker"):
+            self._running += 1
+        return True
+
+    async def _work(self) -> None:
+        try:
+            while self._jobs:
+                job = self._jobs.popleft()
+                try:
+                    await job()
+                except Exception:
+                    log.exception("background job failed", extra={"queue": self.name})
+        finally:
+            self._running -= 1

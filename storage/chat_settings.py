@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
+from storage.moderation import Moderation
 from storage.schema import chat_settings, pending_prompts, setting_inputs
 
 CACHE_TTL = 30.0
@@ -37,6 +38,7 @@ class ChatPrefs:
     lang: str | None = None
     send_as_file: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    moderation: Moderation = field(default_factory=Moderation)  # groups only (/moderation)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"params": dict(self.params)}
@@ -46,6 +48,9 @@ class ChatPrefs:
             data["lang"] = self.lang
         if self.send_as_file:
             data["send_as_file"] = True
+        moderation = self.moderation.to_json()
+        if moderation:
+            data["moderation"] = moderation
         return data
 
     @classmethod
@@ -59,6 +64,7 @@ class ChatPrefs:
             lang=lang if isinstance(lang, str) else None,
             send_as_file=data.get("send_as_file") is True,
             params=dict(params) if isinstance(params, dict) else {},
+            moderation=Moderation.from_json(data.get("moderation")),
         )
 
     def with_param(self, name: str, value: Any) -> ChatPrefs:

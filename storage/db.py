@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -114,6 +114,15 @@ class Edit:
     submitted_at: float | None
     finished_at: float | None
     notified_at: float | None
+    # Group moderation (audit): who asked, who decided about an approval, who removed it.
+    user_name: str | None = None
+    approval_message_id: int | None = None
+    decision: str | None = None
+    decided_by: int | None = None
+    decided_by_name: str | None = None
+    decided_at: float | None = None
+    removed_by_name: str | None = None
+    removed_at: float | None = None
 
     @classmethod
     def from_row(cls, row: sa.RowMapping | Mapping[str, Any]) -> Edit:
@@ -148,6 +157,14 @@ class Edit:
             submitted_at=row["submitted_at"],
             finished_at=row["finished_at"],
             notified_at=row["notified_at"],
+            user_name=row.get("user_name"),
+            approval_message_id=row.get("approval_message_id"),
+            decision=row.get("decision"),
+            decided_by=row.get("decided_by"),
+            decided_by_name=row.get("decided_by_name"),
+            decided_at=row.get("decided_at"),
+            removed_by_name=row.get("removed_by_name"),
+            removed_at=row.get("removed_at"),
         )
 
 
@@ -168,6 +185,27 @@ class NewEdit:
     inputs: list[InputPhoto]
     params: dict[str, Any] = field(default_factory=dict)
     state: EditState = EditState.QUEUED
+    # Created already leased by the worker that will submit it (saves a claim).
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    user_name: str | None = None  # the requester's name, for the moderation log
+
+
+class LimitReached(Exception):
+    """A guarded insert found its condition (a quota) no longer holding: nothing recorded."""
+
+
+@dataclass(frozen=True)
+class InsertGuard:
+    """A condition an insert must satisfy with its own row counted (see `create_edit`).
+
+    `holds(new_id, now)` builds the condition; `lock` names the PostgreSQL advisory lock
+    (two int4 keys) that serializes guarded inserts of one scope. SQLite needs no lock: the
+    insert takes the database's single write lock, held until the check commits.
+    """
+
+    holds: Callable[[int, float], sa.ColumnElement[bool]]
+    lock: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -192,6 +230,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _claim_statement(
+    edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
+) -> sa.Update:
+    """Lease an edit in one of `states` unless someone else holds a live lease."""
+    now = time.time()
+    return (
+        edits.update()
+        .where(
+            edits.c.id == edit_id,
+            edits.c.state.in_([state.value for state in states]),
+            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=now + lease_seconds, updated_at=now)
+    )
 
 
 class Database:
@@ -238,8 +292,16 @@ class Database:
 
     # Edits -----------------------------------------------------------------------------------
 
-    async def create_edit(self, new: NewEdit) -> Edit | None:
-        """Insert an edit; None when its dedupe key exists (a repeated Telegram update)."""
+    async def create_edit(
+        self, new: NewEdit, *, unblock_chat: bool = False, guard: InsertGuard | None = None
+    ) -> Edit | None:
+        """Insert an edit; None when its dedupe key exists (a repeated Telegram update).
+
+        `unblock_chat`: the chat is talking to the bot again, so it is no longer blocked
+        (in the same transaction). `guard`: a condition (e.g. a quota counted from `edits`)
+        checked in the same transaction with the new row counted; LimitReached, and nothing
+        recorded, when it does not hold.
+        """
         now = time.time()
         values = {
             "dedupe_key": new.dedupe_key,
@@ -255,13 +317,30 @@ class Database:
             "inputs": [item.to_json() for item in new.inputs],
             "state": new.state.value,
             "callback_token": new.callback_token,
+            "lease_owner": new.lease_owner,
+            "lease_until": new.lease_until,
+            "user_name": new.user_name,
             "created_at": now,
             "updated_at": now,
         }
         try:
             async with self.engine.begin() as conn:
+                if guard is not None and self.dialect == "postgresql":
+                    # READ COMMITTED would let two guarded inserts miss each other's rows.
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                        {"a": guard.lock[0], "b": guard.lock[1]},
+                    )
+                if unblock_chat:
+                    await conn.execute(
+                        blocked_chats.delete().where(blocked_chats.c.chat_id == new.chat_id)
+                    )
                 result = await conn.execute(edits.insert().values(**values).returning(edits))
                 row = result.mappings().one()
+                if guard is not None:
+                    check = sa.select(guard.holds(row["id"], now))
+                    if not (await conn.execute(check)).scalar():
+                        raise LimitReached(new.dedupe_key)  # rolls the insert back
         except IntegrityError:
             return None
         return Edit.from_row(row)
@@ -304,17 +383,52 @@ class Database:
         self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
     ) -> Edit | None:
         """Take a lease on an edit in one of `states` unless someone else holds a live one."""
-        now = time.time()
-        stmt = (
-            edits.update()
-            .where(
-                edits.c.id == edit_id,
-                edits.c.state.in_([state.value for state in states]),
-                sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
-            )
-            .values(lease_owner=owner, lease_until=now + lease_seconds, updated_at=now)
-            .returning(edits)
+        async with self.engine.begin() as conn:
+            stmt = _claim_statement(edit_id, states, owner, lease_seconds).returning(edits)
+            row = (await conn.execute(stmt)).mappings().first()
+        return Edit.from_row(row) if row else None
+
+    async def claim_for_chat(
+        self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
+    ) -> tuple[Edit, bool] | None:
+        """`claim`, also telling whether the edit's chat blocked the bot (one statement)."""
+        blocked = (
+            sa.exists().where(blocked_chats.c.chat_id == edits.c.chat_id).label("chat_blocked")
         )
+        stmt = _claim_statement(edit_id, states, owner, lease_seconds).returning(edits, blocked)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return (Edit.from_row(row), bool(row["chat_blocked"])) if row else None
+
+    async def settle_callback(
+        self,
+        edit_id: int,
+        from_states: Iterable[EditState],
+        to_state: EditState,
+        *,
+        provider: str,
+        callback_token: str,
+        task_id: str | None,
+        **fields: Any,
+    ) -> Edit | None:
+        """`transition` for a provider callback, checking its credentials in the same statement.
+
+        Matches only the edit of `provider` whose callback token is `callback_token` and, if
+        the callback names a `task_id`, whose task id is that one or still unknown (then it
+        is recorded). None when anything does not match: the caller looks the edit up to say
+        what (unknown edit, bad token, another task, already settled).
+        """
+        values: dict[str, Any] = {"updated_at": time.time(), "state": to_state.value, **fields}
+        conditions = [
+            edits.c.id == edit_id,
+            edits.c.state.in_([state.value for state in from_states]),
+            edits.c.provider == provider,
+            edits.c.callback_token == callback_token,
+        ]
+        if task_id is not None:
+            conditions.append(sa.or_(edits.c.task_id.is_(None), edits.c.task_id == task_id))
+            values["task_id"] = sa.func.coalesce(edits.c.task_id, task_id)
+        stmt = edits.update().where(*conditions).values(**values).returning(edits)
         async with self.engine.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return Edit.from_row(row) if row else None

@@ -41,10 +41,21 @@ edits = sa.Table(
     sa.Column("submitted_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("notified_at", sa.Float, nullable=True),
+    # Group moderation (0004): the requester's name, the approval request message and the
+    # decision about it, and who removed the result (for /modlog).
+    sa.Column("user_name", sa.String(128), nullable=True),
+    sa.Column("approval_message_id", sa.BigInteger, nullable=True),
+    sa.Column("decision", sa.String(16), nullable=True),
+    sa.Column("decided_by", sa.BigInteger, nullable=True),
+    sa.Column("decided_by_name", sa.String(128), nullable=True),
+    sa.Column("decided_at", sa.Float, nullable=True),
+    sa.Column("removed_by_name", sa.String(128), nullable=True),
+    sa.Column("removed_at", sa.Float, nullable=True),
     sa.UniqueConstraint("provider", "task_id", name="uq_edits_provider_task"),
     sa.Index("ix_edits_state_next_check", "state", "next_check_at"),
     sa.Index("ix_edits_user_created", "user_id", "created_at"),
     sa.Index("ix_edits_chat_created", "chat_id", "created_at"),
+    sa.Index("ix_edits_chat_user_created", "chat_id", "user_id", "created_at"),
 )
 
 pending_prompts = sa.Table(

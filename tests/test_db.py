@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from bot.config import load_settings
 from storage.db import AlbumItem, Database, EditState, InputPhoto, NewEdit
+from storage.schema import edits
 from tests.pg import PostgresServer
 
 
@@ -183,11 +184,44 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
 
     async with database.engine.begin() as conn:
         await conn.run_sync(upgrade_to("0001"))  # type: ignore[arg-type]
-    edit = await database.create_edit(new_edit())
-    assert edit is not None
+        # A row as revision 0001 knew it (columns of later revisions do not exist yet).
+        old = new_edit()
+        await conn.execute(
+            edits.insert().values(
+                dedupe_key=old.dedupe_key,
+                chat_id=old.chat_id,
+                chat_type=old.chat_type,
+                user_id=old.user_id,
+                message_id=old.message_id,
+                lang=old.lang,
+                provider=old.provider,
+                model=old.model,
+                prompt=old.prompt,
+                params=old.params,
+                inputs=[item.to_json() for item in old.inputs],
+                state=old.state.value,
+                callback_token=old.callback_token,
+                created_at=1.0,
+                updated_at=2.0,
+            )
+        )
     await database.migrate()
-    again = await database.get_edit(edit.id)
-    assert again == edit
+    again = await database.get_edit(1)
+    assert again is not None
+    assert (again.prompt, again.params, again.inputs, again.state) == (
+        old.prompt,
+        old.params,
+        old.inputs,
+        EditState.QUEUED,
+    )
+    assert (again.created_at, again.updated_at, again.user_name, again.decision) == (
+        1.0,
+        2.0,
+        None,
+        None,
+    )
+    newer = await database.create_edit(new_edit("msg:1:2", user_name="Bob"))
+    assert newer is not None and newer.user_name == "Bob"
     async with database.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
     assert version is not None and version != "0001"

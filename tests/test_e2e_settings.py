@@ -353,7 +353,16 @@ async def test_commands_are_published_per_language_and_for_group_admins(
         return [command["command"] for command in commands]
 
     everyone = tg.commands()
-    assert names(everyone) == ["start", "help", "settings", "model", "edit", "history", "cancel"]
+    assert names(everyone) == [
+        "start",
+        "help",
+        "settings",
+        "model",
+        "edit",
+        "history",
+        "cancel",
+        "usage",
+    ]
     assert everyone[2]["description"] == "Model, size, format and other settings"
     assert tg.commands(scope={"type": "all_private_chats"}) == everyone
     russian = tg.commands(language_code="ru")
@@ -362,9 +371,11 @@ async def test_commands_are_published_per_language_and_for_group_admins(
     members = tg.commands(scope={"type": "all_group_chats"})
     assert names(members) == ["edit", "history", "cancel", "help"]
     admins = tg.commands(scope={"type": "all_chat_administrators"})
-    assert names(admins) == [*names(members), "settings", "model"]
+    moderation = ["moderation", "modlog", "usage", "allow", "deny", "ban", "unban", "block"]
+    assert names(admins) == [*names(members), "settings", "model", *moderation, "unblock", "remove"]
     admins_ru = tg.commands(scope={"type": "all_chat_administrators"}, language_code="ru")
-    assert admins_ru[-1]["description"] == "Сменить модель"
+    assert admins_ru[5]["description"] == "Сменить модель"
+    assert admins_ru[6]["description"].startswith("Модерация")
     assert all(call.ok for call in tg.calls_of("setMyCommands"))
     assert len(tg.calls_of("setMyCommands")) == 8
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 from telegram.ext import Application
 
 from bot.handlers import (
+    approvals,
+    audit,
     cancel,
     credits,
     edit,
     fallback,
     history,
     inline,
+    moderation,
+    remove,
     results,
     settings,
     start,
@@ -22,8 +26,12 @@ def register_all(application: Application) -> None:  # type: ignore[type-arg]
     start.register(application)
     credits.register(application)
     settings.register(application)  # its text-answer handler runs in a group before edits
+    moderation.register(application)
+    audit.register(application)
     history.register(application)
     cancel.register(application)
+    approvals.register(application)
+    remove.register(application)  # before results: its buttons share the result prefix
     results.register(application)
     inline.register(application)
     edit.register(application)

@@ -80,11 +80,13 @@ async def cancel_command(update: Update, context: BotContext) -> None:
 
 
 async def _mark_status(bot: Bot, edit: Edit, text: str) -> None:
-    """Turn the edit's "Editing…" message into "Cancelled" (it may be gone: fine)."""
-    if edit.status_message_id is None:
+    """Turn the edit's "Editing…" message (or its approval request, dropping the Approve and
+    Reject buttons) into "Cancelled" (it may be gone: fine)."""
+    message_id = edit.status_message_id or edit.approval_message_id
+    if message_id is None:
         return
     try:
-        await bot.edit_message_text(text, chat_id=edit.chat_id, message_id=edit.status_message_id)
+        await bot.edit_message_text(text, chat_id=edit.chat_id, message_id=message_id)
     except BadRequest as exc:
         log.info("status message not updated", extra={"edit_id": edit.id, "error": exc.message})
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import mimetypes
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from telegram import Bot, CallbackQuery, Message, ReplyParameters, User
+from telegram.constants import ChatType
 from telegram.error import BadRequest
 
 from storage.db import InputPhoto
@@ -37,17 +40,36 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a request came from and where its answers go (a reply to `message_id`)."""
+    """Where a request came from and where its answers go (a reply to `message_id`).
+
+    `as_group`: sent by an anonymous admin writing as the group itself.
+    """
 
     chat_id: int
     chat_type: str
     message_id: int
     user_id: int
     lang: str
+    user_name: str = ""
+    as_group: bool = False
 
     @classmethod
     def of(cls, message: Message, user: User, lang: str) -> Origin:
-        return cls(message.chat_id, message.chat.type, message.message_id, user.id, lang)
+        sender_chat = message.sender_chat
+        as_group = sender_chat is not None and sender_chat.id == message.chat_id
+        return cls(
+            message.chat_id,
+            message.chat.type,
+            message.message_id,
+            user.id,
+            lang,
+            user_name=(sender_chat.title or "") if as_group and sender_chat else user.full_name,
+            as_group=as_group,
+        )
+
+    @property
+    def group(self) -> bool:
+        return self.chat_type != ChatType.PRIVATE
 
 
 async def answer(bot: Bot, origin: Origin, text: str, **kwargs: Any) -> Message:
@@ -158,3 +180,15 @@ def clean_prompt(text: str) -> str:
 def is_mask_caption(caption: str | None) -> bool:
     """An album photo captioned `mask` (or `#mask`, `маска`) is the 4o inpainting mask."""
     return caption is not None and caption.strip().lower() in MASK_MARKERS
+
+
+def format_wait(tr: Callable[..., str], seconds: float) -> str:
+    """A duration as people read it ("45 s", "12 min", "3 h 5 min"), rounded up."""
+    if seconds < 60:
+        return tr("time.seconds", n=max(1, math.ceil(seconds)))
+    hours, minutes = divmod(math.ceil(seconds / 60), 60)
+    if not hours:
+        return tr("time.minutes", n=minutes)
+    if not minutes:
+        return tr("time.hours", n=hours)
+    return tr("time.hours_minutes", h=hours, m=minutes)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from telegram import Bot, ForceReply, Update
 from telegram.constants import ChatType
+from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
-from bot.handlers import album
+from bot import policy
+from bot.handlers import album, approvals
 from bot.handlers.common import (
     Origin,
     answer,
@@ -22,7 +25,8 @@ from bot.handlers.common import (
 from bot.preferences import resolve
 from bot.providers.base import InputRejected
 from bot.services import BotContext, Services
-from storage.db import InputPhoto
+from storage.chat_settings import ChatPrefs
+from storage.db import Edit, EditState, InputPhoto, InsertGuard
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ async def edit_or_ask(
     bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto], prompt: str
 ) -> None:
     """Start the edit, or (no prompt yet) keep the photos and ask for one."""
-    if clean_prompt(prompt):
+    if clean_prompt(prompt) or not policy.may_use(services.settings, origin):
         await start_edit(bot, services, origin, inputs, prompt)
         return
     await services.db.put_pending_prompt(origin.chat_id, origin.user_id, origin.message_id, inputs)
@@ -133,13 +137,20 @@ async def start_edit(
     """Validate, record and submit one edit; answer bad input with a clear message.
 
     The model and params come from the chat's settings unless `model_params` is given (a
-    repeat of an earlier edit); `dedupe_key` defaults to the origin message.
+    repeat of an earlier edit); `dedupe_key` defaults to the origin message. Who may ask and
+    on what terms (allowlist, group moderation) is decided by `bot.policy`.
     """
+    if not policy.may_use(services.settings, origin):
+        await answer(bot, origin, services.tr(origin.lang, "access.denied"))
+        return
     prompt = clean_prompt(raw_prompt)
-    if model_params is None:
+    prefs = ChatPrefs()
+    if model_params is None or origin.group:  # a group's moderation rules apply to repeats too
         prefs = await services.prefs.get(origin.chat_id, fresh=True)
+    if model_params is None:
         model_params = resolve(prefs, services.registry, services.settings.default_model)
-    model_id, params = model_params
+    model_id, chosen = model_params
+    params = policy.enforced_params(services.registry, prefs.moderation, origin, model_id, chosen)
     images = [photo for photo in inputs if photo.role == "image"]
     has_mask = len(images) != len(inputs)
     try:
@@ -147,25 +158,51 @@ async def start_edit(
     except InputRejected as exc:
         await answer(bot, origin, services.tr(origin.lang, f"error.input.{exc.code}", **exc.params))
         return
-    await services.db.unblock_chat(origin.chat_id)
-    edit = await services.edits.create(
-        dedupe_key=dedupe_key or f"msg:{origin.chat_id}:{origin.message_id}",
-        chat_id=origin.chat_id,
-        chat_type=origin.chat_type,
-        user_id=origin.user_id,
-        message_id=origin.message_id,
-        lang=origin.lang,
-        model_id=model_id,
-        prompt=prompt,
-        inputs=inputs,
-        params=params,
-    )
+
+    async def record(state: EditState, guard: InsertGuard | None) -> Edit | None:
+        return await services.edits.create(
+            dedupe_key=dedupe_key or f"msg:{origin.chat_id}:{origin.message_id}",
+            chat_id=origin.chat_id,
+            chat_type=origin.chat_type,
+            user_id=origin.user_id,
+            message_id=origin.message_id,
+            lang=origin.lang,
+            model_id=model_id,
+            prompt=prompt,
+            inputs=inputs,
+            params=params,
+            unblock_chat=True,
+            claim=True,
+            state=state,
+            user_name=origin.user_name or None,
+            guard=guard,
+        )
+
+    edit = await policy.admit(bot, services, origin, prefs.moderation, prompt, record)
+    if isinstance(edit, policy.Refusal):
+        text = policy.refusal_text(services, origin.lang, edit, now=time.time())
+        await answer(bot, origin, text)
+        return
     if edit is None:
         log.info("repeated update ignored", extra={"chat_id": origin.chat_id})
         return
-    status = await answer(bot, origin, services.tr(origin.lang, "edit.queued"))
-    await services.db.set_status_message(edit.id, status.message_id)
-    await services.edits.submit(edit.id)
+    if edit.state is EditState.AWAITING_APPROVAL:
+        await approvals.post_request(bot, services, origin, edit)  # nothing spent until then
+        return
+    # The status message goes out while the photos are fetched and stored.
+    await services.edits.submit(edit.id, claimed=edit, status=_send_status(bot, services, origin))
+
+
+async def _send_status(bot: Bot, services: Services, origin: Origin) -> int | None:
+    """Say the edit is under way; its message id, or None if it could not be sent."""
+    try:
+        message = await answer(bot, origin, services.tr(origin.lang, "edit.queued"))
+    except TelegramError as exc:
+        log.warning(
+            "status message not sent", extra={"chat_id": origin.chat_id, "error": exc.message}
+        )
+        return None
+    return message.message_id
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

@@ -103,7 +103,12 @@ async def on_resend(update: Update, context: BotContext) -> None:
         await answer_press(query, services.tr(lang, "history.busy"))
         return
     origin = Origin(
-        message.chat_id, message.chat.type, message.message_id, query.from_user.id, lang
+        message.chat_id,
+        message.chat.type,
+        message.message_id,
+        query.from_user.id,
+        lang,
+        user_name=query.from_user.full_name,
     )
     if edit.result_file_ids:
         await answer_press(query, services.tr(lang, "history.resent"))
@@ -128,7 +133,10 @@ async def send_stored(services: Services, bot: Bot, origin: Origin, edit: Edit) 
     for index, file_id in enumerate(edit.result_file_ids):
         markup = (
             result_keyboard(
-                lambda key: services.tr(origin.lang, key), edit.id, with_file=not as_document
+                lambda key: services.tr(origin.lang, key),
+                edit.id,
+                with_file=not as_document,
+                removable=origin.group,
             )
             if index == last
             else None

@@ -50,7 +50,12 @@ async def on_result_button(update: Update, context: BotContext) -> None:
         await answer_press(query, services.tr(lang, "error.unknown_button"))
         return
     origin = Origin(
-        message.chat_id, message.chat.type, message.message_id, query.from_user.id, lang
+        message.chat_id,
+        message.chat.type,
+        message.message_id,
+        query.from_user.id,
+        lang,
+        user_name=query.from_user.full_name,
     )
     if press.action == "again":
         if query.from_user.id != edit.user_id:

@@ -221,6 +221,8 @@ async def _apply(
         if option.kind != "choice" or not 0 <= press.index < len(option.choices):
             raise _Stale(press.arg)
         value = option.choices[press.index]
+        if views.locked(ctx, prefs, option) and value is not True:
+            return _Outcome(toast=ctx.tr("settings.safety_locked"), alert=True)
         spec = chosen_model(prefs, services.registry, services.settings.default_model)
         refused = rejection(checker(services), spec.id, {option.name: value})
         if refused is not None:

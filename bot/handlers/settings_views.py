@@ -32,6 +32,7 @@ from bot.preferences import (
 )
 from bot.providers.registry import ProviderRegistry
 from storage.chat_settings import ChatPrefs
+from storage.moderation import SAFETY_OPTION
 
 PREFIX = "s1"
 PATTERN = rf"^{PREFIX}:"
@@ -102,6 +103,11 @@ def _line(title: str, value: str) -> str:
     return f"{title}: <b>{html.escape(value)}</b>"
 
 
+def locked(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> bool:
+    """The group's moderation locked this option on (the safety checker)."""
+    return ctx.group and prefs.moderation.safety_locked and option.name == SAFETY_OPTION
+
+
 def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
     """The main menu: every setting with its current value, a button per sub-menu."""
     spec = chosen_model(prefs, ctx.registry, ctx.default_model)
@@ -112,7 +118,10 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
         title = ctx.tr("settings.title.private")
     lines = [title, "", _line(ctx.tr("settings.opt.model"), spec.title)]
     for option in options:
-        label = value_label(ctx, option, current(prefs, option))
+        if locked(ctx, prefs, option):
+            label = value_label(ctx, option, True) + " 🔒"
+        else:
+            label = value_label(ctx, option, current(prefs, option))
         lines.append(_line(ctx.tr(f"settings.opt.{option.name}"), label))
     file_state = ctx.tr("settings.value.on" if prefs.send_as_file else "settings.value.off")
     lines.append(_line(ctx.tr("settings.opt.send_as_file"), file_state))
@@ -146,7 +155,10 @@ def option_view(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> View:
         _line(ctx.tr("settings.now"), value_label(ctx, option, value)),
     ]
     keyboard: list[list[InlineKeyboardButton]] = []
-    if option.kind == "choice":
+    if locked(ctx, prefs, option):  # only "On", and why
+        lines += ["", ctx.tr("settings.safety_locked")]
+        keyboard = [[_button("✅ " + value_label(ctx, option, True), "v", option.code, 0)]]
+    elif option.kind == "choice":
         buttons = [
             _button(
                 ("✅ " if choice == value else "") + value_label(ctx, option, choice),
