@@ -8,10 +8,11 @@ land on alternating replicas.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from storage.db import EditState
+from storage.chat_settings import ChatSettingsStore
+from storage.db import Database, EditState
 from tests.conftest import CHAT_ID, USER_ID, free_port
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
@@ -88,7 +90,7 @@ class Cluster:
     bucket: str
 
     async def rows(self) -> list[dict[str, Any]]:
-        return await read_rows(self.database_url.replace("postgresql://", "postgresql+asyncpg://"))
+        return await read_rows(_asyncpg(self.database_url))
 
 
 @pytest.fixture
@@ -239,3 +241,47 @@ async def test_a_killed_replica_is_covered_by_the_other(
     assert all(count == 1 for count in counts.values()), counts
     assert len(kie.tasks) == edits
     assert alive.process is not None and alive.process.returncode is None
+
+
+async def test_group_limits_hold_across_replicas(
+    cluster: Cluster, tg: FakeTelegram, kie: FakeKie
+) -> None:
+    group_id = -100_777
+    tg.register_chat(group_id, chat_type="supergroup", title="Shared")
+    store = ChatSettingsStore(Database(_asyncpg(cluster.database_url)))
+    try:
+        await store.update(
+            group_id,
+            lambda prefs: replace(
+                prefs, moderation=replace(prefs.moderation, member_daily=1, group_daily=2)
+            ),
+            user_id=USER_ID,
+        )
+    finally:
+        await store.db.close()
+    members = [tg.user(3001, first_name="Bob"), tg.user(3002, first_name="Eve")]
+    updates = [
+        tg.photo_update(
+            group_id,
+            members[i % 2],
+            make_jpeg(200, 150),
+            caption=f"/edit hat {i}",
+            chat_type="supergroup",
+        )
+        for i in range(6)
+    ]
+    # All at once, alternating between the replicas: each replica counts from the database.
+    statuses = await asyncio.gather(*(tg.post_webhook(update) for update in updates))
+    assert statuses == [200] * 6
+    refusals = await tg.wait_for(
+        "sendMessage", lambda c: "Try again in" in str(c.params.get("text")), count=4, timeout=60
+    )
+    await tg.wait_for("sendPhoto", count=2, timeout=60)
+    rows = await cluster.rows()
+    assert len(rows) == 2 and len(kie.tasks) == 2
+    assert sorted(row["user_id"] for row in rows) == [3001, 3002]  # one each: member limit 1
+    assert len(refusals) == 4
+
+
+def _asyncpg(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+asyncpg://")
