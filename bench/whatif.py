@@ -6,8 +6,8 @@ the whole transaction per hop (sync SQLAlchemy Core, and plain sqlite3), and gro
 
 ``http``: CPU of the five Bot API calls of one edit (getFile, file download, sendMessage,
 sendPhoto with a 300 KB photo, deleteMessage) through PTB's default `HTTPXRequest` against
-a minimal aiohttp-based `telegram.request.BaseRequest`, 10 edits at a time, against the
-benchmark's fake Telegram in this process (its time is in both figures alike).
+the service's aiohttp-based `bot.telegram_http.AiohttpRequest`, 10 edits at a time, against
+the benchmark's fake Telegram in this process (its time is in both figures alike).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import sqlalchemy as sa
 from telegram import Bot, InputFile
-from telegram.request import BaseRequest, HTTPXRequest, RequestData
+from telegram.request import BaseRequest, HTTPXRequest
 
 from bench.fakes import BenchTelegram, Ledger
 from bench.run import TOKEN, make_photo
+from bot.telegram_http import AiohttpRequest
 from storage.db import Database, EditState, InputPhoto, NewEdit
 from storage.schema import edits
 
@@ -143,53 +143,6 @@ async def db() -> None:
     print(f"{'sqlite3, group commit of 10 updates per transaction':62s} {per_update:6.3f} ms CPU")
     raw.close()
     writer.shutdown()
-
-
-class AiohttpRequest(BaseRequest):
-    """A minimal aiohttp transport for PTB (what the proposal would flesh out)."""
-
-    def __init__(self, pool: int = 128) -> None:
-        self._pool = pool
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def read_timeout(self) -> float | None:
-        return 30.0
-
-    async def initialize(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._pool)
-            self._session = aiohttp.ClientSession(connector=connector)
-
-    async def shutdown(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: Any = BaseRequest.DEFAULT_NONE,
-        write_timeout: Any = BaseRequest.DEFAULT_NONE,
-        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
-        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        assert self._session is not None
-        data: Any = None
-        if request_data is not None:
-            if request_data.contains_files:
-                form = aiohttp.FormData()
-                for key, value in request_data.json_parameters.items():
-                    form.add_field(key, value)
-                for key, (name, content, mime) in request_data.multipart_data.items():
-                    form.add_field(key, content, filename=name, content_type=mime)
-                data = form
-            else:
-                data = request_data.json_parameters
-        async with self._session.request(method, url, data=data) as response:
-            return response.status, await response.read()
 
 
 async def _http_round(kind: str, photo: bytes) -> None:

@@ -20,7 +20,10 @@ aiohttp. `AiohttpRequest` keeps HTTPXRequest's contract:
 * uploads (`RequestData.multipart_data`: bytes or file objects) go as multipart/form-data
   with the other parameters as form fields; requests without files are form-urlencoded;
 * HTTP/1.1 keep-alive connections, at most ``connection_pool_size`` at a time, reused for
-  ``keepalive_timeout`` seconds; environment proxies (``HTTPS_PROXY``...) apply, as in httpx;
+  ``keepalive_timeout`` seconds;
+* the environment's proxies (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) apply, as in httpx,
+  looked up once per host (aiohttp's ``trust_env`` would read them, and ``~/.netrc``, on
+  every request: a millisecond of CPU each);
 * `initialize` opens the session and `shutdown` closes it (PTB calls both; a request before
   `initialize` or after `shutdown` is a RuntimeError, as for HTTPXRequest).
 """
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -68,6 +73,7 @@ class AiohttpRequest(BaseRequest):
         "_media_write_timeout",
         "_pool_size",
         "_pool_timeout",
+        "_proxies",
         "_read_timeout",
         "_session",
         "_slots",
@@ -98,6 +104,7 @@ class AiohttpRequest(BaseRequest):
         # The pool limit is enforced here rather than by the connector, so that waiting for a
         # free connection is told apart from connecting (PTB's pool vs connect timeout).
         self._slots: asyncio.Semaphore | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -115,7 +122,6 @@ class AiohttpRequest(BaseRequest):
             connector=connector,
             headers={"User-Agent": self.USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=None),
-            trust_env=True,
         )
 
     async def shutdown(self) -> None:
@@ -173,7 +179,12 @@ class AiohttpRequest(BaseRequest):
             # Until the headers: connect + write + wait, each bounded (see the module doc).
             async with asyncio.timeout(_sum(connect, write, read)):
                 response = await session.request(
-                    method, url, data=data, timeout=timeout, allow_redirects=False
+                    method,
+                    url,
+                    data=data,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    proxy=self._proxy_for(url),
                 )
             async with response:
                 return response.status, await response.read()
@@ -181,6 +192,22 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut(f"Timed out ({_timeout_kind(exc)})") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+    def _proxy_for(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "")
+        if key not in self._proxies:
+            self._proxies[key] = _environment_proxy(*key)
+        return self._proxies[key]
+
+
+def _environment_proxy(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for `scheme` URLs, unless NO_PROXY exempts `host`."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
 
 
 def _timeout_kind(exc: TimeoutError) -> str:

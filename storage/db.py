@@ -253,11 +253,16 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        pool: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo)
+                # One connection: SQLite has one writer at a time, and connections of this
+                # process racing for it wait in SQLite's sleeping busy handler (up to seconds
+                # at the tail under load); queued for one connection they wait in turn.
+                pool = {"pool_size": 1, "max_overflow": 0}
+        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **pool)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 

@@ -195,3 +195,29 @@ async def test_work_queue_survives_a_failing_job(caplog: pytest.LogCaptureFixtur
     await tracker.drain(1.0)
     assert done == ["fine"]
     assert "background job failed" in caplog.text
+
+
+async def test_sqlite_writers_queue_for_one_connection(tmp_path: Any) -> None:
+    """Writers of one process wait their turn for one connection instead of racing for
+    SQLite's write lock (whose busy handler sleeps, adding seconds at the tail)."""
+    from tests.test_db import new_edit
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
+    await db.migrate()
+    try:
+        assert db.engine.pool.size() == 1  # type: ignore[attr-defined]
+        edits = [await db.create_edit(new_edit(f"k{i}")) for i in range(50)]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        claims = await asyncio.gather(
+            *(
+                db.claim(edit.id, [EditState.QUEUED], f"w{n}", 60)
+                for edit in edits
+                if edit is not None
+                for n in range(4)
+            )
+        )
+        assert sum(claim is not None for claim in claims) == 50  # one winner per edit
+        assert loop.time() - started < 5.0
+    finally:
+        await db.close()

@@ -249,3 +249,35 @@ async def test_delivery_error_mapping_keeps_working(fake: FakeTelegram, bot: Bot
     with pytest.raises(DeliveryFailed) as slow:
         await telegram_call(lambda: bot.send_message(CHAT, "x", read_timeout=0.1), attempts=2)
     assert (slow.value.code, slow.value.permanent) == ("telegram_unavailable", False)
+
+
+async def test_environment_proxy_is_used(
+    fake: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP(S)_PROXY from the environment apply, as with httpx (here the fake is the proxy)."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake.url)
+    monkeypatch.setenv("http_proxy", fake.url)
+    async with Bot(
+        fake.token,
+        base_url="http://api.telegram.invalid/bot",
+        request=AiohttpRequest(),
+        get_updates_request=AiohttpRequest(connection_pool_size=1),
+    ) as bot:
+        assert (await bot.send_message(CHAT, "via the proxy")).text == "via the proxy"
+
+
+def test_no_proxy_exempts_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    request = AiohttpRequest()
+    assert request._proxy_for("https://api.telegram.org/bot1:x/getMe") == (
+        "http://proxy.example:3128"
+    )
+    assert request._proxy_for("https://127.0.0.1:8443/bot1:x/getMe") is None
+    assert request._proxy_for("http://api.telegram.org/bot1:x/getMe") is None  # no HTTP proxy
