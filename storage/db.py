@@ -262,6 +262,11 @@ class Database:
                 # process racing for it wait in SQLite's sleeping busy handler (up to seconds
                 # at the tail under load); queued for one connection they wait in turn.
                 pool = {"pool_size": 1, "max_overflow": 0}
+        elif url.startswith("postgresql"):
+            # SQLAlchemy's default (5 + 10 overflow) queues a busy replica's transactions;
+            # 20 + 20 per replica stays well under PostgreSQL's default max_connections=100
+            # for a few replicas (raise max_connections for more).
+            pool = {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, **pool)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
