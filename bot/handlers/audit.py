@@ -15,7 +15,7 @@ from telegram import Update
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, CommandHandler
 
-from bot.handlers.common import reply
+from bot.handlers.common import admin_command, reply
 from bot.handlers.credits import format_credits
 from bot.services import BotContext, Services
 from storage.db import Edit, EditState
@@ -67,19 +67,11 @@ def modlog_item(services: Services, lang: str, edit: Edit) -> str:
 
 async def modlog_command(update: Update, context: BotContext) -> None:
     """The group's recent edit requests: requester, prompt, decision, who decided, state."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+    checked = await admin_command(update, context)
+    if checked is None:
         return
+    message, _user, lang = checked
     services = context.services
-    lang = await services.lang_for(user, message.chat)
-    if message.chat.type == ChatType.PRIVATE:
-        await reply(message, services.tr(lang, "moderation.groups_only"))
-        return
-    if not await services.admins.may_change(
-        context.bot, message.chat, user.id, sender_chat=message.sender_chat
-    ):
-        await reply(message, services.tr(lang, "moderation.admins_only"))
-        return
     edits = await recent_requests(services.db, message.chat_id, limit=MODLOG_SIZE)
     if not edits:
         await reply(message, services.tr(lang, "modlog.empty"))

@@ -9,13 +9,16 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telegram import Bot, CallbackQuery, Message, ReplyParameters, User
+from telegram import Bot, CallbackQuery, Message, ReplyParameters, Update, User
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
 from storage.db import InputPhoto
+
+if TYPE_CHECKING:
+    from bot.services import BotContext
 
 IMAGE_MIME_TYPES = frozenset(
     {
@@ -192,3 +195,24 @@ def format_wait(tr: Callable[..., str], seconds: float) -> str:
     if not minutes:
         return tr("time.hours", n=hours)
     return tr("time.hours_minutes", h=hours, m=minutes)
+
+
+async def admin_command(
+    update: Update, context: BotContext, *, refusal: str = "moderation.admins_only"
+) -> tuple[Message, User, str] | None:
+    """The command's message, sender and language if a group admin sent it (anonymous admins
+    included); otherwise answer why not (catalog key `refusal`) and return None."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return None
+    services = context.services
+    lang = await services.lang_for(user, message.chat)
+    if message.chat.type == ChatType.PRIVATE:
+        await reply(message, services.tr(lang, "moderation.groups_only"))
+        return None
+    if not await services.admins.may_change(
+        context.bot, message.chat, user.id, sender_chat=message.sender_chat
+    ):
+        await reply(message, services.tr(lang, refusal))
+        return None
+    return message, user, lang

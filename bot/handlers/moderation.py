@@ -25,7 +25,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.blocklist import parse_phrases
 from bot.handlers import moderation_views as views
-from bot.handlers.common import answer_press, reply
+from bot.handlers.common import admin_command, answer_press, reply
 from bot.handlers.settings import redraw
 from bot.services import BotContext, Services
 from storage.chat_settings import ChatPrefs
@@ -56,28 +56,9 @@ async def change(
     return (await services.prefs.update(chat_id, apply, user_id=user_id)).moderation
 
 
-async def _admin_message(update: Update, context: BotContext) -> tuple[Message, User, str] | None:
-    """The command's message, sender and language if an admin sent it in a group; else answer
-    why not and return None."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
-        return None
-    services = context.services
-    lang = await services.lang_for(user, message.chat)
-    if message.chat.type == ChatType.PRIVATE:
-        await reply(message, services.tr(lang, "moderation.groups_only"))
-        return None
-    if not await services.admins.may_change(
-        context.bot, message.chat, user.id, sender_chat=message.sender_chat
-    ):
-        await reply(message, services.tr(lang, "moderation.admins_only"))
-        return None
-    return message, user, lang
-
-
 async def moderation_command(update: Update, context: BotContext) -> None:
     """Open the group's moderation panel (admins only)."""
-    checked = await _admin_message(update, context)
+    checked = await admin_command(update, context)
     if checked is None:
         return
     message, user, _lang = checked
@@ -189,7 +170,7 @@ def _kind(code: str) -> views.LimitKind:
 
 
 async def _member_rule(update: Update, context: BotContext, role: Role, add: bool) -> None:
-    checked = await _admin_message(update, context)
+    checked = await admin_command(update, context)
     if checked is None:
         return
     message, user, lang = checked
@@ -255,7 +236,7 @@ async def unban_command(update: Update, context: BotContext) -> None:
 
 
 async def _phrases(update: Update, context: BotContext, add: bool) -> None:
-    checked = await _admin_message(update, context)
+    checked = await admin_command(update, context)
     if checked is None:
         return
     message, user, lang = checked

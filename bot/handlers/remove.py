@@ -11,12 +11,11 @@ import logging
 import time
 
 from telegram import Bot, Message, Update, User
-from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.buttons import REMOVE_PATTERN, RemovePress, parse_remove
-from bot.handlers.common import answer_press, reply
+from bot.handlers.common import admin_command, answer_press, reply
 from bot.services import BotContext, Services
 from storage.db import EditState
 
@@ -84,19 +83,11 @@ async def on_remove_button(update: Update, context: BotContext) -> None:
 
 async def remove_command(update: Update, context: BotContext) -> None:
     """/remove as a reply to a message of the bot (a result): admins only."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+    checked = await admin_command(update, context, refusal="remove.admins_only")
+    if checked is None:
         return
+    message, user, lang = checked
     services = context.services
-    lang = await services.lang_for(user, message.chat)
-    if message.chat.type == ChatType.PRIVATE:
-        await reply(message, services.tr(lang, "moderation.groups_only"))
-        return
-    if not await services.admins.may_change(
-        context.bot, message.chat, user.id, sender_chat=message.sender_chat
-    ):
-        await reply(message, services.tr(lang, "remove.admins_only"))
-        return
     target = message.reply_to_message
     if target is None or target.from_user is None or target.from_user.id != context.bot.id:
         await reply(message, services.tr(lang, "remove.usage"))
