@@ -15,13 +15,13 @@ import html
 import logging
 import re
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler
 from telegram.helpers import mention_html
 
-from bot.handlers.common import Origin, answer, answer_press, format_wait
+from bot.handlers.common import Origin, answer, answer_press, edit_press, format_wait
 from bot.services import BotContext, Services
 from storage.db import Edit, EditState
 
@@ -83,23 +83,17 @@ async def post_request(bot: Bot, services: Services, origin: Origin, edit: Edit)
 
 async def on_decision(update: Update, context: BotContext) -> None:
     """✅ Approve or ❌ Reject pressed: admins only; decide once, tell the member."""
-    query = update.callback_query
-    if query is None or query.data is None:
+    pressed = await edit_press(update, context, parse, lambda parsed: parsed[1])
+    if pressed is None:
         return
     services = context.services
-    message = query.message
-    chat = message.chat if message is not None else None
-    lang = await services.lang_for(query.from_user, chat)
-    parsed = parse(query.data)
-    edit = await services.db.get_edit(parsed[1]) if parsed is not None else None
-    if (
-        parsed is None
-        or edit is None
-        or not isinstance(message, Message)
-        or edit.chat_id != message.chat_id  # a forged button of another chat's edit
-    ):
-        await answer_press(query, services.tr(lang, "error.unknown_button"))
-        return
+    query, message, edit, parsed, lang = (
+        pressed.query,
+        pressed.message,
+        pressed.edit,
+        pressed.data,
+        pressed.lang,
+    )
     if not await services.admins.may_change(context.bot, message.chat, query.from_user.id):
         await answer_press(query, services.tr(lang, "approval.admins_only"), alert=True)
         return

@@ -9,13 +9,13 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from telegram import Bot, CallbackQuery, Message, ReplyParameters, Update, User
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
-from storage.db import InputPhoto
+from storage.db import Edit, InputPhoto
 
 if TYPE_CHECKING:
     from bot.services import BotContext
@@ -216,3 +216,49 @@ async def admin_command(
         await reply(message, services.tr(lang, refusal))
         return None
     return message, user, lang
+
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class EditPress(Generic[P]):
+    """A button press about one edit, resolved: who pressed, where, which edit, what data."""
+
+    query: CallbackQuery
+    message: Message
+    edit: Edit
+    data: P
+    lang: str
+
+
+async def edit_press(
+    update: Update,
+    context: BotContext,
+    parse: Callable[[str], P | None],
+    edit_id: Callable[[P], int],
+    *,
+    same_chat: bool = True,
+) -> EditPress[P] | None:
+    """Resolve a button press naming an edit; answer stale or forged presses and return None.
+
+    With `same_chat`, the edit must belong to the chat the button is in (a forged button of
+    another chat's edit is refused like an unknown one).
+    """
+    query = update.callback_query
+    if query is None or query.data is None:
+        return None
+    services = context.services
+    message = query.message
+    lang = await services.lang_for(query.from_user, message.chat if message else None)
+    data = parse(query.data)
+    edit = await services.db.get_edit(edit_id(data)) if data is not None else None
+    if (
+        data is None
+        or edit is None
+        or not isinstance(message, Message)
+        or (same_chat and edit.chat_id != message.chat_id)
+    ):
+        await answer_press(query, services.tr(lang, "error.unknown_button"))
+        return None
+    return EditPress(query, message, edit, data, lang)

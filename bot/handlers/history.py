@@ -18,7 +18,7 @@ from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.buttons import HISTORY_PATTERN, parse_resend, resend_data, result_keyboard
-from bot.handlers.common import Origin, answer_press, reply
+from bot.handlers.common import Origin, answer_press, edit_press, reply
 from bot.handlers.edit import start_edit
 from bot.services import BotContext, Services
 from storage.db import TERMINAL_STATES, Edit
@@ -85,17 +85,15 @@ async def history_command(update: Update, context: BotContext) -> None:
 
 async def on_resend(update: Update, context: BotContext) -> None:
     """A /history button: send the stored result again, or make it again when none is stored."""
-    query = update.callback_query
-    if query is None or query.data is None:
+    # /history lists the user's own edits (in a private chat, also those made in groups),
+    # so the edit's chat may differ from the button's; ownership is checked instead.
+    pressed = await edit_press(
+        update, context, parse_resend, lambda edit_id: edit_id, same_chat=False
+    )
+    if pressed is None:
         return
     services = context.services
-    message = query.message
-    lang = await services.lang_for(query.from_user, message.chat if message else None)
-    edit_id = parse_resend(query.data)
-    edit = await services.db.get_edit(edit_id) if edit_id is not None else None
-    if edit is None or not isinstance(message, Message):
-        await answer_press(query, services.tr(lang, "error.unknown_button"))
-        return
+    query, message, edit, lang = pressed.query, pressed.message, pressed.edit, pressed.lang
     if edit.user_id != query.from_user.id:
         await answer_press(query, services.tr(lang, "history.not_yours"), alert=True)
         return

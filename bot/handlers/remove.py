@@ -15,7 +15,7 @@ from telegram.error import BadRequest, Forbidden
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.buttons import REMOVE_PATTERN, RemovePress, parse_remove
-from bot.handlers.common import admin_command, answer_press, reply
+from bot.handlers.common import admin_command, answer_press, edit_press, reply
 from bot.services import BotContext, Services
 from storage.db import EditState
 
@@ -54,23 +54,17 @@ async def _record(services: Services, edit_id: int, chat_id: int, admin: User) -
 
 async def on_remove_button(update: Update, context: BotContext) -> None:
     """🗑 Remove under a result: admins only; deletes the result's messages."""
-    query = update.callback_query
-    if query is None or query.data is None:
+    pressed = await edit_press(update, context, parse_remove, lambda press: press.edit_id)
+    if pressed is None:
         return
     services = context.services
-    message = query.message
-    chat = message.chat if message is not None else None
-    lang = await services.lang_for(query.from_user, chat)
-    press = parse_remove(query.data)
-    edit = await services.db.get_edit(press.edit_id) if press is not None else None
-    if (
-        press is None
-        or edit is None
-        or not isinstance(message, Message)
-        or edit.chat_id != message.chat_id  # a forged button of another chat's edit
-    ):
-        await answer_press(query, services.tr(lang, "error.unknown_button"))
-        return
+    query, message, edit, press, lang = (
+        pressed.query,
+        pressed.message,
+        pressed.edit,
+        pressed.data,
+        pressed.lang,
+    )
     if not await services.admins.may_change(context.bot, message.chat, query.from_user.id):
         await answer_press(query, services.tr(lang, "remove.admins_only"), alert=True)
         return

@@ -6,12 +6,12 @@ import logging
 import secrets
 from typing import Any
 
-from telegram import Bot, Message, Update
+from telegram import Bot, Update
 from telegram.ext import Application, CallbackQueryHandler
 
 from bot.buttons import RESULT_PATTERN, parse_result
 from bot.edits import ChatUnreachable, DeliveryFailed
-from bot.handlers.common import Origin, answer, answer_press
+from bot.handlers.common import Origin, answer, answer_press, edit_press
 from bot.handlers.edit import start_edit
 from bot.preferences import SEED_MAX
 from bot.services import BotContext, Services
@@ -33,22 +33,17 @@ def repeat_params(services: Services, edit: Edit) -> dict[str, Any]:
 
 async def on_result_button(update: Update, context: BotContext) -> None:
     """A press under a result: make it again, or send the original file."""
-    query = update.callback_query
-    if query is None or query.data is None:
+    pressed = await edit_press(update, context, parse_result, lambda press: press.edit_id)
+    if pressed is None:
         return
     services = context.services
-    message = query.message
-    lang = await services.lang_for(query.from_user, message.chat if message else None)
-    press = parse_result(query.data)
-    edit = await services.db.get_edit(press.edit_id) if press is not None else None
-    if (
-        press is None
-        or edit is None
-        or not isinstance(message, Message)
-        or edit.chat_id != message.chat_id  # a forged button of another chat's edit
-    ):
-        await answer_press(query, services.tr(lang, "error.unknown_button"))
-        return
+    query, message, edit, press, lang = (
+        pressed.query,
+        pressed.message,
+        pressed.edit,
+        pressed.data,
+        pressed.lang,
+    )
     origin = Origin(
         message.chat_id,
         message.chat.type,
