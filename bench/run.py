@@ -648,7 +648,7 @@ async def seed_in_flight(
             submitted_at=stamp,
             next_check_at=stamp + 3600,
         )
-        async with db.engine.connect() as conn:
+        async with db.connect() as conn:
             row = dict((await conn.execute(sa.select(edits))).mappings().one())
         rows: list[Json] = []
         for i in range(1, count):
@@ -663,10 +663,10 @@ async def seed_in_flight(
                 task_id=uuid.uuid4().hex,
             )
             rows.append(clone)
-        async with db.engine.begin() as conn:
+        async with db.begin() as conn:
             for chunk in range(0, len(rows), 2000):
                 await conn.execute(edits.insert(), rows[chunk : chunk + 2000])
-        async with db.engine.connect() as conn:
+        async with db.connect() as conn:
             seeded = (
                 await conn.execute(
                     sa.select(edits.c.id, edits.c.callback_token, edits.c.task_id, edits.c.prompt)

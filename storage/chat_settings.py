@@ -133,7 +133,7 @@ class ChatSettingsStore:
         stmt = sa.select(chat_settings.c.settings, chat_settings.c.version).where(
             chat_settings.c.chat_id == chat_id
         )
-        async with self.db.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return ChatPrefs(), None
@@ -145,7 +145,7 @@ class ChatSettingsStore:
         values = {"settings": prefs.to_json(), "updated_by": user_id, "updated_at": time.time()}
         if version is None:
             try:
-                async with self.db.engine.begin() as conn:
+                async with self.db.begin() as conn:
                     await conn.execute(
                         chat_settings.insert().values(chat_id=chat_id, version=1, **values)
                     )
@@ -157,7 +157,7 @@ class ChatSettingsStore:
             .where(chat_settings.c.chat_id == chat_id, chat_settings.c.version == version)
             .values(version=version + 1, **values)
         )
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
@@ -171,7 +171,7 @@ class ChatSettingsStore:
 
     async def put_input(self, pending: PendingInput) -> None:
         """Remember that the next text of this user in this chat is a setting's value."""
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(
                 setting_inputs.delete().where(
                     setting_inputs.c.chat_id == pending.chat_id,
@@ -204,7 +204,7 @@ class ChatSettingsStore:
             .order_by(setting_inputs.c.created_at.desc())
             .limit(1)
         )
-        async with self.db.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         if row is None:
             return None
@@ -222,7 +222,7 @@ class ChatSettingsStore:
         stmt = setting_inputs.delete().where(
             setting_inputs.c.chat_id == chat_id, setting_inputs.c.user_id == user_id
         )
-        async with self.db.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
@@ -231,6 +231,6 @@ class ChatSettingsStore:
         stmt = sa.select(pending_prompts.c.created_at).where(
             pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id
         )
-        async with self.db.engine.connect() as conn:
+        async with self.db.connect() as conn:
             value = (await conn.execute(stmt)).scalar()
         return float(value) if value is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -21,8 +22,9 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from storage.dbconn import AsyncBackend, Backend, Body, DbConn, T, ThreadBackend
 from storage.schema import album_items, albums, blocked_chats, edits, pending_prompts
 
 log = logging.getLogger(__name__)
@@ -253,50 +255,71 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        pool: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            path = sa.engine.make_url(url).database
+        self.backend: Backend
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            path = parsed.database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-                # One connection: SQLite has one writer at a time, and connections of this
-                # process racing for it wait in SQLite's sleeping busy handler (up to seconds
-                # at the tail under load); queued for one connection they wait in turn.
-                pool = {"pool_size": 1, "max_overflow": 0}
-        elif url.startswith("postgresql"):
+            # The standard library's driver on the database thread (see storage.dbconn); a
+            # `sqlite+aiosqlite://` URL names the same file.
+            sync_url = parsed.set(drivername="sqlite")
+            engine = sa.create_engine(sync_url, echo=echo, poolclass=sa.pool.NullPool)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            self.backend = ThreadBackend(engine)
+        else:
             # SQLAlchemy's default (5 + 10 overflow) queues a busy replica's transactions;
             # 20 + 20 per replica stays well under PostgreSQL's default max_connections=100
             # for a few replicas (raise max_connections for more).
-            pool = {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **pool)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            pool: dict[str, Any] = {}
+            if parsed.get_backend_name() == "postgresql":
+                pool = {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
+            self.backend = AsyncBackend(create_async_engine(url, echo=echo, **pool))
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self.backend.dialect
+
+    @property
+    def sync_engine(self) -> sa.Engine:
+        """The synchronous engine underneath (for event listeners, e.g. statement counts)."""
+        return self.backend.sync_engine
+
+    def begin(self) -> AbstractAsyncContextManager[DbConn]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        return self.backend.begin()
+
+    def connect(self) -> AbstractAsyncContextManager[DbConn]:
+        """A connection for reads."""
+        return self.backend.connect()
+
+    async def transaction(self, body: Body[T]) -> T:
+        """Run `body` as one transaction (on SQLite: in one hop to the database thread)."""
+        return await self.backend.transaction(body)
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run synchronous SQLAlchemy code (e.g. Alembic) in one transaction."""
+        return await self.backend.run_sync(fn)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.backend.close()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (in place, without data loss)."""
 
         def upgrade(sync_conn: Connection) -> None:
+            if self.dialect == "postgresql":
+                # Replicas starting together: one migrates, the others wait, then find it done.
+                sync_conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_264_011})
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
-        async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Replicas starting together: one migrates, the others wait, then find it done.
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 7_264_011}
-                )
-            await conn.run_sync(upgrade)
+        await self.run_sync(upgrade)
 
     async def ping(self) -> bool:
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
         return True
 
@@ -334,7 +357,7 @@ class Database:
             "updated_at": now,
         }
         try:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 if guard is not None and self.dialect == "postgresql":
                     # READ COMMITTED would let two guarded inserts miss each other's rows.
                     await conn.execute(
@@ -356,7 +379,7 @@ class Database:
         return Edit.from_row(row)
 
     async def get_edit(self, edit_id: int) -> Edit | None:
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             result = await conn.execute(sa.select(edits).where(edits.c.id == edit_id))
             row = result.mappings().first()
         return Edit.from_row(row) if row else None
@@ -384,7 +407,7 @@ class Database:
         if error_codes is not None:
             conditions.append(edits.c.error_code.in_(list(error_codes)))
         stmt = edits.update().where(*conditions).values(**values).returning(edits)
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(stmt)
             row = result.mappings().first()
         return Edit.from_row(row) if row else None
@@ -393,7 +416,7 @@ class Database:
         self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
     ) -> Edit | None:
         """Take a lease on an edit in one of `states` unless someone else holds a live one."""
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             stmt = _claim_statement(edit_id, states, owner, lease_seconds).returning(edits)
             row = (await conn.execute(stmt)).mappings().first()
         return Edit.from_row(row) if row else None
@@ -406,7 +429,7 @@ class Database:
             sa.exists().where(blocked_chats.c.chat_id == edits.c.chat_id).label("chat_blocked")
         )
         stmt = _claim_statement(edit_id, states, owner, lease_seconds).returning(edits, blocked)
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return (Edit.from_row(row), bool(row["chat_blocked"])) if row else None
 
@@ -439,7 +462,7 @@ class Database:
             conditions.append(sa.or_(edits.c.task_id.is_(None), edits.c.task_id == task_id))
             values["task_id"] = sa.func.coalesce(edits.c.task_id, task_id)
         stmt = edits.update().where(*conditions).values(**values).returning(edits)
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return Edit.from_row(row) if row else None
 
@@ -450,7 +473,7 @@ class Database:
             .where(edits.c.id == edit_id, edits.c.lease_owner == owner)
             .values(lease_owner=None, lease_until=None, updated_at=time.time(), **fields)
         )
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(stmt)
 
     async def due_edits(
@@ -470,7 +493,7 @@ class Database:
         if updated_before is not None:
             conditions.append(edits.c.updated_at < updated_before)
         stmt = sa.select(edits).where(*conditions).order_by(edits.c.id).limit(limit)
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [Edit.from_row(row) for row in rows]
 
@@ -488,7 +511,7 @@ class Database:
             .order_by(edits.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [Edit.from_row(row) for row in rows]
 
@@ -499,7 +522,7 @@ class Database:
             .where(edits.c.id == edit_id, edits.c.notified_at.is_(None))
             .values(notified_at=time.time(), lease_owner=None, lease_until=None)
         )
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
@@ -516,7 +539,7 @@ class Database:
             .order_by(edits.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [edit for edit in map(Edit.from_row, rows) if edit.blob_keys]
 
@@ -524,7 +547,7 @@ class Database:
         stmt = sa.select(edits.c.state, edits.c.provider, sa.func.count()).group_by(
             edits.c.state, edits.c.provider
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return {(str(state), str(provider)): int(count) for state, provider, count in rows}
 
@@ -534,12 +557,12 @@ class Database:
             edits.c.state.in_([state.value for state in NOTIFY_STATES]),
             edits.c.notified_at.is_(None),
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def count_by_state(self) -> dict[str, int]:
         stmt = sa.select(edits.c.state, sa.func.count()).group_by(edits.c.state)
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return {str(state): int(count) for state, count in rows}
 
@@ -550,12 +573,12 @@ class Database:
             .order_by(edits.c.id.desc())
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [Edit.from_row(row) for row in rows]
 
     async def set_status_message(self, edit_id: int, message_id: int) -> None:
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(
                 edits.update().where(edits.c.id == edit_id).values(status_message_id=message_id)
             )
@@ -565,7 +588,7 @@ class Database:
     async def put_pending_prompt(
         self, chat_id: int, user_id: int, message_id: int, inputs: list[InputPhoto]
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(
                 pending_prompts.delete().where(
                     pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id
@@ -590,7 +613,7 @@ class Database:
             .where(pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id)
             .returning(pending_prompts)
         )
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         if row is None or row["created_at"] < time.time() - max_age:
             return None
@@ -599,7 +622,7 @@ class Database:
     # Blocked chats ---------------------------------------------------------------------------
 
     async def block_chat(self, chat_id: int, reason: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             exists = await conn.execute(
                 sa.select(blocked_chats.c.chat_id).where(blocked_chats.c.chat_id == chat_id)
             )
@@ -611,11 +634,11 @@ class Database:
                 )
 
     async def unblock_chat(self, chat_id: int) -> None:
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(blocked_chats.delete().where(blocked_chats.c.chat_id == chat_id))
 
     async def is_chat_blocked(self, chat_id: int) -> bool:
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             result = await conn.execute(
                 sa.select(blocked_chats.c.chat_id).where(blocked_chats.c.chat_id == chat_id)
             )
@@ -627,7 +650,7 @@ class Database:
         """Buffer one album message; False if the group was already turned into an edit."""
         now = time.time()
         try:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 await conn.execute(
                     albums.insert().values(
                         chat_id=item.chat_id,
@@ -638,7 +661,7 @@ class Database:
                     )
                 )
         except IntegrityError:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 result = await conn.execute(
                     albums.update()
                     .where(
@@ -651,7 +674,7 @@ class Database:
             if not result.rowcount:
                 return False
         try:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 await conn.execute(
                     album_items.insert().values(
                         chat_id=item.chat_id,
@@ -676,7 +699,7 @@ class Database:
             albums.c.media_group_id == media_group_id,
             albums.c.state == "open",
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             value = (await conn.execute(stmt)).scalar()
         return float(value) if value is not None else None
 
@@ -684,7 +707,7 @@ class Database:
         self, chat_id: int, media_group_id: str, *, quiet_since: float
     ) -> list[AlbumItem] | None:
         """Close an album that got no new message since `quiet_since`; exactly one caller wins."""
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(
                 albums.update()
                 .where(
@@ -737,11 +760,11 @@ class Database:
         stmt = sa.select(albums.c.chat_id, albums.c.media_group_id).where(
             albums.c.state == "open", albums.c.last_item_at <= quiet_since
         )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             return [(int(chat), str(group)) for chat, group in (await conn.execute(stmt)).all()]
 
     async def forget_closed_albums(self, *, before: float) -> None:
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(
                 albums.delete().where(albums.c.state == "closed", albums.c.created_at < before)
             )

@@ -205,7 +205,7 @@ async def quota_hit(db: Database, quota: Quota, now: float | None = None) -> Quo
     """The first limit the request would exceed (counted from the edits table), or None."""
     now = time.time() if now is None else now
     member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, _counted())
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         if quota.cooldown:
             last = (
                 await conn.execute(sa.select(sa.func.max(edits.c.created_at)).where(*member))
@@ -267,7 +267,7 @@ def quota_guard(quota: Quota) -> InsertGuard:
 async def recent_requests(db: Database, chat_id: int, *, limit: int = 15) -> list[Edit]:
     """The newest edit requests of a chat (for /modlog)."""
     stmt = sa.select(edits).where(edits.c.chat_id == chat_id).order_by(edits.c.id.desc())
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         rows = (await conn.execute(stmt.limit(limit))).mappings().all()
     return [Edit.from_row(row) for row in rows]
 
@@ -311,7 +311,7 @@ async def usage(
         conditions.append(edits.c.chat_id == chat_id)
     if user_id is not None:
         conditions.append(edits.c.user_id == user_id)
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         row = (await conn.execute(sa.select(*columns).where(*conditions))).one()
     return {
         name: Spend(int(row[2 * i] or 0), float(row[2 * i + 1] or 0.0))
@@ -341,7 +341,7 @@ async def top_spenders(
         .order_by(sa.desc("c"), sa.func.count().desc(), edits.c.user_id)
         .limit(limit)
     )
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     return [
         MemberSpend(int(user_id), name, int(count), float(total))

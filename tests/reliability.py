@@ -255,7 +255,7 @@ async def read_rows(database_url: str) -> list[dict[str, Any]]:
 
     db = Database(database_url)
     try:
-        async with db.engine.connect() as conn:
+        async with db.connect() as conn:
             result = await conn.execute(sa.select(edits).order_by(edits.c.id))
             return [dict(row) for row in result.mappings().all()]
     finally:
@@ -270,7 +270,7 @@ async def let_leases_run_out(database_url: str) -> None:
 
     db = Database(database_url)
     try:
-        async with db.engine.begin() as conn:
+        async with db.begin() as conn:
             await conn.execute(
                 edits.update()
                 .where(edits.c.lease_until.is_not(None) | edits.c.next_check_at.is_not(None))

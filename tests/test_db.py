@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -173,7 +173,7 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
     database = Database(url)
 
-    def upgrade_to(revision: str) -> object:
+    def upgrade_to(revision: str) -> Callable[[sa.Connection], None]:
         def run(sync_conn: sa.Connection) -> None:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -182,8 +182,8 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
 
         return run
 
-    async with database.engine.begin() as conn:
-        await conn.run_sync(upgrade_to("0001"))  # type: ignore[arg-type]
+    await database.run_sync(upgrade_to("0001"))
+    async with database.begin() as conn:
         # A row as revision 0001 knew it (columns of later revisions do not exist yet).
         old = new_edit()
         await conn.execute(
@@ -222,7 +222,7 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
     )
     newer = await database.create_edit(new_edit("msg:1:2", user_name="Bob"))
     assert newer is not None and newer.user_name == "Bob"
-    async with database.engine.connect() as conn:
+    async with database.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
     assert version is not None and version != "0001"
     await database.close()

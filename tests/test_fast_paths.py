@@ -22,6 +22,7 @@ from sqlalchemy import event
 
 from bot.tasks import TaskTracker, WorkQueue
 from storage.db import Database, EditState
+from storage.dbconn import ThreadBackend
 from tests.conftest import CHAT_ID, USER_ID, RunningBot
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
@@ -47,7 +48,7 @@ def count_transactions(db: Database) -> Iterator[dict[str, int]]:
     def end(conn: Any) -> None:
         writing.discard(id(conn))
 
-    engine = db.engine.sync_engine
+    engine = db.sync_engine
     event.listen(engine, "begin", begin)
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "commit", end)
@@ -205,7 +206,7 @@ async def test_sqlite_writers_queue_for_one_connection(tmp_path: Any) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
     await db.migrate()
     try:
-        assert db.engine.pool.size() == 1  # type: ignore[attr-defined]
+        assert isinstance(db.backend, ThreadBackend)  # one connection, one thread
         edits = [await db.create_edit(new_edit(f"k{i}")) for i in range(50)]
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -207,7 +207,7 @@ async def test_simultaneous_requests_never_exceed_a_limit(db: Database) -> None:
 
     outcomes = await asyncio.gather(*(request(i) for i in range(12)))
     assert outcomes.count(True) == 3
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         count = (await conn.execute(sa.text("SELECT count(*) FROM edits"))).scalar()
     assert count == 3  # the losers' inserts were rolled back
 
@@ -278,9 +278,10 @@ async def test_the_moderation_migration_goes_down_and_up(tmp_path: Path) -> None
         cfg.attributes["connection"] = sync_conn
         command.downgrade(cfg, "0003")
 
-    async with database.engine.begin() as conn:
-        await conn.run_sync(downgrade)
-        columns = {row[1] for row in (await conn.execute(sa.text("PRAGMA table_info(edits)")))}
+    await database.run_sync(downgrade)
+    async with database.connect() as conn:
+        info = await conn.execute(sa.text("PRAGMA table_info(edits)"))
+        columns = {row[1] for row in info.all()}
     assert "user_name" not in columns and "decision" not in columns and "prompt" in columns
     await database.migrate()
     again = await database.get_edit(edit.id)

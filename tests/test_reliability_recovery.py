@@ -78,7 +78,7 @@ async def _row(bot: RunningBot, edit_id: int) -> dict[str, Any]:
     """A raw row (leases included) read after the bot stopped, through a new connection."""
     db = Database(bot.settings.resolved_database_url)
     try:
-        async with db.engine.connect() as conn:
+        async with db.connect() as conn:
             result = await conn.execute(sa.select(edits).where(edits.c.id == edit_id))
             row = result.mappings().one()
     finally:
