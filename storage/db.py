@@ -9,27 +9,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from storage.dbconn import AsyncBackend, Backend, Body, DbConn, T, ThreadBackend
+from storage.dbconn import AsyncBackend, Backend, Body, DbConn, Rows, T, ThreadBackend
 from storage.schema import album_items, albums, blocked_chats, edits, pending_prompts
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+S = TypeVar("S", bound=sa.Executable)
 
 
 class EditState(StrEnum):
@@ -234,20 +235,69 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _claim_statement(
-    edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
-) -> sa.Update:
-    """Lease an edit in one of `states` unless someone else holds a live lease."""
-    now = time.time()
-    return (
+# Prepared statements ----------------------------------------------------------------------------
+# The hot statements are built once per shape (which columns they set, which conditions they
+# have) with bind parameters, and then only executed with values: building an SQLAlchemy
+# statement costs more CPU than running it on SQLite. Condition values are bound as `w_*`,
+# new column values as `v_<column>`.
+
+_PREPARED: dict[Hashable, Any] = {}
+
+
+def _prepared(key: Hashable, build: Callable[[], S]) -> S:
+    stmt: S | None = _PREPARED.get(key)
+    if stmt is None:
+        stmt = _PREPARED[key] = build()
+    return stmt
+
+
+def _setters(table: sa.Table, names: Iterable[str]) -> dict[str, sa.BindParameter[Any]]:
+    return {name: sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in names}
+
+
+def _bound(values: Mapping[str, Any], **conditions: Any) -> dict[str, Any]:
+    return {**{f"v_{name}": value for name, value in values.items()}, **conditions}
+
+
+def _in(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def _claim_statement(names: tuple[str, ...], with_blocked: bool) -> sa.Update:
+    """Lease an edit in one of `w_states` unless someone else holds a live lease."""
+    stmt = (
         edits.update()
         .where(
-            edits.c.id == edit_id,
-            edits.c.state.in_([state.value for state in states]),
-            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+            edits.c.id == sa.bindparam("w_id"),
+            _in(edits.c.state, "w_states"),
+            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < sa.bindparam("w_now")),
         )
-        .values(lease_owner=owner, lease_until=now + lease_seconds, updated_at=now)
+        .values(_setters(edits, names))
     )
+    if with_blocked:
+        blocked = (
+            sa.exists().where(blocked_chats.c.chat_id == edits.c.chat_id).label("chat_blocked")
+        )
+        return stmt.returning(edits, blocked)
+    return stmt.returning(edits)
+
+
+def _claim_params(
+    edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
+) -> dict[str, Any]:
+    now = time.time()
+    values = {"lease_owner": owner, "lease_until": now + lease_seconds, "updated_at": now}
+    return _bound(values, w_id=edit_id, w_states=[state.value for state in states], w_now=now)
+
+
+_CLAIM_SETS = ("lease_owner", "lease_until", "updated_at")
+_GET_EDIT = sa.select(edits).where(edits.c.id == sa.bindparam("w_id"))
+_SET_STATUS = (
+    edits.update()
+    .where(edits.c.id == sa.bindparam("w_id"))
+    .values(_setters(edits, ["status_message_id"]))
+)
+_UNBLOCK = blocked_chats.delete().where(blocked_chats.c.chat_id == sa.bindparam("w_chat"))
 
 
 class Database:
@@ -296,6 +346,14 @@ class Database:
     async def transaction(self, body: Body[T]) -> T:
         """Run `body` as one transaction (on SQLite: in one hop to the database thread)."""
         return await self.backend.transaction(body)
+
+    async def _one(self, statement: sa.Executable, params: Mapping[str, Any]) -> Rows:
+        """One statement as its own transaction (on SQLite: one hop)."""
+
+        async def body(conn: DbConn) -> Rows:
+            return await conn.execute(statement, params)
+
+        return await self.transaction(body)
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run synchronous SQLAlchemy code (e.g. Alembic) in one transaction."""
@@ -356,32 +414,37 @@ class Database:
             "created_at": now,
             "updated_at": now,
         }
+        insert = _prepared(
+            ("create_edit", tuple(values)),
+            lambda: edits.insert().values(_setters(edits, values)).returning(edits),
+        )
+        postgres = self.dialect == "postgresql"
+
+        async def body(conn: DbConn) -> RowMapping:
+            if guard is not None and postgres:
+                # READ COMMITTED would let two guarded inserts miss each other's rows.
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                    {"a": guard.lock[0], "b": guard.lock[1]},
+                )
+            if unblock_chat:
+                await conn.execute(_UNBLOCK, {"w_chat": new.chat_id})
+            row = (await conn.execute(insert, _bound(values))).mappings().one()
+            if guard is not None:
+                check = sa.select(guard.holds(row["id"], now))
+                if not (await conn.execute(check)).scalar():
+                    raise LimitReached(new.dedupe_key)  # rolls the insert back
+            return row
+
         try:
-            async with self.begin() as conn:
-                if guard is not None and self.dialect == "postgresql":
-                    # READ COMMITTED would let two guarded inserts miss each other's rows.
-                    await conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
-                        {"a": guard.lock[0], "b": guard.lock[1]},
-                    )
-                if unblock_chat:
-                    await conn.execute(
-                        blocked_chats.delete().where(blocked_chats.c.chat_id == new.chat_id)
-                    )
-                result = await conn.execute(edits.insert().values(**values).returning(edits))
-                row = result.mappings().one()
-                if guard is not None:
-                    check = sa.select(guard.holds(row["id"], now))
-                    if not (await conn.execute(check)).scalar():
-                        raise LimitReached(new.dedupe_key)  # rolls the insert back
+            row = await self.transaction(body)
         except IntegrityError:
             return None
         return Edit.from_row(row)
 
     async def get_edit(self, edit_id: int) -> Edit | None:
-        async with self.connect() as conn:
-            result = await conn.execute(sa.select(edits).where(edits.c.id == edit_id))
-            row = result.mappings().first()
+        rows = await self._one(_GET_EDIT, {"w_id": edit_id})
+        row = rows.mappings().first()
         return Edit.from_row(row) if row else None
 
     async def transition(
@@ -402,35 +465,38 @@ class Database:
         values: dict[str, Any] = {"updated_at": time.time(), **fields}
         if to_state is not None:
             values["state"] = to_state.value
-        states = [state.value for state in from_states]
-        conditions = [edits.c.id == edit_id, edits.c.state.in_(states)]
+        names = tuple(values)
+        with_codes = error_codes is not None
+
+        def build() -> sa.Update:
+            conditions = [edits.c.id == sa.bindparam("w_id"), _in(edits.c.state, "w_states")]
+            if with_codes:
+                conditions.append(_in(edits.c.error_code, "w_codes"))
+            return edits.update().where(*conditions).values(_setters(edits, names))
+
+        stmt = _prepared(("transition", names, with_codes), lambda: build().returning(edits))
+        params = _bound(values, w_id=edit_id, w_states=[state.value for state in from_states])
         if error_codes is not None:
-            conditions.append(edits.c.error_code.in_(list(error_codes)))
-        stmt = edits.update().where(*conditions).values(**values).returning(edits)
-        async with self.begin() as conn:
-            result = await conn.execute(stmt)
-            row = result.mappings().first()
+            params["w_codes"] = list(error_codes)
+        row = (await self._one(stmt, params)).mappings().first()
         return Edit.from_row(row) if row else None
 
     async def claim(
         self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
     ) -> Edit | None:
         """Take a lease on an edit in one of `states` unless someone else holds a live one."""
-        async with self.begin() as conn:
-            stmt = _claim_statement(edit_id, states, owner, lease_seconds).returning(edits)
-            row = (await conn.execute(stmt)).mappings().first()
+        stmt = _prepared(("claim", False), lambda: _claim_statement(_CLAIM_SETS, False))
+        rows = await self._one(stmt, _claim_params(edit_id, states, owner, lease_seconds))
+        row = rows.mappings().first()
         return Edit.from_row(row) if row else None
 
     async def claim_for_chat(
         self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
     ) -> tuple[Edit, bool] | None:
         """`claim`, also telling whether the edit's chat blocked the bot (one statement)."""
-        blocked = (
-            sa.exists().where(blocked_chats.c.chat_id == edits.c.chat_id).label("chat_blocked")
-        )
-        stmt = _claim_statement(edit_id, states, owner, lease_seconds).returning(edits, blocked)
-        async with self.begin() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
+        stmt = _prepared(("claim", True), lambda: _claim_statement(_CLAIM_SETS, True))
+        rows = await self._one(stmt, _claim_params(edit_id, states, owner, lease_seconds))
+        row = rows.mappings().first()
         return (Edit.from_row(row), bool(row["chat_blocked"])) if row else None
 
     async def settle_callback(
@@ -452,29 +518,52 @@ class Database:
         what (unknown edit, bad token, another task, already settled).
         """
         values: dict[str, Any] = {"updated_at": time.time(), "state": to_state.value, **fields}
-        conditions = [
-            edits.c.id == edit_id,
-            edits.c.state.in_([state.value for state in from_states]),
-            edits.c.provider == provider,
-            edits.c.callback_token == callback_token,
-        ]
+        names = tuple(values)
+        with_task = task_id is not None
+
+        def build() -> sa.Update:
+            conditions = [
+                edits.c.id == sa.bindparam("w_id"),
+                _in(edits.c.state, "w_states"),
+                edits.c.provider == sa.bindparam("w_provider"),
+                edits.c.callback_token == sa.bindparam("w_token"),
+            ]
+            setters: dict[str, Any] = _setters(edits, names)
+            if with_task:
+                task = edits.c.task_id
+                conditions.append(sa.or_(task.is_(None), task == sa.bindparam("w_task")))
+                setters["task_id"] = sa.func.coalesce(task, sa.bindparam("w_new_task"))
+            return edits.update().where(*conditions).values(setters).returning(edits)
+
+        stmt = _prepared(("settle_callback", names, with_task), build)
+        params = _bound(
+            values,
+            w_id=edit_id,
+            w_states=[state.value for state in from_states],
+            w_provider=provider,
+            w_token=callback_token,
+        )
         if task_id is not None:
-            conditions.append(sa.or_(edits.c.task_id.is_(None), edits.c.task_id == task_id))
-            values["task_id"] = sa.func.coalesce(edits.c.task_id, task_id)
-        stmt = edits.update().where(*conditions).values(**values).returning(edits)
-        async with self.begin() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
+            params["w_task"] = params["w_new_task"] = task_id
+        row = (await self._one(stmt, params)).mappings().first()
         return Edit.from_row(row) if row else None
 
     async def release(self, edit_id: int, owner: str, **fields: Any) -> None:
         """Give up a lease (and set `fields`) if we still hold it."""
-        stmt = (
-            edits.update()
-            .where(edits.c.id == edit_id, edits.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, updated_at=time.time(), **fields)
+        values = {"lease_owner": None, "lease_until": None, "updated_at": time.time(), **fields}
+        names = tuple(values)
+        stmt = _prepared(
+            ("release", names),
+            lambda: (
+                edits.update()
+                .where(
+                    edits.c.id == sa.bindparam("w_id"),
+                    edits.c.lease_owner == sa.bindparam("w_owner"),
+                )
+                .values(_setters(edits, names))
+            ),
         )
-        async with self.begin() as conn:
-            await conn.execute(stmt)
+        await self._one(stmt, _bound(values, w_id=edit_id, w_owner=owner))
 
     async def due_edits(
         self,
@@ -578,10 +667,7 @@ class Database:
         return [Edit.from_row(row) for row in rows]
 
     async def set_status_message(self, edit_id: int, message_id: int) -> None:
-        async with self.begin() as conn:
-            await conn.execute(
-                edits.update().where(edits.c.id == edit_id).values(status_message_id=message_id)
-            )
+        await self._one(_SET_STATUS, {"w_id": edit_id, "v_status_message_id": message_id})
 
     # Pending prompts (a photo came without caption: the next text is its prompt) -------------
 
