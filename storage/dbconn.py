@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
+import queue
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -160,16 +162,43 @@ class AsyncBackend:
 # SQLite: one connection, owned by one thread ---------------------------------------------------
 
 
-class _ThreadConn:
-    """A `DbConn` whose statements run on the database thread, one hop each."""
+_END = object()  # a session's last message: commit (True) or roll back (False)
 
-    __slots__ = ("_backend",)
 
-    def __init__(self, backend: ThreadBackend) -> None:
-        self._backend = backend
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a result nobody waits for (a rollback's), so asyncio does not warn about it."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _Session:
+    """A transaction spanning several awaits: its statements go to the database thread, which
+    serves nothing else until the session ends (so no other statement can land inside it)."""
+
+    __slots__ = ("_loop", "inbox")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.inbox: queue.SimpleQueue[tuple[Any, Any, asyncio.Future[Rows] | None]] = (
+            queue.SimpleQueue()
+        )
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
-        return await self._backend._call(self._backend._execute, statement, parameters)
+        future: asyncio.Future[Rows] = self._loop.create_future()
+        self.inbox.put((statement, parameters, future))
+        return await future
+
+    def end(self, commit: bool) -> None:
+        self.inbox.put((_END, commit, None))
 
 
 class _InlineConn:
@@ -199,12 +228,24 @@ def _run_inline(body: Body[T], conn: Connection) -> T:
     raise BodySuspended("a transaction body may only await DbConn.execute")
 
 
+# The task whose `begin()` block is open in this context (tasks it starts inherit the value
+# but are other tasks: they just wait their turn).
+_SESSION_OWNER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "session_owner", default=None
+)
+
+
+class NestedTransaction(RuntimeError):
+    """Database use inside an open `begin()` block of the same task (it would deadlock)."""
+
+
 class ThreadBackend:
     """One synchronous connection, used only by one dedicated thread.
 
-    Transactions take turns (an asyncio lock), so the statements of one never interleave
-    with another's; the thread runs its queue in order, so a rollback or commit queued by
-    a cancelled caller still happens before the next transaction's first statement.
+    The thread runs its jobs in order, one at a time: a whole transaction body
+    (`transaction`), or a session (`begin`/`connect`) during which it serves only that
+    session's statements. Jobs queue in the thread's queue, so concurrent transactions run
+    back to back without waiting for the event loop in between.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -212,7 +253,6 @@ class ThreadBackend:
         self.dialect = engine.dialect.name
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._conn: Connection | None = None
-        self._turn = asyncio.Lock()
 
     @property
     def sync_engine(self) -> Engine:
@@ -223,17 +263,23 @@ class ThreadBackend:
             self._conn = self.engine.connect()
         return self._conn
 
-    def _execute(self, statement: sa.Executable, parameters: Params) -> Rows:
-        return Rows.of(self._connection().execute(statement, parameters))
-
-    def _finish(self, commit: bool) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        if commit:
-            conn.commit()
-        else:
-            conn.rollback()
+    def _serve(self, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
+        conn = self._connection()
+        while True:
+            statement, parameters, future = session.inbox.get()
+            if statement is _END:
+                if parameters:
+                    conn.commit()
+                else:
+                    conn.rollback()
+                return
+            assert future is not None
+            try:
+                rows = Rows.of(conn.execute(statement, parameters))
+            except Exception as exc:  # noqa: BLE001 - the statement's error is its caller's
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, rows, None)
 
     def _whole(self, body: Body[T]) -> T:
         conn = self._connection()
@@ -256,31 +302,41 @@ class ThreadBackend:
         return value
 
     def _call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Queue `fn` on the database thread now (not when first awaited)."""
+        """Queue `fn` on the database thread."""
+        owner = _SESSION_OWNER.get()
+        if owner is not None and owner is asyncio.current_task():
+            raise NestedTransaction("the database is already in use by this task's transaction")
         return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConn]:
-        async with self._turn:
-            try:
-                yield _ThreadConn(self)
-            except BaseException:
-                # Queued before the turn passes on, so it runs before anyone else's statements.
-                await asyncio.shield(self._call(self._finish, False))
-                raise
-            await asyncio.shield(self._call(self._finish, True))
+        loop = asyncio.get_running_loop()
+        session = _Session(loop)
+        served = self._call(self._serve, session, loop)
+        token = _SESSION_OWNER.set(asyncio.current_task())
+        try:
+            yield session
+        except BaseException:
+            # Not waited for: the thread rolls back after the statements already sent.
+            session.end(commit=False)
+            served.add_done_callback(_consume)
+            raise
+        finally:
+            _SESSION_OWNER.reset(token)
+        session.end(commit=True)
+        # The commit's errors are this block's; a caller cancelled now still leaves the
+        # thread to finish the commit on its own.
+        await asyncio.shield(served)
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[DbConn]:
-        # One connection: a read takes its turn like a write (and ends its transaction).
+        # One connection: a read is a session like a write (and ends its transaction).
         return self.begin()
 
     async def transaction(self, body: Body[T]) -> T:
-        async with self._turn:
-            return await asyncio.shield(self._call(self._whole, body))
+        return await self._call(self._whole, body)
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        async with self._turn:
-            return await asyncio.shield(self._call(self._sync, fn))
+        return await self._call(self._sync, fn)
 
     async def close(self) -> None:
         def close() -> None:
@@ -289,6 +345,5 @@ class ThreadBackend:
                 self._conn = None
             self.engine.dispose()
 
-        async with self._turn:
-            await self._call(close)
+        await self._call(close)
         self._thread.shutdown(wait=True)

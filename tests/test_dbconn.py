@@ -1,0 +1,118 @@
+"""How statements reach the database (storage.dbconn), on a real SQLite file and PostgreSQL.
+
+A transaction spanning several awaits sees no other transaction's statement inside it,
+rolls back when its block raises or is cancelled, and a body run in one hop may only await
+its connection. The database thread runs queued transactions back to back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from storage.db import Database
+from storage.dbconn import BodySuspended, DbConn, NestedTransaction, ThreadBackend
+from storage.schema import blocked_chats
+from tests.test_db import db  # noqa: F401  (the fixture: SQLite and PostgreSQL)
+
+INSERT = blocked_chats.insert()
+COUNT = sa.select(sa.func.count()).select_from(blocked_chats)
+
+
+async def count(database: Database) -> int:
+    async with database.connect() as conn:
+        return int((await conn.execute(COUNT)).scalar_one())
+
+
+async def test_a_session_is_not_interleaved_with_other_transactions(db: Database) -> None:  # noqa: F811
+    seen: list[int] = []
+
+    async def writer(chat_id: int) -> None:
+        async def body(conn: DbConn) -> None:
+            await conn.execute(INSERT, {"chat_id": chat_id, "reason": "w", "created_at": 1.0})
+
+        await db.transaction(body)
+
+    async with db.begin() as conn:
+        await conn.execute(INSERT, {"chat_id": 1, "reason": "s", "created_at": 1.0})
+        others = [asyncio.create_task(writer(100 + i)) for i in range(5)]
+        await asyncio.sleep(0.05)  # the writers are queued meanwhile
+        seen.append(int((await conn.execute(COUNT)).scalar_one()))
+    await asyncio.gather(*others)
+    if db.dialect == "sqlite":
+        assert seen == [1]  # nothing ran inside the session
+    else:
+        assert seen[0] >= 1  # PostgreSQL: other connections, READ COMMITTED
+    assert await count(db) == 6
+
+
+async def test_a_failing_or_cancelled_session_rolls_back(db: Database) -> None:  # noqa: F811
+    with pytest.raises(RuntimeError):
+        async with db.begin() as conn:
+            await conn.execute(INSERT, {"chat_id": 1, "reason": "x", "created_at": 1.0})
+            raise RuntimeError("boom")
+
+    entered = asyncio.Event()
+
+    async def slow() -> None:
+        async with db.begin() as conn:
+            await conn.execute(INSERT, {"chat_id": 2, "reason": "x", "created_at": 1.0})
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(slow())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await count(db) == 0
+
+    # A statement error inside a session is raised where it was awaited; the rest rolls back.
+    with pytest.raises(sa.exc.IntegrityError):
+        async with db.begin() as conn:
+            await conn.execute(INSERT, {"chat_id": 3, "reason": "x", "created_at": 1.0})
+            await conn.execute(INSERT, {"chat_id": 3, "reason": "again", "created_at": 1.0})
+    assert await count(db) == 0
+
+
+async def test_a_one_hop_body_may_only_await_its_connection(db: Database) -> None:  # noqa: F811
+    async def body(conn: DbConn) -> None:
+        await conn.execute(INSERT, {"chat_id": 1, "reason": "x", "created_at": 1.0})
+        await asyncio.sleep(0)
+
+    if db.dialect == "sqlite":
+        with pytest.raises(BodySuspended):
+            await db.transaction(body)
+        assert await count(db) == 0  # rolled back
+    else:
+        await db.transaction(body)  # an ordinary coroutine on PostgreSQL
+        assert await count(db) == 1
+
+
+async def test_nested_use_inside_a_session_is_refused_not_deadlocked(tmp_path: Any) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'n.sqlite3'}")
+    await database.migrate()
+    try:
+        assert isinstance(database.backend, ThreadBackend)
+        with pytest.raises(NestedTransaction):
+            async with asyncio.timeout(5), database.begin():  # the same task
+                await database.is_chat_blocked(1)
+        assert await database.is_chat_blocked(1) is False  # the thread is free again
+    finally:
+        await database.close()
+
+
+async def test_queued_transactions_all_commit_in_order(db: Database) -> None:  # noqa: F811
+    async def insert(chat_id: int) -> int:
+        async def body(conn: DbConn) -> int:
+            await conn.execute(INSERT, {"chat_id": chat_id, "reason": "q", "created_at": 1.0})
+            return int((await conn.execute(COUNT)).scalar_one())
+
+        return await db.transaction(body)
+
+    counts = await asyncio.gather(*(insert(i) for i in range(200)))
+    assert sorted(counts) == list(range(1, 201)) or db.dialect == "postgresql"
+    assert await count(db) == 200
