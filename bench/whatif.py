@@ -1,8 +1,9 @@
 """`python -m bench.whatif db|http`: the micro-measurements behind the fix proposals.
 
-``db``: CPU per state-change transaction the way `storage.db.Database` runs it (SQLAlchemy
-Core on aiosqlite) against the same UPDATE ... RETURNING on one writer thread that runs
-the whole transaction per hop (sync SQLAlchemy Core, and plain sqlite3), and group commit.
+``db``: CPU per state-change transaction the way `storage.db.Database` runs it (a prepared
+SQLAlchemy Core statement on the database thread, one hop) against the previous design
+(SQLAlchemy's asyncio engine over aiosqlite, a statement built per call; needs
+``pip install ".[bench]"``), plain sqlite3 on a thread, and group commit.
 
 ``http``: CPU of the five Bot API calls of one edit (getFile, file download, sendMessage,
 sendPhoto with a 300 KB photo, deleteMessage) through PTB's default `HTTPXRequest` against
@@ -22,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 from telegram import Bot, InputFile
 from telegram.request import BaseRequest, HTTPXRequest
 
@@ -81,7 +82,7 @@ async def db() -> None:
         ids.append(edit.id)
 
     await _cpu_per_call(
-        "Database.transition (SQLAlchemy async + aiosqlite)",
+        "Database.transition (prepared statement, database thread)",
         lambda i: database.transition(
             ids[i], [EditState.QUEUED], EditState.SUBMITTING, lease_owner="x"
         ),
@@ -89,26 +90,24 @@ async def db() -> None:
     )
     await database.close()
 
-    loop = asyncio.get_running_loop()
-    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-    engine = sa.create_engine(f"sqlite:///{path}")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=1, max_overflow=0)
 
-    def core_tx(i: int) -> Any:
+    async def before(i: int) -> Any:
         stmt = (
             edits.update()
             .where(edits.c.id == ids[i], edits.c.state.in_(["submitting"]))
             .values(state="queued", updated_at=time.time(), lease_owner=None)
             .returning(edits)
         )
-        with engine.begin() as conn:
-            return conn.execute(stmt).mappings().first()
+        async with engine.begin() as conn:
+            return (await conn.execute(stmt)).mappings().first()
 
     await _cpu_per_call(
-        "sync SQLAlchemy Core, whole transaction in one writer-thread hop",
-        lambda i: loop.run_in_executor(writer, core_tx, i),
-        ROWS,
+        "previous: SQLAlchemy asyncio + aiosqlite, statement per call", before, ROWS
     )
-    engine.dispose()
+    await engine.dispose()
+    loop = asyncio.get_running_loop()
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     raw = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")

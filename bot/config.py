@@ -243,10 +243,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        """A SQLAlchemy async URL: sqlite+aiosqlite by default, postgresql+asyncpg by URL."""
+        """A SQLAlchemy URL: SQLite (stdlib driver, see storage.dbconn) by default,
+        postgresql+asyncpg by URL."""
         url = self.database_url or f"sqlite:///{(self.data_dir / 'bot.sqlite3').resolve()}"
         for prefix, driver in (
-            ("sqlite://", "sqlite+aiosqlite://"),
+            ("sqlite+aiosqlite://", "sqlite://"),  # older configurations: the same file
             ("postgres://", "postgresql+asyncpg://"),
             ("postgresql://", "postgresql+asyncpg://"),
         ):

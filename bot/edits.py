@@ -38,6 +38,7 @@ from storage.db import (
     InputPhoto,
     InsertGuard,
     NewEdit,
+    Settled,
 )
 from storage.images import ImageError, normalize
 
@@ -525,7 +526,7 @@ class EditService:
         )
         return CallbackOutcome(edit_id=edit_id, changed=True, state=updated.state)
 
-    def _settled(self, edit: Edit) -> None:
+    def _settled(self, edit: Edit | Settled) -> None:
         """A task's outcome was recorded: queue the delivery or the failure notice."""
         if edit.state is EditState.SUCCEEDED:
             self._observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})

@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -169,6 +169,19 @@ class Edit:
             removed_by_name=row.get("removed_by_name"),
             removed_at=row.get("removed_at"),
         )
+
+
+class Settled(NamedTuple):
+    """What a settled callback changed: enough to queue the delivery or the notice."""
+
+    id: int
+    state: EditState
+    provider: str
+    task_id: str | None
+    error_code: str | None
+
+
+_SETTLED = (edits.c.id, edits.c.state, edits.c.provider, edits.c.task_id, edits.c.error_code)
 
 
 @dataclass
@@ -509,7 +522,7 @@ class Database:
         callback_token: str,
         task_id: str | None,
         **fields: Any,
-    ) -> Edit | None:
+    ) -> Settled | None:
         """`transition` for a provider callback, checking its credentials in the same statement.
 
         Matches only the edit of `provider` whose callback token is `callback_token` and, if
@@ -533,7 +546,7 @@ class Database:
                 task = edits.c.task_id
                 conditions.append(sa.or_(task.is_(None), task == sa.bindparam("w_task")))
                 setters["task_id"] = sa.func.coalesce(task, sa.bindparam("w_new_task"))
-            return edits.update().where(*conditions).values(setters).returning(edits)
+            return edits.update().where(*conditions).values(setters).returning(*_SETTLED)
 
         stmt = _prepared(("settle_callback", names, with_task), build)
         params = _bound(
@@ -545,8 +558,8 @@ class Database:
         )
         if task_id is not None:
             params["w_task"] = params["w_new_task"] = task_id
-        row = (await self._one(stmt, params)).mappings().first()
-        return Edit.from_row(row) if row else None
+        row = (await self._one(stmt, params)).first()
+        return Settled(row[0], EditState(row[1]), row[2], row[3], row[4]) if row else None
 
     async def release(self, edit_id: int, owner: str, **fields: Any) -> None:
         """Give up a lease (and set `fields`) if we still hold it."""

@@ -55,7 +55,7 @@ def test_defaults_and_derived_values(tmp_path: Path) -> None:
     assert not settings.webhook_mode
     assert settings.resolved_storage == "kie"
     assert settings.admin_ids == [1, 2, 3]
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/bot.sqlite3"
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path.resolve()}/bot.sqlite3"
     secret = settings.resolved_webhook_secret
     assert secret and TOKEN not in secret and len(secret) == 64
 
