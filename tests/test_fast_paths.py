@@ -95,6 +95,7 @@ async def test_status_message_goes_out_while_the_photo_is_fetched(
     [get_file] = tg.calls_of("getFile")
     assert abs(status.at - get_file.at) < 0.4  # answered within the same half second
     assert edit.status_message_id == status.result["message_id"]
+    await tg.wait_for("deleteMessage")  # the status goes once the result is recorded
     assert tg.is_deleted(CHAT_ID, edit.status_message_id)
 
 

@@ -7,12 +7,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from telegram import Bot, ForceReply, Update
+from telegram import Bot, ForceReply, ReplyParameters, Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot import policy
+from bot.delivery import api_call
 from bot.handlers import album, approvals
 from bot.handlers.common import (
     Origin,
@@ -195,14 +196,22 @@ async def start_edit(
 
 async def _send_status(bot: Bot, services: Services, origin: Origin) -> int | None:
     """Say the edit is under way; its message id, or None if it could not be sent."""
+    params = {
+        "chat_id": origin.chat_id,
+        "text": services.tr(origin.lang, "edit.queued"),
+        "reply_parameters": ReplyParameters(
+            message_id=origin.message_id, allow_sending_without_reply=True
+        ),
+    }
     try:
-        message = await answer(bot, origin, services.tr(origin.lang, "edit.queued"))
+        message = await api_call(bot, "sendMessage", params)
     except TelegramError as exc:
         log.warning(
             "status message not sent", extra={"chat_id": origin.chat_id, "error": exc.message}
         )
         return None
-    return message.message_id
+    message_id = message.get("message_id")
+    return message_id if isinstance(message_id, int) else None
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
