@@ -272,17 +272,23 @@ def _bound(values: Mapping[str, Any], **conditions: Any) -> dict[str, Any]:
     return {**{f"v_{name}": value for name, value in values.items()}, **conditions}
 
 
-def _in(column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
-    return column.in_(sa.bindparam(name, expanding=True))
+def _in(column: sa.Column[Any], name: str, count: int) -> sa.ColumnElement[bool]:
+    """`column IN (:name0, :name1, ...)`: one parameter per value, the count in the shape (an
+    "expanding" parameter would render the SQL again on every execution)."""
+    return column.in_([sa.bindparam(f"{name}{i}") for i in range(count)])
 
 
-def _claim_statement(names: tuple[str, ...], with_blocked: bool) -> sa.Update:
+def _listed(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    return {f"{name}{i}": value for i, value in enumerate(values)}
+
+
+def _claim_statement(names: tuple[str, ...], with_blocked: bool, states: int) -> sa.Update:
     """Lease an edit in one of `w_states` unless someone else holds a live lease."""
     stmt = (
         edits.update()
         .where(
             edits.c.id == sa.bindparam("w_id"),
-            _in(edits.c.state, "w_states"),
+            _in(edits.c.state, "w_states", states),
             sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < sa.bindparam("w_now")),
         )
         .values(_setters(edits, names))
@@ -295,12 +301,22 @@ def _claim_statement(names: tuple[str, ...], with_blocked: bool) -> sa.Update:
     return stmt.returning(edits)
 
 
-def _claim_params(
-    edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
-) -> dict[str, Any]:
+def _claim(
+    edit_id: int,
+    states: Iterable[EditState],
+    owner: str,
+    lease_seconds: float,
+    *,
+    with_blocked: bool,
+) -> tuple[sa.Update, dict[str, Any]]:
+    wanted = [state.value for state in states]
+    stmt = _prepared(
+        ("claim", with_blocked, len(wanted)),
+        lambda: _claim_statement(_CLAIM_SETS, with_blocked, len(wanted)),
+    )
     now = time.time()
     values = {"lease_owner": owner, "lease_until": now + lease_seconds, "updated_at": now}
-    return _bound(values, w_id=edit_id, w_states=[state.value for state in states], w_now=now)
+    return stmt, _bound(values, w_id=edit_id, w_now=now, **_listed("w_states", wanted))
 
 
 _CLAIM_SETS = ("lease_owner", "lease_until", "updated_at")
@@ -479,18 +495,23 @@ class Database:
         if to_state is not None:
             values["state"] = to_state.value
         names = tuple(values)
-        with_codes = error_codes is not None
+        states = [state.value for state in from_states]
+        codes = None if error_codes is None else list(error_codes)
 
         def build() -> sa.Update:
-            conditions = [edits.c.id == sa.bindparam("w_id"), _in(edits.c.state, "w_states")]
-            if with_codes:
-                conditions.append(_in(edits.c.error_code, "w_codes"))
+            conditions = [
+                edits.c.id == sa.bindparam("w_id"),
+                _in(edits.c.state, "w_states", len(states)),
+            ]
+            if codes is not None:
+                conditions.append(_in(edits.c.error_code, "w_codes", len(codes)))
             return edits.update().where(*conditions).values(_setters(edits, names))
 
-        stmt = _prepared(("transition", names, with_codes), lambda: build().returning(edits))
-        params = _bound(values, w_id=edit_id, w_states=[state.value for state in from_states])
-        if error_codes is not None:
-            params["w_codes"] = list(error_codes)
+        shape = ("transition", names, len(states), None if codes is None else len(codes))
+        stmt = _prepared(shape, lambda: build().returning(edits))
+        params = _bound(values, w_id=edit_id, **_listed("w_states", states))
+        if codes is not None:
+            params.update(_listed("w_codes", codes))
         row = (await self._one(stmt, params)).mappings().first()
         return Edit.from_row(row) if row else None
 
@@ -498,8 +519,8 @@ class Database:
         self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
     ) -> Edit | None:
         """Take a lease on an edit in one of `states` unless someone else holds a live one."""
-        stmt = _prepared(("claim", False), lambda: _claim_statement(_CLAIM_SETS, False))
-        rows = await self._one(stmt, _claim_params(edit_id, states, owner, lease_seconds))
+        stmt, params = _claim(edit_id, states, owner, lease_seconds, with_blocked=False)
+        rows = await self._one(stmt, params)
         row = rows.mappings().first()
         return Edit.from_row(row) if row else None
 
@@ -507,8 +528,8 @@ class Database:
         self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
     ) -> tuple[Edit, bool] | None:
         """`claim`, also telling whether the edit's chat blocked the bot (one statement)."""
-        stmt = _prepared(("claim", True), lambda: _claim_statement(_CLAIM_SETS, True))
-        rows = await self._one(stmt, _claim_params(edit_id, states, owner, lease_seconds))
+        stmt, params = _claim(edit_id, states, owner, lease_seconds, with_blocked=True)
+        rows = await self._one(stmt, params)
         row = rows.mappings().first()
         return (Edit.from_row(row), bool(row["chat_blocked"])) if row else None
 
@@ -533,11 +554,12 @@ class Database:
         values: dict[str, Any] = {"updated_at": time.time(), "state": to_state.value, **fields}
         names = tuple(values)
         with_task = task_id is not None
+        states = [state.value for state in from_states]
 
         def build() -> sa.Update:
             conditions = [
                 edits.c.id == sa.bindparam("w_id"),
-                _in(edits.c.state, "w_states"),
+                _in(edits.c.state, "w_states", len(states)),
                 edits.c.provider == sa.bindparam("w_provider"),
                 edits.c.callback_token == sa.bindparam("w_token"),
             ]
@@ -548,13 +570,13 @@ class Database:
                 setters["task_id"] = sa.func.coalesce(task, sa.bindparam("w_new_task"))
             return edits.update().where(*conditions).values(setters).returning(*_SETTLED)
 
-        stmt = _prepared(("settle_callback", names, with_task), build)
+        stmt = _prepared(("settle_callback", names, with_task, len(states)), build)
         params = _bound(
             values,
             w_id=edit_id,
-            w_states=[state.value for state in from_states],
             w_provider=provider,
             w_token=callback_token,
+            **_listed("w_states", states),
         )
         if task_id is not None:
             params["w_task"] = params["w_new_task"] = task_id

@@ -18,7 +18,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import queue
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -174,6 +176,11 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
+def _settle_all(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in done:
+        _settle(future, value, error)
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     """Retrieve a result nobody waits for (a rollback's), so asyncio does not warn about it."""
     if not future.cancelled():
@@ -244,8 +251,9 @@ class ThreadBackend:
 
     The thread runs its jobs in order, one at a time: a whole transaction body
     (`transaction`), or a session (`begin`/`connect`) during which it serves only that
-    session's statements. Jobs queue in the thread's queue, so concurrent transactions run
-    back to back without waiting for the event loop in between.
+    session's statements. Jobs wait in one queue; the thread takes all that are waiting,
+    runs them back to back (each its own transaction) and hands their results to the event
+    loop in one go, so a burst of transactions costs one thread wake-up, not one each.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -253,6 +261,10 @@ class ThreadBackend:
         self.dialect = engine.dialect.name
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._conn: Connection | None = None
+        # (job, its future, whether it is a session)
+        self._jobs: list[tuple[Callable[[], Any], asyncio.Future[Any], bool]] = []
+        self._jobs_lock = threading.Lock()
+        self._draining = False  # a drain is queued or running on the thread
 
     @property
     def sync_engine(self) -> Engine:
@@ -302,11 +314,39 @@ class ThreadBackend:
         return value
 
     def _call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Queue `fn` on the database thread."""
+        """Queue `fn(*args)` for the database thread; its result arrives in the future."""
         owner = _SESSION_OWNER.get()
         if owner is not None and owner is asyncio.current_task():
             raise NestedTransaction("the database is already in use by this task's transaction")
-        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._jobs_lock:
+            self._jobs.append((functools.partial(fn, *args), future, fn == self._serve))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._thread.submit(self._drain, loop)
+        return future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the thread: run every waiting job, handing results back once per batch."""
+        while True:
+            with self._jobs_lock:
+                batch, self._jobs = self._jobs, []
+                if not batch:
+                    self._draining = False
+                    return
+            done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            for job, future, session in batch:
+                if session and done:
+                    # A session waits on the loop between its statements: deliver first.
+                    loop.call_soon_threadsafe(_settle_all, done)
+                    done = []
+                try:
+                    done.append((future, job(), None))
+                except BaseException as exc:  # noqa: BLE001 - the job's error is its caller's
+                    done.append((future, None, exc))
+            loop.call_soon_threadsafe(_settle_all, done)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConn]:
