@@ -86,6 +86,8 @@ async def test_forged_callbacks_are_refused_and_change_nothing(
         (callback_url(webhook_bot, edit), b"[" * 100_000, 400),
         (callback_url(webhook_bot, edit), b'{"code": NaN}', 400),
         (callback_url(webhook_bot, edit), b'{"data": {"taskId": "\\ud800"}}', 400),
+        (callback_url(webhook_bot, edit), b'{"data": {"taskId": "\xed\xa0\x80"}}', 400),
+        (callback_url(webhook_bot, edit), '{"data": {"taskId": "x"}}'.encode("utf-16"), 400),
         (callback_url(webhook_bot, edit), b'{"credits": 1' + b"0" * 40 + b"}", 400),
         (callback_url(webhook_bot, edit), b"[]", 400),
         (callback_url(webhook_bot, edit), b'{"code": 200, "data": {"state": "weird"}}', 400),

@@ -8,7 +8,9 @@ that fit a double exactly; anything else is refused with 400 before any lookup.
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -42,12 +44,20 @@ def _exact_int(text: str) -> int:
     return value
 
 
+# A \u escape in the surrogate range (D800-DFFF): with the text strictly UTF-8, the only
+# way a lone surrogate gets in. Escaped backslashes may match too, which only costs the
+# full check below.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_ijson(raw: bytes) -> Any:
     """Decode an I-JSON document; ValueError for anything else."""
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_int=_exact_int)
-        # Lone surrogates ("\ud800") decode fine but cannot be encoded, stored or signed.
-        json.dumps(body, ensure_ascii=False).encode()
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")  # strict: no encoded surrogates
+        body = json.loads(text, parse_constant=_refuse_constant, parse_int=_exact_int)
+        if _SURROGATE_ESCAPE.search(raw):
+            # Lone surrogates ("\ud800") decode fine but cannot be encoded, stored or signed.
+            json.dumps(body, ensure_ascii=False).encode()
     except RecursionError:
         raise ValueError("nested too deeply") from None
     return body
