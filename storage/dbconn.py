@@ -265,6 +265,7 @@ class ThreadBackend:
         self._jobs: list[tuple[Callable[[], Any], asyncio.Future[Any], bool]] = []
         self._jobs_lock = threading.Lock()
         self._draining = False  # a drain is queued or running on the thread
+        self._closed = False
 
     @property
     def sync_engine(self) -> Engine:
@@ -315,6 +316,8 @@ class ThreadBackend:
 
     def _call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue `fn(*args)` for the database thread; its result arrives in the future."""
+        if self._closed:
+            raise RuntimeError("the database is closed")
         owner = _SESSION_OWNER.get()
         if owner is not None and owner is asyncio.current_task():
             raise NestedTransaction("the database is already in use by this task's transaction")
@@ -385,5 +388,8 @@ class ThreadBackend:
                 self._conn = None
             self.engine.dispose()
 
+        if self._closed:
+            return
         await self._call(close)
+        self._closed = True
         self._thread.shutdown(wait=True)

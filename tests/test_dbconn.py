@@ -116,3 +116,32 @@ async def test_queued_transactions_all_commit_in_order(db: Database) -> None:  #
     counts = await asyncio.gather(*(insert(i) for i in range(200)))
     assert sorted(counts) == list(range(1, 201)) or db.dialect == "postgresql"
     assert await count(db) == 200
+
+
+async def test_results_before_a_session_are_not_held_back_by_it(tmp_path: Any) -> None:
+    """A batch that contains a session hands back the results of the jobs before it first:
+    those callers go on while the session waits for its owner."""
+    database = Database(f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    await database.migrate()
+    try:
+        release = asyncio.Event()
+
+        async def quick() -> bool:
+            return await database.is_chat_blocked(1)
+
+        async def session() -> None:
+            async with database.begin() as conn:
+                await conn.execute(INSERT, {"chat_id": 5, "reason": "s", "created_at": 1.0})
+                await release.wait()
+
+        first = asyncio.create_task(quick())
+        holder = asyncio.create_task(session())  # queued right behind `first`
+        assert await asyncio.wait_for(first, 5) is False
+        release.set()
+        await asyncio.wait_for(holder, 5)
+        assert await count(database) == 1
+    finally:
+        await database.close()
+    await database.close()  # closing twice is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        await database.is_chat_blocked(1)
