@@ -22,7 +22,7 @@ import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row, RowMapping
@@ -30,34 +30,42 @@ from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
+R = TypeVar("R")
 AnyRow = Row[*tuple[Any, ...]]
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-class Rows:
+class _Fetched(Generic[R]):
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[R]) -> None:
+        self._rows = rows
+
+    def all(self) -> list[R]:
+        return self._rows
+
+    def first(self) -> R | None:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> R:
+        if len(self._rows) != 1:
+            raise NoResultFound(f"expected one row, got {len(self._rows)}")
+        return self._rows[0]
+
+
+class Rows(_Fetched[AnyRow]):
     """A statement's outcome, fetched completely: its rows and how many rows it changed."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("rowcount",)
 
     def __init__(self, rows: list[AnyRow], rowcount: int) -> None:
-        self._rows = rows
+        super().__init__(rows)
         self.rowcount = rowcount
 
     @classmethod
     def of(cls, result: sa.CursorResult[Any]) -> Rows:
         rows = list(result.all()) if result.returns_rows else []
         return cls(rows, result.rowcount)
-
-    def all(self) -> list[AnyRow]:
-        return self._rows
-
-    def first(self) -> AnyRow | None:
-        return self._rows[0] if self._rows else None
-
-    def one(self) -> AnyRow:
-        if len(self._rows) != 1:
-            raise NoResultFound(f"expected one row, got {len(self._rows)}")
-        return self._rows[0]
 
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
@@ -69,24 +77,10 @@ class Rows:
         return Mappings([row._mapping for row in self._rows])
 
 
-class Mappings:
+class Mappings(_Fetched[RowMapping]):
     """`Rows` as dictionaries keyed by column name."""
 
-    __slots__ = ("_rows",)
-
-    def __init__(self, rows: list[RowMapping]) -> None:
-        self._rows = rows
-
-    def all(self) -> list[RowMapping]:
-        return self._rows
-
-    def first(self) -> RowMapping | None:
-        return self._rows[0] if self._rows else None
-
-    def one(self) -> RowMapping:
-        if len(self._rows) != 1:
-            raise NoResultFound(f"expected one row, got {len(self._rows)}")
-        return self._rows[0]
+    __slots__ = ()
 
 
 class DbConn(Protocol):
