@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.providers import kie
 from bot.providers.base import InputRejected, SubmitRequest, TaskState
 from bot.providers.errors import (
     CallbackRejected,
@@ -246,3 +247,31 @@ def test_webhook_signature() -> None:
         verify_signature("key", headers, "task1", now=1700000000 + 3600)
     with pytest.raises(CallbackRejected):
         verify_signature("key", {}, "task1", now=1700000000)
+    # Hostile header values are refusals, never crashes.
+    for timestamp, given in [
+        ("1700000000", "é" * 44),
+        ("١٧٠٠٠٠٠٠٠٠", headers["X-Webhook-Signature"]),  # non-ASCII digits float() accepts
+        ("nan", signature("key", "task1", "nan")),
+        ("1e400", signature("key", "task1", "1e400")),
+    ]:
+        forged = {"X-Webhook-Timestamp": timestamp, "X-Webhook-Signature": given}
+        with pytest.raises(CallbackRejected):
+            verify_signature("key", forged, "task1", now=1700000010)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        (1, 1.0),
+        ("2.5", 2.5),
+        (10**400, None),
+        ("nan", None),
+        ("inf", None),
+        (True, None),
+        ("lots", None),
+        ([1], None),
+    ],
+)
+def test_credit_numbers_are_finite_or_none(value: object, expected: float | None) -> None:
+    assert kie._number(value) == expected

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -287,10 +288,14 @@ def _result_urls(raw: Any) -> tuple[str, ...]:
 
 
 def _number(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
+    """A finite number, or None for anything else (missing, text, huge, NaN, infinite)."""
+    if value is None or isinstance(value, bool):
         return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def signature(key: str, task_id: str, timestamp: str) -> str:
@@ -307,11 +312,13 @@ def verify_signature(
     given = headers.get("X-Webhook-Signature", "")
     if not timestamp or not given or not task_id:
         raise CallbackRejected("missing webhook signature", status=401)
+    if not (timestamp.isascii() and given.isascii()):
+        raise CallbackRejected("bad webhook signature", status=401)
     try:
         age = abs((now or time.time()) - float(timestamp))
     except ValueError:
         raise CallbackRejected("bad webhook timestamp", status=401) from None
-    if age > SIGNATURE_MAX_AGE:
+    if not age <= SIGNATURE_MAX_AGE:  # also NaN
         raise CallbackRejected("stale webhook timestamp", status=401)
     if not hmac.compare_digest(signature(key, task_id, timestamp), given):
         raise CallbackRejected("bad webhook signature", status=401)
