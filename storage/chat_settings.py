@@ -134,8 +134,7 @@ class ChatSettingsStore:
         raise SettingsConflict(f"settings of chat {chat_id} kept changing")
 
     async def _load(self, chat_id: int) -> tuple[ChatPrefs, int | None]:
-        async with self.db.connect() as conn:
-            row = (await conn.execute(_LOAD, {"w_chat": chat_id})).first()
+        row = (await self.db.execute(_LOAD, {"w_chat": chat_id})).first()
         if row is None:
             return ChatPrefs(), None
         return ChatPrefs.from_json(row.settings), int(row.version)
@@ -158,8 +157,7 @@ class ChatSettingsStore:
             .where(chat_settings.c.chat_id == chat_id, chat_settings.c.version == version)
             .values(version=version + 1, **values)
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
+        result = await self.db.execute(stmt)
         return bool(result.rowcount)
 
     def _remember(self, chat_id: int, prefs: ChatPrefs) -> None:
@@ -205,8 +203,7 @@ class ChatSettingsStore:
             .order_by(setting_inputs.c.created_at.desc())
             .limit(1)
         )
-        async with self.db.connect() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
+        row = (await self.db.execute(stmt)).mappings().first()
         if row is None:
             return None
         return PendingInput(
@@ -223,8 +220,7 @@ class ChatSettingsStore:
         stmt = setting_inputs.delete().where(
             setting_inputs.c.chat_id == chat_id, setting_inputs.c.user_id == user_id
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
+        result = await self.db.execute(stmt)
         return bool(result.rowcount)
 
     async def prompt_asked_at(self, chat_id: int, user_id: int) -> float | None:
@@ -232,6 +228,5 @@ class ChatSettingsStore:
         stmt = sa.select(pending_prompts.c.created_at).where(
             pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id
         )
-        async with self.db.connect() as conn:
-            value = (await conn.execute(stmt)).scalar()
+        value = (await self.db.execute(stmt)).scalar()
         return float(value) if value is not None else None

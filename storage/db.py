@@ -376,7 +376,9 @@ class Database:
         """Run `body` as one transaction (on SQLite: in one hop to the database thread)."""
         return await self.backend.transaction(body)
 
-    async def _one(self, statement: sa.Executable, params: Mapping[str, Any]) -> Rows:
+    async def execute(
+        self, statement: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Rows:
         """One statement as its own transaction (on SQLite: one hop)."""
 
         async def body(conn: DbConn) -> Rows:
@@ -406,8 +408,7 @@ class Database:
         await self.run_sync(upgrade)
 
     async def ping(self) -> bool:
-        async with self.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self.execute(sa.text("SELECT 1"))
         return True
 
     # Edits -----------------------------------------------------------------------------------
@@ -472,7 +473,7 @@ class Database:
         return Edit.from_row(row)
 
     async def get_edit(self, edit_id: int) -> Edit | None:
-        rows = await self._one(_GET_EDIT, {"w_id": edit_id})
+        rows = await self.execute(_GET_EDIT, {"w_id": edit_id})
         row = rows.mappings().first()
         return Edit.from_row(row) if row else None
 
@@ -512,7 +513,7 @@ class Database:
         params = _bound(values, w_id=edit_id, **_listed("w_states", states))
         if codes is not None:
             params.update(_listed("w_codes", codes))
-        row = (await self._one(stmt, params)).mappings().first()
+        row = (await self.execute(stmt, params)).mappings().first()
         return Edit.from_row(row) if row else None
 
     async def claim(
@@ -520,7 +521,7 @@ class Database:
     ) -> Edit | None:
         """Take a lease on an edit in one of `states` unless someone else holds a live one."""
         stmt, params = _claim(edit_id, states, owner, lease_seconds, with_blocked=False)
-        rows = await self._one(stmt, params)
+        rows = await self.execute(stmt, params)
         row = rows.mappings().first()
         return Edit.from_row(row) if row else None
 
@@ -529,7 +530,7 @@ class Database:
     ) -> tuple[Edit, bool] | None:
         """`claim`, also telling whether the edit's chat blocked the bot (one statement)."""
         stmt, params = _claim(edit_id, states, owner, lease_seconds, with_blocked=True)
-        rows = await self._one(stmt, params)
+        rows = await self.execute(stmt, params)
         row = rows.mappings().first()
         return (Edit.from_row(row), bool(row["chat_blocked"])) if row else None
 
@@ -580,7 +581,7 @@ class Database:
         )
         if task_id is not None:
             params["w_task"] = params["w_new_task"] = task_id
-        row = (await self._one(stmt, params)).first()
+        row = (await self.execute(stmt, params)).first()
         return Settled(row[0], EditState(row[1]), row[2], row[3], row[4]) if row else None
 
     async def release(self, edit_id: int, owner: str, **fields: Any) -> None:
@@ -598,7 +599,7 @@ class Database:
                 .values(_setters(edits, names))
             ),
         )
-        await self._one(stmt, _bound(values, w_id=edit_id, w_owner=owner))
+        await self.execute(stmt, _bound(values, w_id=edit_id, w_owner=owner))
 
     async def due_edits(
         self,
@@ -617,8 +618,7 @@ class Database:
         if updated_before is not None:
             conditions.append(edits.c.updated_at < updated_before)
         stmt = sa.select(edits).where(*conditions).order_by(edits.c.id).limit(limit)
-        async with self.connect() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+        rows = (await self.execute(stmt)).mappings().all()
         return [Edit.from_row(row) for row in rows]
 
     async def unnotified(self, *, limit: int = 100, older_than: float) -> list[Edit]:
@@ -635,8 +635,7 @@ class Database:
             .order_by(edits.c.id)
             .limit(limit)
         )
-        async with self.connect() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+        rows = (await self.execute(stmt)).mappings().all()
         return [Edit.from_row(row) for row in rows]
 
     async def mark_notified(self, edit_id: int) -> bool:
@@ -646,8 +645,7 @@ class Database:
             .where(edits.c.id == edit_id, edits.c.notified_at.is_(None))
             .values(notified_at=time.time(), lease_owner=None, lease_until=None)
         )
-        async with self.begin() as conn:
-            result = await conn.execute(stmt)
+        result = await self.execute(stmt)
         return bool(result.rowcount)
 
     async def finished_with_blobs(self, *, before: float, limit: int = 200) -> list[Edit]:
@@ -663,16 +661,14 @@ class Database:
             .order_by(edits.c.id)
             .limit(limit)
         )
-        async with self.connect() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+        rows = (await self.execute(stmt)).mappings().all()
         return [edit for edit in map(Edit.from_row, rows) if edit.blob_keys]
 
     async def count_by_state_and_provider(self) -> dict[tuple[str, str], int]:
         stmt = sa.select(edits.c.state, edits.c.provider, sa.func.count()).group_by(
             edits.c.state, edits.c.provider
         )
-        async with self.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = (await self.execute(stmt)).all()
         return {(str(state), str(provider)): int(count) for state, provider, count in rows}
 
     async def count_unnotified(self) -> int:
@@ -681,13 +677,11 @@ class Database:
             edits.c.state.in_([state.value for state in NOTIFY_STATES]),
             edits.c.notified_at.is_(None),
         )
-        async with self.connect() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+        return int((await self.execute(stmt)).scalar_one())
 
     async def count_by_state(self) -> dict[str, int]:
         stmt = sa.select(edits.c.state, sa.func.count()).group_by(edits.c.state)
-        async with self.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = (await self.execute(stmt)).all()
         return {str(state): int(count) for state, count in rows}
 
     async def recent_edits(self, user_id: int, *, limit: int = 10) -> list[Edit]:
@@ -697,12 +691,11 @@ class Database:
             .order_by(edits.c.id.desc())
             .limit(limit)
         )
-        async with self.connect() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+        rows = (await self.execute(stmt)).mappings().all()
         return [Edit.from_row(row) for row in rows]
 
     async def set_status_message(self, edit_id: int, message_id: int) -> None:
-        await self._one(_SET_STATUS, {"w_id": edit_id, "v_status_message_id": message_id})
+        await self.execute(_SET_STATUS, {"w_id": edit_id, "v_status_message_id": message_id})
 
     # Pending prompts (a photo came without caption: the next text is its prompt) -------------
 
@@ -734,8 +727,7 @@ class Database:
             .where(pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id)
             .returning(pending_prompts)
         )
-        async with self.begin() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
+        row = (await self.execute(stmt)).mappings().first()
         if row is None or row["created_at"] < time.time() - max_age:
             return None
         return int(row["message_id"]), [InputPhoto.from_json(item) for item in row["inputs"]]
@@ -755,8 +747,7 @@ class Database:
                 )
 
     async def unblock_chat(self, chat_id: int) -> None:
-        async with self.begin() as conn:
-            await conn.execute(blocked_chats.delete().where(blocked_chats.c.chat_id == chat_id))
+        await self.execute(blocked_chats.delete().where(blocked_chats.c.chat_id == chat_id))
 
     async def is_chat_blocked(self, chat_id: int) -> bool:
         async with self.connect() as conn:
@@ -820,8 +811,7 @@ class Database:
             albums.c.media_group_id == media_group_id,
             albums.c.state == "open",
         )
-        async with self.connect() as conn:
-            value = (await conn.execute(stmt)).scalar()
+        value = (await self.execute(stmt)).scalar()
         return float(value) if value is not None else None
 
     async def claim_album(
@@ -881,8 +871,7 @@ class Database:
         stmt = sa.select(albums.c.chat_id, albums.c.media_group_id).where(
             albums.c.state == "open", albums.c.last_item_at <= quiet_since
         )
-        async with self.connect() as conn:
-            return [(int(chat), str(group)) for chat, group in (await conn.execute(stmt)).all()]
+        return [(int(chat), str(group)) for chat, group in (await self.execute(stmt)).all()]
 
     async def forget_closed_albums(self, *, before: float) -> None:
         async with self.begin() as conn:

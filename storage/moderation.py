@@ -267,8 +267,7 @@ def quota_guard(quota: Quota) -> InsertGuard:
 async def recent_requests(db: Database, chat_id: int, *, limit: int = 15) -> list[Edit]:
     """The newest edit requests of a chat (for /modlog)."""
     stmt = sa.select(edits).where(edits.c.chat_id == chat_id).order_by(edits.c.id.desc())
-    async with db.connect() as conn:
-        rows = (await conn.execute(stmt.limit(limit))).mappings().all()
+    rows = (await db.execute(stmt.limit(limit))).mappings().all()
     return [Edit.from_row(row) for row in rows]
 
 
@@ -311,8 +310,7 @@ async def usage(
         conditions.append(edits.c.chat_id == chat_id)
     if user_id is not None:
         conditions.append(edits.c.user_id == user_id)
-    async with db.connect() as conn:
-        row = (await conn.execute(sa.select(*columns).where(*conditions))).one()
+    row = (await db.execute(sa.select(*columns).where(*conditions))).one()
     return {
         name: Spend(int(row[2 * i] or 0), float(row[2 * i + 1] or 0.0))
         for i, (name, _span) in enumerate(PERIODS)
@@ -341,8 +339,7 @@ async def top_spenders(
         .order_by(sa.desc("c"), sa.func.count().desc(), edits.c.user_id)
         .limit(limit)
     )
-    async with db.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
+    rows = (await db.execute(stmt)).all()
     return [
         MemberSpend(int(user_id), name, int(count), float(total))
         for user_id, name, count, total in rows
