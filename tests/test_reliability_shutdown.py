@@ -105,8 +105,10 @@ async def test_sigterm_finishes_or_persists_in_flight_work_and_exits_cleanly(
         assert after[0]["state"] == "submitted"  # persisted, waiting for the provider
         assert after[1]["state"] == "delivered"  # finished before exiting
         assert all(row["lease_owner"] is None for row in after)  # every lease given back
-        if taken:  # recorded, but left for the next run to submit (it serves the photo)
-            assert after[2]["state"] == "queued" and len(kie.tasks) == 2
+        if taken:
+            # Either handled before the shutdown began (submitted like any other edit), or
+            # recorded during it and left for the next run to submit (it serves the photo).
+            assert (after[2]["state"], len(kie.tasks)) in {("submitted", 3), ("queued", 2)}
         else:  # refused: Telegram delivers it again later
             assert len(after) == 2
         kie.release_all()  # the provider finishes while the service is down
