@@ -63,7 +63,9 @@ async def test_sigkill_with_edits_in_flight_loses_nothing_and_repeats_nothing(
 
     async def send(count: int, *, hold: bool = False) -> None:
         for n in range(count):
-            kie.next_outcome(callbacks=3, hold=hold)
+            # Held tasks (B, C) repeat their callback half a second apart, so B's repeats
+            # are still coming when the service dies.
+            kie.next_outcome(callbacks=3, hold=hold, callback_gap=0.5 if hold else 0.0)
             update = tg.photo_update(
                 CHAT_ID,
                 tg.user(USER_ID),
@@ -105,6 +107,11 @@ async def test_sigkill_with_edits_in_flight_loses_nothing_and_repeats_nothing(
         )
         await eventually(lambda: any(c.status == 502 for c in tg.calls_of("sendPhoto")))
         await service.kill()
+        await kie.wait_for(
+            lambda: any(not a.ok for a in kie.callbacks if a.task_id in group_b),
+            within=10,
+            what="a B callback hitting the dead port",
+        )
 
         # Down: C finishes, and every callback attempt fails.
         for task_id in group_c:

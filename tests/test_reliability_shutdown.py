@@ -117,9 +117,13 @@ async def test_sigterm_finishes_or_persists_in_flight_work_and_exits_cleanly(
         await service.start(tg)
         if not taken:
             assert await offer(tg, third)
-        await eventually(
-            lambda: _states(rows(), ["delivered"] * 3), within=30, what="all three delivered"
-        )
+        try:
+            await eventually(
+                lambda: _states(rows(), ["delivered"] * 3), within=30, what="all three delivered"
+            )
+        except AssertionError as exc:
+            details = [(r["state"], r["error_code"], r["task_id"]) for r in await rows()]
+            raise AssertionError(f"{exc}: {details}") from None
         await kie.wait_for(lambda: not kie._background, within=30, what="callbacks to finish")
     finally:
         await service.close()
@@ -132,6 +136,8 @@ async def test_sigterm_finishes_or_persists_in_flight_work_and_exits_cleanly(
     first_run = service.stderr(1)
     records = [json.loads(line) for line in first_run.splitlines() if line.strip()]
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], "unclean shutdown"
+    # Submissions stopped at the signal, before aiohttp stopped listening.
+    assert any(r["msg"] == "signal received: no new submissions" for r in records)
     assert any(r["level"] == "DEBUG" for r in records)
     logs = service.stderr()
     for secret in (TOKEN, TOKEN.split(":")[1], KIE_KEY, HMAC_KEY):

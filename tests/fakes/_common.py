@@ -61,6 +61,7 @@ class Outcome:
     delay: float | None = None
     callbacks: int = 1
     hold: bool = False
+    callback_gap: float = 0.0
 
 
 @dataclass
@@ -250,11 +251,13 @@ class FakeServer:
         delay: float | None = None,
         callbacks: int = 1,
         hold: bool = False,
+        callback_gap: float = 0.0,
     ) -> None:
         """Script the next created task (FIFO): `fail`=(code, message) makes it fail,
         `delay` overrides `task_delay`, `callbacks` = number of deliveries (0 = none,
-        2+ = duplicates), `hold` parks it in the generating phase until `release`."""
-        self._outcomes.append(Outcome(fail, delay, callbacks, hold))
+        2+ = duplicates, `callback_gap` seconds apart), `hold` parks it in the generating
+        phase until `release`."""
+        self._outcomes.append(Outcome(fail, delay, callbacks, hold, callback_gap))
 
     def release(self, task_id: str) -> None:
         """Let a task created with `hold=True` finish."""
@@ -458,7 +461,9 @@ class FakeServer:
         finally:
             task.done.set()
         if task.callback_url:
-            for _ in range(outcome.callbacks):
+            for n in range(outcome.callbacks):
+                if n and outcome.callback_gap:
+                    await asyncio.sleep(outcome.callback_gap)
                 await self.send_callbacks(task)
 
     def result_allowed(self, task: FakeTask) -> bool:
