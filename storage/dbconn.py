@@ -170,7 +170,12 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
-def _settle_all(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+# A job's outcome (its future, value, error), and a body run but not yet committed.
+Done = tuple[asyncio.Future[Any], Any, BaseException | None]
+Ran = tuple[Callable[[DbConn], Coroutine[Any, Any, Any]], asyncio.Future[Any], Any]
+
+
+def _settle_all(done: list[Done]) -> None:
     for future, value, error in done:
         _settle(future, value, error)
 
@@ -245,9 +250,15 @@ class ThreadBackend:
 
     The thread runs its jobs in order, one at a time: a whole transaction body
     (`transaction`), or a session (`begin`/`connect`) during which it serves only that
-    session's statements. Jobs wait in one queue; the thread takes all that are waiting,
-    runs them back to back (each its own transaction) and hands their results to the event
-    loop in one go, so a burst of transactions costs one thread wake-up, not one each.
+    session's statements. Jobs wait in one queue; the thread takes all that are waiting and
+    hands their results to the event loop in one go, so a burst costs one thread wake-up, not
+    one per transaction.
+
+    Group commit: consecutive transaction bodies of a batch run in one SQLite transaction
+    with one COMMIT, and their callers hear of them only after it. If any of them fails (or
+    the COMMIT does), that transaction is rolled back and the group runs again one body at a
+    time, each with its own commit: every caller gets exactly what running the bodies one
+    after another would give.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -255,8 +266,9 @@ class ThreadBackend:
         self.dialect = engine.dialect.name
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._conn: Connection | None = None
-        # (job, its future, whether it is a session)
-        self._jobs: list[tuple[Callable[[], Any], asyncio.Future[Any], bool]] = []
+        # (kind, what to run, its future); kind: "body" (a transaction body), "session"
+        # (serves a `begin` block), "call" (a function of no arguments, own transaction)
+        self._jobs: list[tuple[str, Any, asyncio.Future[Any]]] = []
         self._jobs_lock = threading.Lock()
         self._draining = False  # a drain is queued or running on the thread
         self._closed = False
@@ -308,17 +320,17 @@ class ThreadBackend:
         conn.commit()
         return value
 
-    def _call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Queue `fn(*args)` for the database thread; its result arrives in the future."""
+    def _queue(self, kind: str, payload: Any) -> asyncio.Future[Any]:
+        """Queue a job for the database thread; its result arrives in the future."""
         if self._closed:
             raise RuntimeError("the database is closed")
         owner = _SESSION_OWNER.get()
         if owner is not None and owner is asyncio.current_task():
             raise NestedTransaction("the database is already in use by this task's transaction")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         with self._jobs_lock:
-            self._jobs.append((functools.partial(fn, *args), future, fn == self._serve))
+            self._jobs.append((kind, payload, future))
             start = not self._draining
             self._draining = True
         if start:
@@ -333,23 +345,69 @@ class ThreadBackend:
                 if not batch:
                     self._draining = False
                     return
-            done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            for job, future, session in batch:
-                if session and done:
+            done: list[Done] = []
+            group: list[Ran] = []  # bodies run in the open transaction, not yet committed
+            for kind, payload, future in batch:
+                if kind == "body":
+                    try:
+                        group.append((payload, future, _run_inline(payload, self._connection())))
+                    except BaseException:  # noqa: BLE001 - run alone below
+                        # Undo the group; commit it again without this body, then run this
+                        # one alone after it, as running them one after another would.
+                        self._connection().rollback()
+                        self._rerun_group(group, done)
+                        self._one_by_one([(payload, future, None)], done)
+                        group = []
+                    continue
+                self._commit_group(group, done)
+                group = []
+                if kind == "session" and done:
                     # A session waits on the loop between its statements: deliver first.
                     loop.call_soon_threadsafe(_settle_all, done)
                     done = []
                 try:
-                    done.append((future, job(), None))
+                    done.append((future, payload(), None))
                 except BaseException as exc:  # noqa: BLE001 - the job's error is its caller's
                     done.append((future, None, exc))
+            self._commit_group(group, done)
             loop.call_soon_threadsafe(_settle_all, done)
+
+    def _commit_group(self, group: list[Ran], done: list[Done]) -> None:
+        if not group:
+            return
+        conn = self._connection()
+        try:
+            conn.commit()
+        except BaseException:  # noqa: BLE001 - sorted out one by one
+            conn.rollback()
+            self._one_by_one(group, done)
+            return
+        done.extend((future, value, None) for _body, future, value in group)
+
+    def _rerun_group(self, group: list[Ran], done: list[Done]) -> None:
+        if not group:
+            return
+        conn = self._connection()
+        try:
+            again = [(body, future, _run_inline(body, conn)) for body, future, _ in group]
+        except BaseException:  # noqa: BLE001 - sorted out one by one
+            conn.rollback()
+            self._one_by_one(group, done)
+            return
+        self._commit_group(again, done)
+
+    def _one_by_one(self, group: list[Ran], done: list[Done]) -> None:
+        for body, future, _value in group:
+            try:
+                done.append((future, self._whole(body), None))
+            except BaseException as exc:  # noqa: BLE001 - the body's error is its caller's
+                done.append((future, None, exc))
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConn]:
         loop = asyncio.get_running_loop()
         session = _Session(loop)
-        served = self._call(self._serve, session, loop)
+        served = self._queue("session", functools.partial(self._serve, session, loop))
         token = _SESSION_OWNER.set(asyncio.current_task())
         try:
             yield session
@@ -370,10 +428,12 @@ class ThreadBackend:
         return self.begin()
 
     async def transaction(self, body: Body[T]) -> T:
-        return await self._call(self._whole, body)
+        value: T = await self._queue("body", body)
+        return value
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        return await self._call(self._sync, fn)
+        value: T = await self._queue("call", functools.partial(self._sync, fn))
+        return value
 
     async def close(self) -> None:
         def close() -> None:
@@ -384,6 +444,6 @@ class ThreadBackend:
 
         if self._closed:
             return
-        await self._call(close)
+        await self._queue("call", close)
         self._closed = True
         self._thread.shutdown(wait=True)

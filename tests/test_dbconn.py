@@ -145,3 +145,31 @@ async def test_results_before_a_session_are_not_held_back_by_it(tmp_path: Any) -
     await database.close()  # closing twice is harmless
     with pytest.raises(RuntimeError, match="closed"):
         await database.is_chat_blocked(1)
+
+
+async def test_group_commit_gives_each_caller_what_running_alone_would(tmp_path: Any) -> None:
+    """Concurrent transactions share commits; one that fails (here: a repeated key) fails
+    alone, and the others of its group are committed all the same."""
+    from tests.test_db import new_edit
+
+    database = Database(f"sqlite:///{tmp_path / 'g.sqlite3'}")
+    await database.migrate()
+    commits = 0
+
+    def on_commit(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    sa.event.listen(database.sync_engine, "commit", on_commit)
+    try:
+        keys = [f"k{i % 150}" for i in range(200)]  # 50 repeats of earlier keys
+        created = await asyncio.gather(*(database.create_edit(new_edit(key)) for key in keys))
+        assert sum(edit is not None for edit in created) == 150
+        assert [edit is not None for edit in created] == [i < 150 for i in range(200)]
+        assert {edit.dedupe_key for edit in created if edit} == set(keys)
+        async with database.connect() as conn:
+            stored = (await conn.execute(sa.text("SELECT count(*) FROM edits"))).scalar()
+        assert stored == 150
+        assert commits < 150  # grouped
+    finally:
+        await database.close()
