@@ -245,6 +245,9 @@ class NestedTransaction(RuntimeError):
     """Database use inside an open `begin()` block of the same task (it would deadlock)."""
 
 
+GROUP_MAX = 256  # transaction bodies per COMMIT at most (bounds how long a caller waits)
+
+
 class ThreadBackend:
     """One synchronous connection, used only by one dedicated thread.
 
@@ -254,11 +257,11 @@ class ThreadBackend:
     hands their results to the event loop in one go, so a burst costs one thread wake-up, not
     one per transaction.
 
-    Group commit: consecutive transaction bodies of a batch run in one SQLite transaction
-    with one COMMIT, and their callers hear of them only after it. If any of them fails (or
-    the COMMIT does), that transaction is rolled back and the group runs again one body at a
-    time, each with its own commit: every caller gets exactly what running the bodies one
-    after another would give.
+    Group commit: consecutive transaction bodies of a batch (up to GROUP_MAX) run in one
+    SQLite transaction with one COMMIT, and their callers hear of them only after it. When a
+    body fails, the group is rolled back, run and committed again without it, and the body
+    then runs alone (if the COMMIT fails, each body runs alone): every caller gets exactly
+    what running the bodies one after another would give.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -349,6 +352,10 @@ class ThreadBackend:
             group: list[Ran] = []  # bodies run in the open transaction, not yet committed
             for kind, payload, future in batch:
                 if kind == "body":
+                    if len(group) >= GROUP_MAX:
+                        self._commit_group(group, done)
+                        loop.call_soon_threadsafe(_settle_all, done)
+                        group, done = [], []
                     try:
                         group.append((payload, future, _run_inline(payload, self._connection())))
                     except BaseException:  # noqa: BLE001 - run alone below

@@ -173,3 +173,30 @@ async def test_group_commit_gives_each_caller_what_running_alone_would(tmp_path:
         assert commits < 150  # grouped
     finally:
         await database.close()
+
+
+async def test_a_large_burst_is_committed_in_bounded_groups(tmp_path: Any) -> None:
+    from storage.dbconn import GROUP_MAX
+
+    database = Database(f"sqlite:///{tmp_path / 'l.sqlite3'}")
+    await database.migrate()
+    commits = 0
+
+    def on_commit(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    sa.event.listen(database.sync_engine, "commit", on_commit)
+    try:
+
+        async def insert(chat_id: int) -> None:
+            async def body(conn: DbConn) -> None:
+                await conn.execute(INSERT, {"chat_id": chat_id, "reason": "b", "created_at": 1.0})
+
+            await database.transaction(body)
+
+        await asyncio.gather(*(insert(i) for i in range(3 * GROUP_MAX)))
+        assert await count(database) == 3 * GROUP_MAX
+        assert 3 <= commits <= 3 * GROUP_MAX // 4  # grouped, but never more than GROUP_MAX
+    finally:
+        await database.close()
