@@ -83,20 +83,13 @@ async def post_request(bot: Bot, services: Services, origin: Origin, edit: Edit)
 
 async def on_decision(update: Update, context: BotContext) -> None:
     """✅ Approve or ❌ Reject pressed: admins only; decide once, tell the member."""
-    pressed = await edit_press(update, context, parse, lambda parsed: parsed[1])
+    pressed = await edit_press(
+        update, context, parse, lambda parsed: parsed[1], admins_only="approval.admins_only"
+    )
     if pressed is None:
         return
     services = context.services
-    query, message, edit, parsed, lang = (
-        pressed.query,
-        pressed.message,
-        pressed.edit,
-        pressed.data,
-        pressed.lang,
-    )
-    if not await services.admins.may_change(context.bot, message.chat, query.from_user.id):
-        await answer_press(query, services.tr(lang, "approval.admins_only"), alert=True)
-        return
+    query, message, edit, parsed, lang = pressed
     approve, _ = parsed
     name = query.from_user.full_name
     if approve:

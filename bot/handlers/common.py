@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from telegram import Bot, CallbackQuery, Message, ReplyParameters, Update, User
 from telegram.constants import ChatType
@@ -221,9 +221,9 @@ async def admin_command(
 P = TypeVar("P")
 
 
-@dataclass(frozen=True)
-class EditPress(Generic[P]):
-    """A button press about one edit, resolved: who pressed, where, which edit, what data."""
+class EditPress(NamedTuple, Generic[P]):
+    """A button press about one edit, resolved: who pressed, where, which edit, what data
+    (unpacks as `query, message, edit, data, lang`)."""
 
     query: CallbackQuery
     message: Message
@@ -239,11 +239,13 @@ async def edit_press(
     edit_id: Callable[[P], int],
     *,
     same_chat: bool = True,
+    admins_only: str | None = None,
 ) -> EditPress[P] | None:
     """Resolve a button press naming an edit; answer stale or forged presses and return None.
 
     With `same_chat`, the edit must belong to the chat the button is in (a forged button of
-    another chat's edit is refused like an unknown one).
+    another chat's edit is refused like an unknown one). With `admins_only` (a catalog key),
+    only the chat's admins may press it; anyone else is told so in an alert.
     """
     query = update.callback_query
     if query is None or query.data is None:
@@ -260,5 +262,10 @@ async def edit_press(
         or (same_chat and edit.chat_id != message.chat_id)
     ):
         await answer_press(query, services.tr(lang, "error.unknown_button"))
+        return None
+    if admins_only is not None and not await services.admins.may_change(
+        context.bot, message.chat, query.from_user.id
+    ):
+        await answer_press(query, services.tr(lang, admins_only), alert=True)
         return None
     return EditPress(query, message, edit, data, lang)

@@ -93,7 +93,7 @@ async def on_resend(update: Update, context: BotContext) -> None:
     if pressed is None:
         return
     services = context.services
-    query, message, edit, lang = pressed.query, pressed.message, pressed.edit, pressed.lang
+    query, message, edit, _edit_id, lang = pressed
     if edit.user_id != query.from_user.id:
         await answer_press(query, services.tr(lang, "history.not_yours"), alert=True)
         return

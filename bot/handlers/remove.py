@@ -54,20 +54,17 @@ async def _record(services: Services, edit_id: int, chat_id: int, admin: User) -
 
 async def on_remove_button(update: Update, context: BotContext) -> None:
     """🗑 Remove under a result: admins only; deletes the result's messages."""
-    pressed = await edit_press(update, context, parse_remove, lambda press: press.edit_id)
+    pressed = await edit_press(
+        update,
+        context,
+        parse_remove,
+        lambda press: press.edit_id,
+        admins_only="remove.admins_only",
+    )
     if pressed is None:
         return
     services = context.services
-    query, message, edit, press, lang = (
-        pressed.query,
-        pressed.message,
-        pressed.edit,
-        pressed.data,
-        pressed.lang,
-    )
-    if not await services.admins.may_change(context.bot, message.chat, query.from_user.id):
-        await answer_press(query, services.tr(lang, "remove.admins_only"), alert=True)
-        return
+    query, message, edit, press, lang = pressed
     ids = [message.message_id, *press.others]
     outcome = await delete_result(context.bot, message.chat_id, ids)
     if outcome == "remove.done":

@@ -37,13 +37,7 @@ async def on_result_button(update: Update, context: BotContext) -> None:
     if pressed is None:
         return
     services = context.services
-    query, message, edit, press, lang = (
-        pressed.query,
-        pressed.message,
-        pressed.edit,
-        pressed.data,
-        pressed.lang,
-    )
+    query, message, edit, press, lang = pressed
     origin = Origin(
         message.chat_id,
         message.chat.type,
