@@ -426,8 +426,6 @@ class EditService:
             error_code=code,
             error_detail=detail[:1000],
             finished_at=time.time(),
-            lease_owner=None,
-            lease_until=None,
             **fields,
         )
         if failed is not None:
@@ -628,8 +626,6 @@ class EditService:
             EditState.EXPIRED,
             error_code="timeout",
             finished_at=time.time(),
-            lease_owner=None,
-            lease_until=None,
         )
         if expired is not None:
             log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})
@@ -672,8 +668,6 @@ class EditService:
             [EditState.SUCCEEDED],
             EditState.DELIVERED,
             result_file_ids=file_ids,
-            lease_owner=None,
-            lease_until=None,
         )
         log.info("edit delivered", extra={"edit_id": edit.id, "task_id": edit.task_id})
         self._observe(
@@ -692,8 +686,6 @@ class EditService:
             [EditState.SUCCEEDED],
             EditState.UNDELIVERABLE,
             error_code="chat_unreachable",
-            lease_owner=None,
-            lease_until=None,
         )
         self._observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
 
@@ -717,8 +709,6 @@ class EditService:
                 error_code=exc.code,
                 error_detail=str(exc)[:1000],
                 delivery_attempts=attempts,
-                lease_owner=None,
-                lease_until=None,
             )
             if failed is not None:
                 await self.notify(failed.id)
@@ -866,8 +856,6 @@ class EditService:
             EditState.FAILED,
             error_code="submit_interrupted",
             finished_at=time.time(),
-            lease_owner=None,
-            lease_until=None,
         )
         if failed is not None:
             self._observe(

@@ -489,12 +489,16 @@ class Database:
         """Move an edit from one of `from_states` to `to_state`, setting `fields`, atomically.
 
         `error_codes` narrows the condition further to edits carrying one of those codes.
+        An edit that ends (a terminal `to_state`) gives its lease back in the same change.
         Returns the updated edit, or None when the edit was not in `from_states` (someone
         else already took this step): the caller must then do nothing.
         """
         values: dict[str, Any] = {"updated_at": time.time(), **fields}
         if to_state is not None:
             values["state"] = to_state.value
+            if to_state in TERMINAL_STATES:
+                values.setdefault("lease_owner", None)
+                values.setdefault("lease_until", None)
         names = tuple(values)
         states = [state.value for state in from_states]
         codes = None if error_codes is None else list(error_codes)

@@ -226,3 +226,24 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
     assert version is not None and version != "0001"
     await database.close()
+
+
+async def test_an_edit_that_ends_gives_its_lease_back(db: Database) -> None:
+    edit = await db.create_edit(new_edit(lease_owner="w1", lease_until=time.time() + 60))
+    assert edit is not None and edit.id
+    moved = await db.transition(edit.id, [EditState.QUEUED], EditState.SUBMITTING)
+    assert moved is not None  # not an end: the lease stays
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(sa.select(edits.c.lease_owner).where(edits.c.id == edit.id))
+        ).one()
+    assert row[0] == "w1"
+    ended = await db.transition(edit.id, [EditState.SUBMITTING], EditState.FAILED)
+    assert ended is not None
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(edits.c.lease_owner, edits.c.lease_until).where(edits.c.id == edit.id)
+            )
+        ).one()
+    assert tuple(row) == (None, None)

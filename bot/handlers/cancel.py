@@ -45,8 +45,6 @@ async def cancel_latest(services: Services, user_id: int, chat_id: int) -> tuple
                 error_code="cancelled",
                 finished_at=time.time(),
                 next_check_at=None,
-                lease_owner=None,
-                lease_until=None,
             )
             if cancelled is not None:
                 return cancelled, sent
