@@ -68,6 +68,11 @@ warnings.filterwarnings(
 )
 
 
+def reply_to(message_id: int) -> ReplyParameters:
+    """Answer as a reply to `message_id`, still sent if that message was deleted meanwhile."""
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
 async def api_call(
     bot: Bot, method: str, params: dict[str, Any], *, io_timeout: float | None = None
 ) -> dict[str, Any]:
@@ -195,7 +200,7 @@ class TelegramNotifier:
         self.admin_ids = list(admin_ids)
 
     def _reply_to(self, edit: Edit) -> ReplyParameters:
-        return ReplyParameters(message_id=edit.message_id, allow_sending_without_reply=True)
+        return reply_to(edit.message_id)
 
     async def deliver_result(self, edit: Edit) -> list[str]:
         provider = self.registry.provider(edit.provider)
@@ -288,7 +293,9 @@ class TelegramNotifier:
             )
         return [file_id for message in messages if (file_id := _file_id(message))]
 
-    async def _send_buttons(self, edit: Edit, reply_to: int, markup: InlineKeyboardMarkup) -> None:
+    async def _send_buttons(
+        self, edit: Edit, reply_to_id: int, markup: InlineKeyboardMarkup
+    ) -> None:
         """The result buttons under a media group; the results are out, so never raise."""
         try:
             await telegram_call(
@@ -297,13 +304,13 @@ class TelegramNotifier:
                     edit.chat_id,
                     self.translator.tr(edit.lang, "result.buttons"),
                     reply_markup=markup,
-                    reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
+                    reply_parameters=reply_to(reply_to_id),
                 )
             )
         except (ChatUnreachable, DeliveryFailed) as exc:
             log.warning("result buttons not sent", extra={"edit_id": edit.id, "error": str(exc)})
 
-    async def send_files(self, edit: Edit, chat_id: int, reply_to: int) -> int:
+    async def send_files(self, edit: Edit, chat_id: int, reply_to_id: int) -> int:
         """Send an edit's results again as documents: the original bytes, fetched anew.
 
         Raises DeliveryFailed (`result_missing`/`result_refused`: the provider no longer has
@@ -325,7 +332,7 @@ class TelegramNotifier:
                     self.bot.send_document,
                     chat_id,
                     InputFile(image.data, filename=name),
-                    reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True),
+                    reply_parameters=reply_to(reply_to_id),
                     read_timeout=UPLOAD_TIMEOUT,
                     write_timeout=UPLOAD_TIMEOUT,
                 )

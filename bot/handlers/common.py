@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from telegram import Bot, CallbackQuery, Message, ReplyParameters, Update, User
+from telegram import Bot, CallbackQuery, Message, Update, User
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
+from bot.delivery import reply_to
 from storage.db import Edit, InputPhoto
 
 if TYPE_CHECKING:
@@ -80,9 +81,7 @@ async def answer(bot: Bot, origin: Origin, text: str, **kwargs: Any) -> Message:
     return await bot.send_message(
         origin.chat_id,
         text,
-        reply_parameters=ReplyParameters(
-            message_id=origin.message_id, allow_sending_without_reply=True
-        ),
+        reply_parameters=reply_to(origin.message_id),
         **kwargs,
     )
 
@@ -91,9 +90,7 @@ async def reply(message: Message, text: str, **kwargs: Any) -> Message:
     """Answer a message as a reply to it, still sent if the message was deleted meanwhile."""
     return await message.reply_text(
         text,
-        reply_parameters=ReplyParameters(
-            message_id=message.message_id, allow_sending_without_reply=True
-        ),
+        reply_parameters=reply_to(message.message_id),
         **kwargs,
     )
 

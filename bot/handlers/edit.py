@@ -7,13 +7,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from telegram import Bot, ForceReply, ReplyParameters, Update
+from telegram import Bot, ForceReply, Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot import policy
-from bot.delivery import api_call
+from bot.delivery import api_call, reply_to
 from bot.handlers import album, approvals
 from bot.handlers.common import (
     Origin,
@@ -199,9 +199,7 @@ async def _send_status(bot: Bot, services: Services, origin: Origin) -> int | No
     params = {
         "chat_id": origin.chat_id,
         "text": services.tr(origin.lang, "edit.queued"),
-        "reply_parameters": ReplyParameters(
-            message_id=origin.message_id, allow_sending_without_reply=True
-        ),
+        "reply_parameters": reply_to(origin.message_id),
     }
     try:
         message = await api_call(bot, "sendMessage", params)

@@ -10,7 +10,6 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
-    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatType, ParseMode
@@ -18,6 +17,7 @@ from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.buttons import HISTORY_PATTERN, parse_resend, resend_data, result_keyboard
+from bot.delivery import reply_to
 from bot.handlers.common import Origin, answer_press, edit_press, reply
 from bot.handlers.edit import start_edit
 from bot.services import BotContext, Services
@@ -156,13 +156,13 @@ async def _send_file_id(
     as_document: bool,
     markup: InlineKeyboardMarkup | None,
 ) -> Message:
-    reply_to = ReplyParameters(origin.message_id, allow_sending_without_reply=True)
+    reply_parameters = reply_to(origin.message_id)
     if as_document:
         return await bot.send_document(
-            origin.chat_id, file_id, reply_parameters=reply_to, reply_markup=markup
+            origin.chat_id, file_id, reply_parameters=reply_parameters, reply_markup=markup
         )
     return await bot.send_photo(
-        origin.chat_id, file_id, reply_parameters=reply_to, reply_markup=markup
+        origin.chat_id, file_id, reply_parameters=reply_parameters, reply_markup=markup
     )
 
 
