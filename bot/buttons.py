@@ -37,6 +37,18 @@ class ResultPress:
     edit_id: int
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` characters, else cut to fit with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def in_rows(
+    buttons: Sequence[InlineKeyboardButton], width: int
+) -> list[list[InlineKeyboardButton]]:
+    """Lay buttons out `width` to a row."""
+    return [list(buttons[i : i + width]) for i in range(0, len(buttons), width)]
+
+
 def again_data(edit_id: int) -> str:
     return f"{RESULT_PREFIX}:a:{edit_id}"
 

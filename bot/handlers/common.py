@@ -15,6 +15,7 @@ from telegram import Bot, CallbackQuery, Message, Update, User
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
+from bot.buttons import shorten
 from bot.delivery import reply_to
 from storage.db import Edit, InputPhoto
 
@@ -99,8 +100,8 @@ async def answer_press(
     query: CallbackQuery, text: str | None = None, *, alert: bool = False
 ) -> None:
     """Answer a button press (once: a repeated update finds it answered, which is only logged)."""
-    if text is not None and len(text) > CALLBACK_ANSWER_MAX:
-        text = text[: CALLBACK_ANSWER_MAX - 1] + "…"
+    if text is not None:
+        text = shorten(text, CALLBACK_ANSWER_MAX)
     try:
         await query.answer(text, show_alert=alert)
     except BadRequest as exc:

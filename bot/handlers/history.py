@@ -16,7 +16,14 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from bot.buttons import HISTORY_PATTERN, parse_resend, resend_data, result_keyboard
+from bot.buttons import (
+    HISTORY_PATTERN,
+    in_rows,
+    parse_resend,
+    resend_data,
+    result_keyboard,
+    shorten,
+)
 from bot.delivery import reply_to
 from bot.handlers.common import Origin, answer_press, edit_press, reply
 from bot.handlers.edit import start_edit
@@ -31,7 +38,7 @@ PROMPT_PREVIEW = 80
 
 def _preview(prompt: str) -> str:
     text = " ".join(prompt.split())
-    return text if len(text) <= PROMPT_PREVIEW else text[: PROMPT_PREVIEW - 1] + "…"
+    return shorten(text, PROMPT_PREVIEW)
 
 
 async def recent_edits(services: Services, user_id: int, chat_id: int, group: bool) -> list[Edit]:
@@ -74,7 +81,7 @@ async def history_command(update: Update, context: BotContext) -> None:
             label = services.tr(lang, "history.resend", n=number)
             buttons.append(InlineKeyboardButton(label, callback_data=resend_data(edit.id)))
     lines += ["", services.tr(lang, "history.hint")]
-    rows = [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+    rows = in_rows(buttons, 5)
     await reply(
         message,
         "\n".join(lines),

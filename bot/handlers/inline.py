@@ -15,6 +15,7 @@ from telegram import (
 )
 from telegram.ext import Application, InlineQueryHandler
 
+from bot.buttons import shorten
 from bot.services import BotContext
 from storage.db import Edit, EditState
 
@@ -33,7 +34,7 @@ def inline_results(edits: list[Edit], query: str) -> list[InlineQueryResult]:
             continue
         if needle and needle not in edit.prompt.casefold():
             continue
-        title = edit.prompt if len(edit.prompt) <= TITLE_MAX else edit.prompt[: TITLE_MAX - 1] + "…"
+        title = shorten(edit.prompt, TITLE_MAX)
         for index, file_id in enumerate(edit.result_file_ids):
             result_id = f"{edit.id}-{index}"
             if edit.params.get("send_as_file"):

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from telegram import Chat, InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.buttons import in_rows, shorten
 from bot.handlers.common import format_wait
 from bot.i18n import Translator
 from storage.moderation import Moderation, WhoMayEdit
@@ -64,16 +64,8 @@ def _button(text: str, *parts: object) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=data(*parts))
 
 
-def _rows(buttons: Sequence[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
-    return [list(buttons[i : i + width]) for i in range(0, len(buttons), width)]
-
-
 def _back(ctx: PanelContext) -> list[InlineKeyboardButton]:
     return [_button(ctx.tr("moderation.btn.back"), "home")]
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
 
 
 def _bullets(ctx: PanelContext, lines: list[str]) -> list[str]:
@@ -168,7 +160,7 @@ def who_view(ctx: PanelContext, mod: Moderation) -> View:
         _button(("✅ " if who is mod.who else "") + who_label(ctx, who), "w", who.value)
         for who in WhoMayEdit
     ]
-    return "\n".join(lines), InlineKeyboardMarkup([*_rows(buttons, 1), _back(ctx)])
+    return "\n".join(lines), InlineKeyboardMarkup([*in_rows(buttons, 1), _back(ctx)])
 
 
 def limit_view(ctx: PanelContext, mod: Moderation, kind: LimitKind) -> View:
@@ -183,7 +175,7 @@ def limit_view(ctx: PanelContext, mod: Moderation, kind: LimitKind) -> View:
         _button(("✅ " if choice == value else "") + limit_label(ctx, kind, choice), "set", kind, i)
         for i, choice in enumerate(LIMIT_CHOICES[kind])
     ]
-    return "\n".join(lines), InlineKeyboardMarkup([*_rows(buttons, 4), _back(ctx)])
+    return "\n".join(lines), InlineKeyboardMarkup([*in_rows(buttons, 4), _back(ctx)])
 
 
 def words_view(ctx: PanelContext, mod: Moderation) -> View:
@@ -194,10 +186,10 @@ def words_view(ctx: PanelContext, mod: Moderation) -> View:
     else:
         lines.append(ctx.tr("moderation.value.none"))
     buttons = [
-        _button(f"✖️ {_short(phrase)}", "unw", phrase_key(phrase))
+        _button(f"✖️ {shorten(phrase, LABEL_MAX)}", "unw", phrase_key(phrase))
         for phrase in mod.blocklist[:LIST_MAX]
     ]
-    return "\n".join(lines), InlineKeyboardMarkup([*_rows(buttons, 2), _back(ctx)])
+    return "\n".join(lines), InlineKeyboardMarkup([*in_rows(buttons, 2), _back(ctx)])
 
 
 def members_view(
@@ -221,10 +213,10 @@ def members_view(
     else:
         lines.append(ctx.tr("moderation.value.none"))
     buttons = [
-        _button(f"✖️ {_short(name)}", action, user_id)
+        _button(f"✖️ {shorten(name, LABEL_MAX)}", action, user_id)
         for user_id, name in list(members.items())[:LIST_MAX]
     ]
-    return "\n".join(lines), InlineKeyboardMarkup([*_rows(buttons, 2), _back(ctx)])
+    return "\n".join(lines), InlineKeyboardMarkup([*in_rows(buttons, 2), _back(ctx)])
 
 
 def closed(ctx: PanelContext) -> View:

@@ -13,13 +13,13 @@ Callback data is versioned and compact, always within Telegram's 64 bytes:
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from telegram import Chat, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ChatType
 
+from bot.buttons import in_rows, shorten
 from bot.i18n import Translator
 from bot.preferences import (
     Checker,
@@ -68,16 +68,8 @@ def _button(text: str, *parts: object) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=data(*parts))
 
 
-def _rows(buttons: Sequence[InlineKeyboardButton], width: int) -> list[list[InlineKeyboardButton]]:
-    return [list(buttons[i : i + width]) for i in range(0, len(buttons), width)]
-
-
 def _back(ctx: MenuContext) -> list[InlineKeyboardButton]:
     return [_button(ctx.tr("settings.btn.back"), "home")]
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
 
 
 def value_label(ctx: MenuContext, option: Option, value: Any) -> str:
@@ -90,7 +82,7 @@ def value_label(ctx: MenuContext, option: Option, value: Any) -> str:
         return ctx.tr(f"{option.labels}.{value}")
     if isinstance(value, float):
         return f"{value:g}"
-    return _short(str(value))
+    return shorten(str(value), LABEL_MAX)
 
 
 def language_name(ctx: MenuContext, lang: str | None) -> str:
@@ -129,7 +121,7 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
     if ctx.group:
         lines += ["", ctx.tr("settings.group_note")]
     keyboard = [[_button(ctx.tr("settings.opt.model"), "models")]]
-    keyboard += _rows(
+    keyboard += in_rows(
         [_button(ctx.tr(f"settings.opt.{option.name}"), "o", option.code) for option in options],
         2,
     )
@@ -169,7 +161,7 @@ def option_view(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> View:
             for choice in offered_choices(ctx.check, spec, option)
         ]
         width = 2 if option.labels is not None or None in option.choices else 4
-        keyboard = _rows(buttons, width)
+        keyboard = in_rows(buttons, width)
     elif option.kind == "text":
         row = [_button(ctx.tr("settings.btn.enter_text"), "t", option.code)]
         if value is not None:
@@ -223,7 +215,7 @@ def language_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
         _button(("✅ " if lang == prefs.lang else "") + language_name(ctx, lang), "l", code)
         for lang, code in choices
     ]
-    keyboard = [*_rows(buttons, 3), _back(ctx)]
+    keyboard = [*in_rows(buttons, 3), _back(ctx)]
     return "\n".join(lines), InlineKeyboardMarkup(keyboard)
 
 
