@@ -8,6 +8,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -86,44 +87,27 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
             if settings.kie_webhook_hmac_key
             else None
         )
-        kie_limiter = SlidingWindowLimiter(*settings.kie_rate_limit)
-        providers.append(
-            HttpProvider(
-                name="kie",
-                api=jobs_api(),
-                transport=transport,
-                base_url=kie_url,
-                api_key=kie_key,
-                models=jobs_models("kie"),
-                hmac_key=hmac_key,
-                limiter=kie_limiter,
-            )
+        # The KIE APIs share one account: key, HMAC key, base URL and rate limiter.
+        on_kie_account = partial(
+            HttpProvider,
+            transport=transport,
+            base_url=kie_url,
+            api_key=kie_key,
+            hmac_key=hmac_key,
+            limiter=SlidingWindowLimiter(*settings.kie_rate_limit),
         )
+        providers.append(on_kie_account(name="kie", api=jobs_api(), models=jobs_models("kie")))
         if settings.kie_playground:
             providers.append(
-                HttpProvider(
+                on_kie_account(
                     name="kie-playground",
                     api=jobs_api(PLAYGROUND_PREFIX),
-                    transport=transport,
-                    base_url=kie_url,
-                    api_key=kie_key,
                     models=jobs_models("kie-playground", prefix="kie-playground:"),
-                    hmac_key=hmac_key,
-                    limiter=kie_limiter,
                 )
             )
         if settings.kie_4o:
             providers.append(
-                HttpProvider(
-                    name="kie-4o",
-                    api=kie4o_api(),
-                    transport=transport,
-                    base_url=kie_url,
-                    api_key=kie_key,
-                    models=kie4o_models("kie-4o"),
-                    hmac_key=hmac_key,
-                    limiter=kie_limiter,
-                )
+                on_kie_account(name="kie-4o", api=kie4o_api(), models=kie4o_models("kie-4o"))
             )
     if settings.apikley_api_key is not None:
         providers.append(
