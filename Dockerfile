@@ -3,6 +3,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
+COPY domain ./domain
 COPY storage ./storage
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 

@@ -17,11 +17,11 @@ from pyinstrument.session import Session
 
 # (label, substring of "file:Class.function"): the first label whose frame is on the stack.
 OPERATIONS: tuple[tuple[str, str], ...] = (
-    ("sweeper", "bot/edits.py:EditService.sweep"),
+    ("sweeper", "bot/lifecycle/recovery.py:Recovery.sweep"),
     ("webhook route (/telegram)", "bot/web/telegram.py:"),
     ("callback route (/callbacks)", "bot/web/callbacks.py:"),
     ("input file route (/files)", "bot/web/files.py:"),
-    ("delivery (result fetch, sendPhoto, status)", "bot/edits.py:EditService.deliver"),
+    ("delivery (result fetch, sendPhoto, status)", "bot/lifecycle/delivery.py:Delivery.deliver"),
     ("update handler (check, record, submit)", "telegram/ext/_handlers/basehandler.py:"),
     ("PTB update plumbing", "telegram/ext/_application.py:"),
     ("aiohttp server plumbing", "aiohttp/web_protocol.py:"),
@@ -32,7 +32,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("status reply (sendMessage)", "bot/handlers/common.py:answer"),
     ("provider createTask", "bot/providers/kie.py:KieJobsProvider.submit"),
     ("blob store put", "storage/blobs.py:LocalBlobStore.put"),
-    ("image normalize", "storage/images.py:normalize"),
+    ("image normalize", "bot/images/normalize.py:normalize"),
     ("database", "storage/db.py:"),
 )
 LIBRARIES: tuple[tuple[str, str], ...] = (

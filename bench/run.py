@@ -615,7 +615,9 @@ async def seed_in_flight(
     has is filled as the bot fills it); the rest are copies of its row with their own ids,
     dedupe keys, chats, tokens and task ids, inserted in bulk.
     """
-    from storage.db import Database, EditState, InputPhoto, NewEdit
+    from domain import steps
+    from domain.edit import InputPhoto, NewEdit
+    from storage.db import Database
     from storage.schema import edits
 
     database = workdir / "data" / "bot.sqlite3"
@@ -640,10 +642,10 @@ async def seed_in_flight(
             )
         )
         assert template is not None
+        await db.transition(template.id, steps.BEGIN_SUBMIT)
         await db.transition(
             template.id,
-            [EditState.QUEUED],
-            EditState.SUBMITTED,
+            steps.RECORD_TASK,
             task_id=uuid.uuid4().hex,
             submitted_at=stamp,
             next_check_at=stamp + 3600,

@@ -30,7 +30,9 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bench.fakes import BenchTelegram, Ledger
 from bench.run import TOKEN, make_photo
 from bot.telegram_http import AiohttpRequest
-from storage.db import Database, EditState, InputPhoto, NewEdit
+from domain import steps
+from domain.edit import InputPhoto, NewEdit
+from storage.db import Database
 from storage.schema import edits
 
 ROWS = 400
@@ -83,9 +85,7 @@ async def db() -> None:
 
     await _cpu_per_call(
         "Database.transition (prepared statement, database thread)",
-        lambda i: database.transition(
-            ids[i], [EditState.QUEUED], EditState.SUBMITTING, lease_owner="x"
-        ),
+        lambda i: database.transition(ids[i], steps.BEGIN_SUBMIT, lease_owner="x"),
         ROWS,
     )
     await database.close()

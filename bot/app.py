@@ -18,15 +18,17 @@ from telegram.ext import AIORateLimiter, Application, ContextTypes
 from bot.commands import publish_commands
 from bot.config import Settings
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
-from bot.edits import EditService, Timing
 from bot.handlers import album, register_all
 from bot.i18n import Translator
 from bot.keys import DATABASE, HTTP, PTB, SERVICES, SETTINGS
+from bot.lifecycle.context import Timing
+from bot.lifecycle.service import EditService
 from bot.metrics import Metrics
 from bot.providers.base import Provider
 from bot.providers.http import HttpProvider
 from bot.providers.kie import PLAYGROUND_PREFIX, jobs_api, jobs_models
 from bot.providers.kie4o import kie4o_api, kie4o_models
+from bot.providers.kie_upload import KieUploadStore
 from bot.providers.odkkk import odkkk_api, odkkk_models
 from bot.providers.registry import ProviderRegistry
 from bot.providers.transport import RetryPolicy, SlidingWindowLimiter, Transport
@@ -35,7 +37,7 @@ from bot.services import SERVICES_KEY, BotContext, Services
 from bot.tasks import TaskTracker
 from bot.telegram_http import AiohttpRequest
 from bot.web import error_middleware, setup_routes
-from storage.blobs import BlobStore, KieUploadStore, LocalBlobStore
+from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import Database
 from storage.s3 import S3BlobStore, S3Options
 

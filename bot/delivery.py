@@ -38,11 +38,11 @@ from telegram.error import (
 from telegram.warnings import PTBUserWarning
 
 from bot.buttons import result_keyboard
-from bot.edits import ChatUnreachable, DeliveryFailed, PhotoUnavailable
 from bot.i18n import Translator
+from bot.lifecycle.context import ChatUnreachable, DeliveryFailed, PhotoUnavailable
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
-from storage.db import Edit, InputPhoto
+from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from bot.config import Settings
 from bot.handlers.common import Origin, format_wait
 from bot.providers.registry import ProviderRegistry
 from bot.services import Services
-from storage.db import Edit, EditState, InsertGuard, LimitReached
+from domain.edit import Edit, EditState
+from storage.db import InsertGuard, LimitReached
 from storage.moderation import (
     SAFETY_OPTION,
     Moderation,

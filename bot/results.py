@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.edits import DeliveryFailed
+from bot.images.decode import probe
+from bot.images.limits import ImageError
+from bot.lifecycle.context import DeliveryFailed
 from bot.providers.base import Provider
-from storage.images import ImageError, probe
 
 log = logging.getLogger(__name__)
 

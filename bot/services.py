@@ -12,8 +12,8 @@ from telegram.ext import CallbackContext, ExtBot
 from bot.admins import AdminCache
 from bot.config import Settings
 from bot.delivery import TelegramNotifier
-from bot.edits import EditService
 from bot.i18n import Translator
+from bot.lifecycle.service import EditService
 from bot.metrics import Metrics
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker

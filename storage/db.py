@@ -11,10 +11,9 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -24,6 +23,17 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from domain.edit import (
+    NOTIFY_STATES,
+    TERMINAL_STATES,
+    AlbumItem,
+    Edit,
+    EditState,
+    InputPhoto,
+    NewEdit,
+    Settled,
+)
+from domain.steps import Step
 from storage.dbconn import AsyncBackend, Backend, Body, DbConn, Rows, T, ThreadBackend
 from storage.schema import album_items, albums, blocked_chats, edits, pending_prompts
 
@@ -33,178 +43,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 S = TypeVar("S", bound=sa.Executable)
 
 
-class EditState(StrEnum):
-    """The lifecycle of one edit; the database row is the single source of truth."""
-
-    AWAITING_APPROVAL = "awaiting_approval"
-    QUEUED = "queued"
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    SUCCEEDED = "succeeded"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    UNDELIVERABLE = "undeliverable"
-
-
-TERMINAL_STATES = frozenset(
-    {
-        EditState.DELIVERED,
-        EditState.FAILED,
-        EditState.REJECTED,
-        EditState.EXPIRED,
-        EditState.CANCELLED,
-        EditState.UNDELIVERABLE,
-    }
-)
-# States whose outcome the user must still be told about once (failure-like ends).
-NOTIFY_STATES = frozenset({EditState.FAILED, EditState.EXPIRED, EditState.REJECTED})
-
-
-@dataclass(frozen=True)
-class InputPhoto:
-    """A photo in Telegram that an edit uses: file id plus what we know about it."""
-
-    file_id: str
-    kind: str = "photo"  # photo | document
-    mime_type: str | None = None
-    file_size: int | None = None
-    width: int | None = None
-    height: int | None = None
-    role: str = "image"  # image | mask
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> InputPhoto:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One row of `edits`."""
-
-    id: int
-    dedupe_key: str
-    chat_id: int
-    chat_type: str
-    user_id: int
-    message_id: int
-    status_message_id: int | None
-    lang: str
-    provider: str
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    inputs: list[InputPhoto]
-    blob_keys: list[str]
-    state: EditState
-    task_id: str | None
-    callback_token: str
-    result_urls: list[str]
-    result_file_ids: list[str]
-    error_code: str | None
-    error_detail: str | None
-    credits: float | None
-    poll_count: int
-    delivery_attempts: int
-    next_check_at: float | None
-    created_at: float
-    updated_at: float
-    submitted_at: float | None
-    finished_at: float | None
-    notified_at: float | None
-    # Group moderation (audit): who asked, who decided about an approval, who removed it.
-    user_name: str | None = None
-    approval_message_id: int | None = None
-    decision: str | None = None
-    decided_by: int | None = None
-    decided_by_name: str | None = None
-    decided_at: float | None = None
-    removed_by_name: str | None = None
-    removed_at: float | None = None
-
-    @classmethod
-    def from_row(cls, row: sa.RowMapping | Mapping[str, Any]) -> Edit:
-        return cls(
-            id=row["id"],
-            dedupe_key=row["dedupe_key"],
-            chat_id=row["chat_id"],
-            chat_type=row["chat_type"],
-            user_id=row["user_id"],
-            message_id=row["message_id"],
-            status_message_id=row["status_message_id"],
-            lang=row["lang"],
-            provider=row["provider"],
-            model=row["model"],
-            prompt=row["prompt"],
-            params=dict(row["params"] or {}),
-            inputs=[InputPhoto.from_json(item) for item in row["inputs"] or []],
-            blob_keys=list(row["blob_keys"] or []),
-            state=EditState(row["state"]),
-            task_id=row["task_id"],
-            callback_token=row["callback_token"],
-            result_urls=list(row["result_urls"] or []),
-            result_file_ids=list(row["result_file_ids"] or []),
-            error_code=row["error_code"],
-            error_detail=row["error_detail"],
-            credits=row["credits"],
-            poll_count=row["poll_count"],
-            delivery_attempts=row["delivery_attempts"],
-            next_check_at=row["next_check_at"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            submitted_at=row["submitted_at"],
-            finished_at=row["finished_at"],
-            notified_at=row["notified_at"],
-            user_name=row.get("user_name"),
-            approval_message_id=row.get("approval_message_id"),
-            decision=row.get("decision"),
-            decided_by=row.get("decided_by"),
-            decided_by_name=row.get("decided_by_name"),
-            decided_at=row.get("decided_at"),
-            removed_by_name=row.get("removed_by_name"),
-            removed_at=row.get("removed_at"),
-        )
-
-
-class Settled(NamedTuple):
-    """What a settled callback changed: enough to queue the delivery or the notice."""
-
-    id: int
-    state: EditState
-    provider: str
-    task_id: str | None
-    error_code: str | None
-
-
 _SETTLED = (edits.c.id, edits.c.state, edits.c.provider, edits.c.task_id, edits.c.error_code)
-
-
-@dataclass
-class NewEdit:
-    """What a handler knows when it asks for an edit."""
-
-    dedupe_key: str
-    chat_id: int
-    chat_type: str
-    user_id: int
-    message_id: int
-    lang: str
-    provider: str
-    model: str
-    prompt: str
-    callback_token: str
-    inputs: list[InputPhoto]
-    params: dict[str, Any] = field(default_factory=dict)
-    state: EditState = EditState.QUEUED
-    # Created already leased by the worker that will submit it (saves a claim).
-    lease_owner: str | None = None
-    lease_until: float | None = None
-    user_name: str | None = None  # the requester's name, for the moderation log
 
 
 class LimitReached(Exception):
@@ -222,21 +61,6 @@ class InsertGuard:
 
     holds: Callable[[int, float], sa.ColumnElement[bool]]
     lock: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class AlbumItem:
-    """One message of a media group, buffered until the group is complete."""
-
-    chat_id: int
-    message_id: int
-    media_group_id: str
-    user_id: int
-    chat_type: str
-    lang: str
-    caption: str | None
-    photo: InputPhoto | None
-    created_at: float = 0.0
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -477,44 +301,58 @@ class Database:
         row = rows.mappings().first()
         return Edit.from_row(row) if row else None
 
-    async def transition(
+    async def transition(self, edit_id: int, step: Step, **fields: Any) -> Edit | None:
+        """Apply `step` to an edit, setting `fields`, in one conditional UPDATE.
+
+        An edit that ends (`step.ends`) gives its lease back in the same change. Returns the
+        updated edit, or None when the edit was not in `step.sources` (someone else already
+        took this step, or another one): the caller must then do nothing.
+        """
+        values: dict[str, Any] = {"updated_at": time.time(), **fields, "state": step.target.value}
+        if step.ends:
+            values.setdefault("lease_owner", None)
+            values.setdefault("lease_until", None)
+        return await self._update(edit_id, values, step.sources, step.error_codes)
+
+    async def update_fields(
+        self, edit_id: int, *, only_in: Iterable[EditState] | None = None, **fields: Any
+    ) -> Edit | None:
+        """Set fields of an edit without changing its state (`only_in`: if it is in one of
+        those states). None when there is no such edit (or it is in another state)."""
+        if "state" in fields:
+            raise ValueError("state changes go through transition() and a Step")
+        values: dict[str, Any] = {"updated_at": time.time(), **fields}
+        return await self._update(edit_id, values, only_in, None)
+
+    async def _update(
         self,
         edit_id: int,
-        from_states: Iterable[EditState],
-        to_state: EditState | None = None,
-        *,
-        error_codes: Iterable[str] | None = None,
-        **fields: Any,
+        values: dict[str, Any],
+        states: Iterable[EditState] | None,
+        error_codes: Iterable[str] | None,
     ) -> Edit | None:
-        """Move an edit from one of `from_states` to `to_state`, setting `fields`, atomically.
-
-        `error_codes` narrows the condition further to edits carrying one of those codes.
-        An edit that ends (a terminal `to_state`) gives its lease back in the same change.
-        Returns the updated edit, or None when the edit was not in `from_states` (someone
-        else already took this step): the caller must then do nothing.
-        """
-        values: dict[str, Any] = {"updated_at": time.time(), **fields}
-        if to_state is not None:
-            values["state"] = to_state.value
-            if to_state in TERMINAL_STATES:
-                values.setdefault("lease_owner", None)
-                values.setdefault("lease_until", None)
         names = tuple(values)
-        states = [state.value for state in from_states]
+        wanted = None if states is None else sorted(state.value for state in states)
         codes = None if error_codes is None else list(error_codes)
 
         def build() -> sa.Update:
-            conditions = [
-                edits.c.id == sa.bindparam("w_id"),
-                _in(edits.c.state, "w_states", len(states)),
-            ]
+            conditions = [edits.c.id == sa.bindparam("w_id")]
+            if wanted is not None:
+                conditions.append(_in(edits.c.state, "w_states", len(wanted)))
             if codes is not None:
                 conditions.append(_in(edits.c.error_code, "w_codes", len(codes)))
             return edits.update().where(*conditions).values(_setters(edits, names))
 
-        shape = ("transition", names, len(states), None if codes is None else len(codes))
+        shape = (
+            "update",
+            names,
+            None if wanted is None else len(wanted),
+            None if codes is None else len(codes),
+        )
         stmt = _prepared(shape, lambda: build().returning(edits))
-        params = _bound(values, w_id=edit_id, **_listed("w_states", states))
+        params = _bound(values, w_id=edit_id)
+        if wanted is not None:
+            params.update(_listed("w_states", wanted))
         if codes is not None:
             params.update(_listed("w_codes", codes))
         row = (await self.execute(stmt, params)).mappings().first()
@@ -541,25 +379,25 @@ class Database:
     async def settle_callback(
         self,
         edit_id: int,
-        from_states: Iterable[EditState],
-        to_state: EditState,
+        step: Step,
         *,
         provider: str,
         callback_token: str,
         task_id: str | None,
         **fields: Any,
     ) -> Settled | None:
-        """`transition` for a provider callback, checking its credentials in the same statement.
+        """`transition` (SUCCEED or FAIL_TASK) for a provider callback, checking its credentials in
+        the same statement.
 
         Matches only the edit of `provider` whose callback token is `callback_token` and, if
         the callback names a `task_id`, whose task id is that one or still unknown (then it
         is recorded). None when anything does not match: the caller looks the edit up to say
         what (unknown edit, bad token, another task, already settled).
         """
-        values: dict[str, Any] = {"updated_at": time.time(), "state": to_state.value, **fields}
+        values: dict[str, Any] = {"updated_at": time.time(), **fields, "state": step.target.value}
         names = tuple(values)
         with_task = task_id is not None
-        states = [state.value for state in from_states]
+        states = sorted(state.value for state in step.sources)
 
         def build() -> sa.Update:
             conditions = [

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from storage.db import Database, Edit, InsertGuard
+from domain.edit import Edit
+from storage.db import Database, InsertGuard
 from storage.schema import edits
 
 DAY = 24 * 3600.0

@@ -15,7 +15,7 @@ from bot.app import create_app
 from bot.config import Settings, load_settings
 from bot.keys import SERVICES
 from bot.services import Services
-from storage.db import Edit, EditState
+from domain.edit import Edit, EditState
 from tests.fakes.kie import FakeKie
 from tests.fakes.s3 import MotoS3
 from tests.fakes.telegram import FakeTelegram

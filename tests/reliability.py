@@ -16,7 +16,7 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
-from storage.db import Edit
+from domain.edit import Edit
 from tests.conftest import CHAT_ID, KIE_KEY, TOKEN, USER_ID, RunningBot
 from tests.fakes._common import FakeServer
 from tests.fakes.images import make_jpeg

@@ -11,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import load_settings
-from storage.db import AlbumItem, Database, EditState, InputPhoto, NewEdit
+from domain import steps
+from domain.edit import AlbumItem, EditState, InputPhoto, NewEdit
+from storage.db import Database
 from storage.schema import edits
 from tests.pg import PostgresServer
 
@@ -68,17 +70,14 @@ async def test_transition_happens_once_under_concurrency(db: Database) -> None:
     edit = await db.create_edit(new_edit())
     assert edit is not None
     results = await asyncio.gather(
-        *(
-            db.transition(edit.id, [EditState.QUEUED], EditState.SUBMITTING, task_id=f"t{i}")
-            for i in range(20)
-        )
+        *(db.transition(edit.id, steps.BEGIN_SUBMIT, task_id=f"t{i}") for i in range(20))
     )
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     stored = await db.get_edit(edit.id)
     assert stored is not None and stored.state is EditState.SUBMITTING
     assert stored.task_id == winners[0].task_id
-    assert await db.transition(edit.id, [EditState.QUEUED], EditState.FAILED) is None
+    assert await db.transition(edit.id, steps.CANCEL_UNSENT) is None
 
 
 async def test_leases_exclude_other_workers_until_they_expire(db: Database) -> None:
@@ -100,7 +99,7 @@ async def test_due_edits_respect_next_check(db: Database) -> None:
     first = await db.create_edit(new_edit("a", state=EditState.SUBMITTED))
     second = await db.create_edit(new_edit("b", state=EditState.SUBMITTED))
     assert first and second
-    await db.transition(second.id, [EditState.SUBMITTED], None, next_check_at=time.time() + 60)
+    await db.update_fields(second.id, only_in=[EditState.SUBMITTED], next_check_at=time.time() + 60)
     due = await db.due_edits([EditState.SUBMITTED], now=time.time())
     assert [e.id for e in due] == [first.id]
 
@@ -231,14 +230,14 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
 async def test_an_edit_that_ends_gives_its_lease_back(db: Database) -> None:
     edit = await db.create_edit(new_edit(lease_owner="w1", lease_until=time.time() + 60))
     assert edit is not None and edit.id
-    moved = await db.transition(edit.id, [EditState.QUEUED], EditState.SUBMITTING)
+    moved = await db.transition(edit.id, steps.BEGIN_SUBMIT)
     assert moved is not None  # not an end: the lease stays
     async with db.connect() as conn:
         row = (
             await conn.execute(sa.select(edits.c.lease_owner).where(edits.c.id == edit.id))
         ).one()
     assert row[0] == "w1"
-    ended = await db.transition(edit.id, [EditState.SUBMITTING], EditState.FAILED)
+    ended = await db.transition(edit.id, steps.INTERRUPT)
     assert ended is not None
     async with db.connect() as conn:
         row = (

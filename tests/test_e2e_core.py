@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg, make_png
 from tests.fakes.kie import FakeKie

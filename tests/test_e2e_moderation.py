@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Any
 
 from bot.handlers.moderation import change
+from domain.edit import EditState
 from storage.chat_settings import ChatSettingsStore
-from storage.db import EditState
 from storage.moderation import Moderation, WhoMayEdit
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
@@ -207,8 +207,8 @@ async def test_a_pending_request_expires_and_the_member_is_told(
     assert edit.state is EditState.AWAITING_APPROVAL
 
     # Ten minutes pass (the row says so; the sweeper reads APPROVAL_TIMEOUT against it).
-    await bot.services.db.transition(
-        edit.id, [EditState.AWAITING_APPROVAL], None, updated_at=time.time() - 601
+    await bot.services.db.update_fields(
+        edit.id, only_in=[EditState.AWAITING_APPROVAL], updated_at=time.time() - 601
     )
     expired = await bot.wait_state(EditState.EXPIRED)
     assert expired.decision == "expired" and expired.error_code == "approval_expired"

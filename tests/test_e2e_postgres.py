@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie

@@ -22,7 +22,7 @@ from PIL import Image
 from bot.app import create_app
 from bot.providers.base import SubmitRequest
 from bot.providers.kie import signature
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import (
     CHAT_ID,
     USER_ID,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, RunningBot
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
@@ -96,7 +96,9 @@ async def test_as_file_sends_the_original_bytes_or_says_they_expired(
 
     # Later the provider no longer keeps it (its links answer 404).
     gone = [f"{kie.url}/results/{task.task_id}/expired.png"]
-    await webhook_bot.services.db.transition(edit.id, [EditState.DELIVERED], result_urls=gone)
+    await webhook_bot.services.db.update_fields(
+        edit.id, only_in=[EditState.DELIVERED], result_urls=gone
+    )
     await me.press(message, data_of(message, "📎 As file"))
     expired = await me.reply_of(message)
     assert expired.params["text"].startswith("⌛ The image service no longer keeps this result")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.edit import EditState
 from storage.chat_settings import ChatPrefs, ChatSettingsStore
-from storage.db import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie

@@ -18,8 +18,8 @@ import aiohttp
 import pillow_heif
 from PIL import Image
 
+from domain.edit import EditState
 from storage.blobs import LocalBlobStore, new_key
-from storage.db import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie

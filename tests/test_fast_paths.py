@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import event
 
 from bot.tasks import TaskTracker, WorkQueue
-from storage.db import Database, EditState
+from domain.edit import EditState
+from storage.db import Database
 from storage.dbconn import ThreadBackend
 from tests.conftest import CHAT_ID, USER_ID, RunningBot
 from tests.fakes.images import make_jpeg

@@ -1,4 +1,4 @@
-"""Tests for storage.images: input photo normalisation.
+"""Tests for bot.images: input photo normalisation.
 
 All inputs are generated with Pillow (and pillow-heif) on the fly; nothing is committed.
 """
@@ -18,16 +18,9 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
-from storage import images
-from storage.images import (
-    ImageError,
-    ImageErrorCode,
-    ImageLimits,
-    NormalizedImage,
-    image_size,
-    normalize,
-    probe,
-)
+from bot.images.decode import ensure_heif_opener, image_size, probe
+from bot.images.limits import ImageError, ImageErrorCode, ImageLimits, NormalizedImage
+from bot.images.normalize import normalize
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -841,5 +834,5 @@ def test_normalized_image_repr_hides_the_bytes() -> None:
 
 
 def test_heif_opener_is_registered_lazily() -> None:
-    images._ensure_heif_opener()
+    ensure_heif_opener()
     assert "HEIF" in Image.OPEN

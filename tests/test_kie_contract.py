@@ -9,17 +9,6 @@ import pytest
 
 from bot.providers import kie
 from bot.providers.base import InputRejected, SubmitRequest, TaskState
-from bot.providers.errors import (
-    CallbackRejected,
-    FeatureDisabled,
-    GenerationFailed,
-    InsufficientCredits,
-    ProtocolError,
-    ProviderAuthError,
-    ProviderUnavailable,
-    RateLimited,
-    ValidationRejected,
-)
 from bot.providers.kie import (
     build_create_body,
     closest_image_size,
@@ -30,6 +19,17 @@ from bot.providers.kie import (
     signature,
     validate_jobs_request,
     verify_signature,
+)
+from domain.errors import (
+    CallbackRejected,
+    FeatureDisabled,
+    GenerationFailed,
+    InsufficientCredits,
+    ProtocolError,
+    ProviderAuthError,
+    ProviderUnavailable,
+    RateLimited,
+    ValidationRejected,
 )
 from tests.docs_examples import (
     APIKLEY_CREATED,

@@ -21,8 +21,9 @@ from bot.handlers import moderation_views as views
 from bot.handlers.common import format_wait
 from bot.i18n import Translator
 from bot.preferences import reset
+from domain.edit import NewEdit
 from storage.chat_settings import ChatPrefs
-from storage.db import Database, EditState, LimitReached, NewEdit
+from storage.db import Database, LimitReached
 from storage.moderation import (
     DAY,
     Moderation,
@@ -167,7 +168,7 @@ async def add(
 ) -> int:
     edit = await db.create_edit(new_edit(key, chat_id=GROUP, user_id=user))
     assert edit is not None
-    await db.transition(edit.id, list(EditState), None, created_at=at, decision=decision)
+    await db.update_fields(edit.id, created_at=at, decision=decision)
     return edit.id
 
 
@@ -243,10 +244,8 @@ async def test_spend_per_period_and_top_members(db: Database) -> None:
         ("e", 9, 10, None, False),  # never sent to the provider
     ):
         edit_id = await add(db, key, user=user, at=now - age)
-        await db.transition(
-            edit_id, list(EditState), None, credits=credits, task_id=f"t-{key}" if sent else None
-        )
-    await db.transition(1, list(EditState), None, user_name="Bob")
+        await db.update_fields(edit_id, credits=credits, task_id=f"t-{key}" if sent else None)
+    await db.update_fields(1, user_name="Bob")
     spend = await usage(db, chat_id=GROUP, now=now)
     assert (spend["day"].edits, spend["day"].credits) == (2, 4.0)
     assert (spend["week"].edits, spend["week"].credits) == (3, 6.5)

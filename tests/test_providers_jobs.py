@@ -10,17 +10,6 @@ import aiohttp
 import pytest
 
 from bot.providers.base import SubmitRequest, TaskState
-from bot.providers.errors import (
-    FeatureDisabled,
-    GenerationFailed,
-    InsufficientCredits,
-    ProviderAuthError,
-    ProviderError,
-    ProviderNotFound,
-    ProviderUnavailable,
-    RateLimited,
-    ValidationRejected,
-)
 from bot.providers.http import HttpProvider
 from bot.providers.kie import (
     PLAYGROUND_PREFIX,
@@ -32,6 +21,17 @@ from bot.providers.kie import (
     parse_submit,
 )
 from bot.providers.transport import Transport
+from domain.errors import (
+    FeatureDisabled,
+    GenerationFailed,
+    InsufficientCredits,
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderUnavailable,
+    RateLimited,
+    ValidationRejected,
+)
 from tests.docs_examples import (
     APIKLEY_CREATED,
     APIKLEY_REQUEST,

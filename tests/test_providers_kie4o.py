@@ -12,14 +12,6 @@ import aiohttp
 import pytest
 
 from bot.providers.base import InputRejected, SubmitRequest, TaskState, TaskStatus
-from bot.providers.errors import (
-    CallbackRejected,
-    InsufficientCredits,
-    ProtocolError,
-    ProviderAuthError,
-    RateLimited,
-    ValidationRejected,
-)
 from bot.providers.http import HttpProvider
 from bot.providers.kie import kie_error, signature
 from bot.providers.kie4o import (
@@ -34,6 +26,14 @@ from bot.providers.kie4o import (
     validate_4o_request,
 )
 from bot.providers.transport import Transport
+from domain.errors import (
+    CallbackRejected,
+    InsufficientCredits,
+    ProtocolError,
+    ProviderAuthError,
+    RateLimited,
+    ValidationRejected,
+)
 from tests.docs_examples import (
     GPT4O_CREATED,
     GPT4O_DOWNLOAD_ANSWER,

@@ -8,16 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.images.normalize import normalize
 from bot.providers.base import InputRejected, SubmitRequest, TaskState
-from bot.providers.errors import (
-    ProtocolError,
-    ProviderAuthError,
-    ProviderError,
-    ProviderNotFound,
-    ProviderUnavailable,
-    RateLimited,
-    ValidationRejected,
-)
 from bot.providers.http import HttpProvider
 from bot.providers.odkkk import (
     build_odkkk_body,
@@ -30,7 +22,15 @@ from bot.providers.odkkk import (
     validate_odkkk_request,
 )
 from bot.providers.transport import Transport
-from storage.images import normalize
+from domain.errors import (
+    ProtocolError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderUnavailable,
+    RateLimited,
+    ValidationRejected,
+)
 from tests.docs_examples import ODKKK_CREATED, ODKKK_ERRORS, ODKKK_REQUEST
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.web.callbacks import MAX_CALLBACK_BYTES
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import KIE_KEY, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram

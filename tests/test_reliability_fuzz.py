@@ -35,8 +35,10 @@ from bot.app import create_app
 from bot.config import load_settings
 from bot.keys import SERVICES
 from bot.providers.kie import signature
+from domain import steps
+from domain.edit import Edit, EditState, NewEdit
 from storage.blobs import LocalBlobStore
-from storage.db import Database, Edit, EditState, NewEdit
+from storage.db import Database
 from tests.conftest import CHAT_ID, KIE_KEY, TOKEN, USER_ID, free_port
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
@@ -105,8 +107,7 @@ class Harness:
             now = time.time()
             edit = await db.transition(
                 new.id,
-                [EditState.SUBMITTING],
-                EditState.SUBMITTED,
+                steps.RECORD_TASK,
                 task_id=uuid.uuid4().hex,
                 submitted_at=now,
                 next_check_at=now + 3600,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, RunningBot
 from tests.fakes.images import make_jpeg, pixel
 from tests.fakes.kie import FakeKie

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.config import Settings
 from bot.logs import settings_secrets, setup_logging
-from storage.db import EditState
+from domain.edit import EditState
 from tests.conftest import KIE_KEY, TOKEN, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram

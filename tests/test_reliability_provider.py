@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from bot.providers.transport import RetryPolicy
-from storage.db import Edit, EditState
+from domain.edit import Edit, EditState
 from tests.conftest import KIE_KEY, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg, make_noise_png
 from tests.fakes.kie import FakeKie

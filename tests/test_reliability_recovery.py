@@ -9,8 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.edits import SUBMIT_LEASE
-from storage.db import Database, Edit, EditState, InputPhoto, NewEdit
+from bot.lifecycle.context import SUBMIT_LEASE
+from domain.edit import Edit, EditState, InputPhoto, NewEdit
+from storage.db import Database
 from storage.schema import edits
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory, free_port
 from tests.fakes.images import make_jpeg
@@ -121,10 +122,9 @@ async def crashed_edit(
     assert new is not None
     now = time.time()
     values: dict[str, Any] = {"updated_at": now - 60, **fields}
-    edit = await db.transition(
+    edit = await db.update_fields(
         new.id,
-        [state],
-        None,
+        only_in=[state],
         lease_owner="a-process-that-died",
         lease_until=now + lease_left,
         **values,

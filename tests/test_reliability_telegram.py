@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from bot import delivery
-from storage.db import EditState
+from domain import steps
+from domain.edit import EditState
 from tests.conftest import CHAT_ID, TOKEN, RunningBot
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
@@ -158,7 +159,7 @@ async def test_a_chat_that_blocked_the_bot_gets_nothing_more(
     kie.release(tasks[1] or "")  # another result for the same chat: not even attempted
     await webhook_bot.wait_state(EditState.UNDELIVERABLE, 2)
     kie.next_outcome()  # and a failure notice for it is not sent either
-    await webhook_bot.services.db.transition(3, [EditState.SUBMITTED], EditState.FAILED)
+    await webhook_bot.services.db.transition(3, steps.FAIL_TASK)
     await webhook_bot.services.edits.notify(3)
     await eventually(lambda: _notified(webhook_bot, 3), what="notice 3 settled")
     await quiesce(webhook_bot)

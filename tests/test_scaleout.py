@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from domain.edit import EditState
 from storage.chat_settings import ChatSettingsStore
-from storage.db import Database, EditState
+from storage.db import Database
 from tests.conftest import CHAT_ID, USER_ID, free_port
 from tests.fakes.balancer import RoundRobin
 from tests.fakes.images import make_jpeg

@@ -32,8 +32,9 @@ from bot.providers.base import ModelSpec, SubmitRequest
 from bot.providers.kie import jobs_models, validate_jobs_request
 from bot.providers.kie4o import kie4o_models, validate_4o_request
 from bot.providers.registry import ProviderRegistry
+from domain.edit import EditState
 from storage.chat_settings import CAS_ATTEMPTS, ChatPrefs, ChatSettingsStore
-from storage.db import Database, EditState
+from storage.db import Database
 
 LONG_ID = "a-provider-with-a-long-name:some-vendor/an-image-edit-model-with-a-very-long-id"
 

@@ -10,16 +10,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.providers.errors import (
+from bot.providers.kie_upload import KieUploadStore
+from bot.providers.transport import RetryPolicy, Transport
+from domain.edit import EditState
+from domain.errors import (
     InsufficientCredits,
     ProtocolError,
     ProviderAuthError,
     ProviderUnavailable,
     ValidationRejected,
 )
-from bot.providers.transport import RetryPolicy, Transport
-from storage.blobs import KieUploadStore, is_key
-from storage.db import EditState
+from storage.blobs import is_key
 from tests.conftest import CHAT_ID, KIE_KEY, USER_ID, BotStarter, SettingsFactory
 from tests.fakes.images import make_jpeg, make_png
 from tests.fakes.kie import FakeKie

@@ -26,7 +26,7 @@ from telegram.error import (
 )
 
 from bot.delivery import telegram_call
-from bot.edits import ChatUnreachable, DeliveryFailed
+from bot.lifecycle.context import ChatUnreachable, DeliveryFailed
 from bot.telegram_http import AiohttpRequest
 from tests.fakes.telegram import FakeTelegram
 

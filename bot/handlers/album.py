@@ -18,7 +18,7 @@ from telegram.constants import ChatType
 
 from bot.handlers.common import Origin, answer, extract_prompt, input_photo, is_mask_caption
 from bot.services import BotContext, Services
-from storage.db import AlbumItem, InputPhoto
+from domain.edit import AlbumItem, InputPhoto
 
 log = logging.getLogger(__name__)
 

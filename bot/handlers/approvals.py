@@ -23,7 +23,7 @@ from telegram.helpers import mention_html
 
 from bot.handlers.common import Origin, answer, answer_press, edit_press, format_wait
 from bot.services import BotContext, Services
-from storage.db import Edit, EditState
+from domain.edit import Edit
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ async def post_request(bot: Bot, services: Services, origin: Origin, edit: Edit)
     markup = InlineKeyboardMarkup([[approve, reject]])
     panel = await answer(bot, origin, text, parse_mode=ParseMode.HTML, reply_markup=markup)
     # Remembered so the expiry can close it; a decision edits the pressed message itself.
-    await services.db.transition(
-        edit.id, [EditState.AWAITING_APPROVAL], None, approval_message_id=panel.message_id
-    )
+    await services.edits.note_approval_panel(edit, panel.message_id)
     log.info("edit awaiting approval", extra={"edit_id": edit.id, "chat_id": edit.chat_id})
 
 
@@ -119,7 +117,7 @@ async def on_decision(update: Update, context: BotContext) -> None:
         decided.chat_id, decided.chat_type, decided.message_id, decided.user_id, decided.lang
     )
     status = await answer(context.bot, origin, services.tr(decided.lang, "approval.approved"))
-    await services.db.set_status_message(decided.id, status.message_id)
+    await services.edits.note_status_message(decided.id, status.message_id)
     await services.edits.submit(decided.id)
 
 

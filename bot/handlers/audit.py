@@ -18,7 +18,7 @@ from telegram.ext import Application, CommandHandler
 from bot.handlers.common import admin_command, reply
 from bot.handlers.credits import format_credits
 from bot.services import BotContext, Services
-from storage.db import Edit, EditState
+from domain.edit import Edit, EditState
 from storage.moderation import PERIODS, Spend, recent_requests, top_spenders, usage
 
 MODLOG_SIZE = 15

@@ -9,7 +9,6 @@ accepted from those two states).
 from __future__ import annotations
 
 import logging
-import time
 
 from telegram import Bot, Update
 from telegram.error import BadRequest
@@ -17,38 +16,10 @@ from telegram.ext import Application, CommandHandler
 
 from bot.handlers.common import reply
 from bot.handlers.edit import PENDING_PROMPT_MAX_AGE
-from bot.services import BotContext, Services
-from storage.db import Edit, EditState
+from bot.services import BotContext
+from domain.edit import Edit
 
 log = logging.getLogger(__name__)
-
-NOT_SENT = (EditState.AWAITING_APPROVAL, EditState.QUEUED)
-SENT = (EditState.SUBMITTING, EditState.SUBMITTED)
-SEARCH_DEPTH = 50
-
-
-async def cancel_latest(services: Services, user_id: int, chat_id: int) -> tuple[Edit, bool] | None:
-    """Cancel the newest edit of this user in this chat that is still in progress.
-
-    Returns the cancelled edit and whether it had already been sent to the provider; None
-    when there was nothing to cancel. Each attempt is one conditional state change, so a
-    result that arrives at the same moment either wins (and is delivered) or is dropped.
-    """
-    for edit in await services.db.recent_edits(user_id, limit=SEARCH_DEPTH):
-        if edit.chat_id != chat_id or edit.state not in (*NOT_SENT, *SENT):
-            continue
-        for states, sent in ((NOT_SENT, False), (SENT, True)):
-            cancelled = await services.db.transition(
-                edit.id,
-                states,
-                EditState.CANCELLED,
-                error_code="cancelled",
-                finished_at=time.time(),
-                next_check_at=None,
-            )
-            if cancelled is not None:
-                return cancelled, sent
-    return None
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:
@@ -58,10 +29,9 @@ async def cancel_command(update: Update, context: BotContext) -> None:
         return
     services = context.services
     lang = await services.lang_for(user, message.chat)
-    outcome = await cancel_latest(services, user.id, message.chat_id)
+    outcome = await services.edits.cancel_latest(user.id, message.chat_id)
     if outcome is not None:
         edit, sent = outcome
-        log.info("edit cancelled", extra={"edit_id": edit.id, "sent": sent})
         await _mark_status(context.bot, edit, services.tr(edit.lang, "cancel.status"))
         await reply(
             message, services.tr(lang, "cancel.done_sent" if sent else "cancel.done_queued")

@@ -17,7 +17,7 @@ from telegram.error import BadRequest
 
 from bot.buttons import shorten
 from bot.delivery import reply_to
-from storage.db import Edit, InputPhoto
+from domain.edit import Edit, InputPhoto
 
 if TYPE_CHECKING:
     from bot.services import BotContext

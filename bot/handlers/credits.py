@@ -6,10 +6,10 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler
 
 from bot.handlers.common import reply
-from bot.providers.errors import ProviderError
 from bot.providers.http import HttpProvider
 from bot.providers.kie import account_credits
 from bot.services import BotContext
+from domain.errors import ProviderError
 
 KIE_PROVIDER = "kie"
 

@@ -26,8 +26,9 @@ from bot.handlers.common import (
 from bot.preferences import resolve
 from bot.providers.base import InputRejected
 from bot.services import BotContext, Services
+from domain.edit import Edit, EditState, InputPhoto
 from storage.chat_settings import ChatPrefs
-from storage.db import Edit, EditState, InputPhoto, InsertGuard
+from storage.db import InsertGuard
 
 log = logging.getLogger(__name__)
 

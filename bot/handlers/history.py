@@ -28,7 +28,7 @@ from bot.delivery import reply_to
 from bot.handlers.common import Origin, answer_press, edit_press, reply
 from bot.handlers.edit import start_edit
 from bot.services import BotContext, Services
-from storage.db import TERMINAL_STATES, Edit
+from domain.edit import TERMINAL_STATES, Edit
 
 log = logging.getLogger(__name__)
 

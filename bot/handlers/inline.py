@@ -17,7 +17,7 @@ from telegram.ext import Application, InlineQueryHandler
 
 from bot.buttons import shorten
 from bot.services import BotContext
-from storage.db import Edit, EditState
+from domain.edit import Edit, EditState
 
 MAX_RESULTS = 50  # Telegram's limit per answer
 SEARCH_DEPTH = 100

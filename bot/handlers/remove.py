@@ -17,7 +17,6 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.buttons import REMOVE_PATTERN, RemovePress, parse_remove
 from bot.handlers.common import admin_command, answer_press, edit_press, reply
 from bot.services import BotContext, Services
-from storage.db import EditState
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +41,7 @@ async def _record(services: Services, edit_id: int, chat_id: int, admin: User) -
     edit = await services.db.get_edit(edit_id)
     if edit is None or edit.chat_id != chat_id:
         return
-    await services.db.transition(
-        edit_id,
-        list(EditState),
-        None,
-        removed_by_name=admin.full_name[:128],
-        removed_at=time.time(),
-    )
+    await services.edits.note_removal(edit_id, by_name=admin.full_name, at=time.time())
     log.info("result removed", extra={"edit_id": edit_id, "admin_id": admin.id})
 
 

@@ -10,12 +10,12 @@ from telegram import Bot, Update
 from telegram.ext import Application, CallbackQueryHandler
 
 from bot.buttons import RESULT_PATTERN, parse_result
-from bot.edits import ChatUnreachable, DeliveryFailed
 from bot.handlers.common import Origin, answer, answer_press, edit_press
 from bot.handlers.edit import start_edit
+from bot.lifecycle.context import ChatUnreachable, DeliveryFailed
 from bot.preferences import SEED_MAX
 from bot.services import BotContext, Services
-from storage.db import Edit
+from domain.edit import Edit
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from storage.images import ImageLimits
+from bot.images.limits import ImageLimits
 
 
 class TaskState(StrEnum):

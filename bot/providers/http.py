@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.providers.base import ModelSpec, SubmitRequest, TaskStatus
-from bot.providers.errors import CallbackRejected, ProtocolError
 from bot.providers.transport import ErrorMapper, SlidingWindowLimiter, Transport
+from domain.errors import CallbackRejected, ProtocolError
 
 # (key, headers, body, the edit's task id) -> None, or raise CallbackRejected.
 CallbackVerifier = Callable[[str, Mapping[str, str], Any, str | None], None]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from bot.images.limits import ImageLimits
 from bot.providers.base import (
     InputRejected,
     ModelSpec,
@@ -23,9 +24,8 @@ from bot.providers.base import (
     TaskStatus,
     check_prompt_and_images,
 )
-from bot.providers.errors import CallbackRejected, ProtocolError, ProviderError, error_for_code
 from bot.providers.http import FamilyApi, HttpProvider
-from storage.images import ImageLimits
+from domain.errors import CallbackRejected, ProtocolError, ProviderError, error_for_code
 
 QWEN_OPTIONS = frozenset(
     {

@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from bot.images.limits import ImageLimits
 from bot.providers.base import (
     InputRejected,
     ModelSpec,
@@ -19,10 +20,9 @@ from bot.providers.base import (
     TaskStatus,
     check_prompt_and_images,
 )
-from bot.providers.errors import ProtocolError, ProviderError
 from bot.providers.http import FamilyApi, HttpProvider
 from bot.providers.kie import closest_aspect_ratio, kie_error, task_id_of, verify_callback
-from storage.images import ImageLimits
+from domain.errors import ProtocolError, ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.images.limits import ImageLimits
 from bot.providers.base import (
     InputRejected,
     ModelSpec,
@@ -22,9 +23,8 @@ from bot.providers.base import (
     TaskStatus,
     check_prompt_and_images,
 )
-from bot.providers.errors import ProtocolError, ProviderError, error_for_code
 from bot.providers.http import FamilyApi
-from storage.images import ImageLimits
+from domain.errors import ProtocolError, ProviderError, error_for_code
 
 API_MODEL = "qwen-image-edit"
 MODEL_ID = f"odkkk:{API_MODEL}"
@@ -32,7 +32,7 @@ GENERATIONS = "/v1/images/generations"
 PROMPT_MAX = 2000
 MAX_IMAGES = 3
 CALLBACK_URL_MAX = 2048
-# Each side 384-3072 px: storage.images.normalize up- or downscales into that range.
+# Each side 384-3072 px: bot.images.normalize up- or downscales into that range.
 ODKKK_INPUT_LIMITS = ImageLimits(min_side=384, max_side=3072)
 
 STATE_MAP = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.providers.errors import (
+from domain.errors import (
     ProtocolError,
     ProviderError,
     ProviderUnavailable,

@@ -17,8 +17,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from bot.keys import SERVICES
-from bot.providers.errors import CallbackRejected
 from bot.web.errors import BadRequest
+from domain.errors import CallbackRejected
 
 MAX_CALLBACK_BYTES = 256 * 1024
 MAX_EDIT_ID = 2**63 - 1

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.providers.errors import CallbackRejected
+from domain.errors import CallbackRejected
 
 log = logging.getLogger(__name__)
 

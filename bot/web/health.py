@@ -10,7 +10,7 @@ from telegram.error import TelegramError
 
 from bot.keys import PTB, SERVICES, SETTINGS
 from bot.metrics import CONTENT_TYPE_LATEST
-from storage.db import EditState
+from domain.edit import EditState
 
 log = logging.getLogger(__name__)
 

@@ -37,46 +37,28 @@ from __future__ import annotations
 import io
 import logging
 import math
-import struct
-import threading
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Final, cast
+from collections.abc import Mapping
+from typing import Final, cast
 
-from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "DEFAULT_MAX_INPUT_PIXELS",
-    "INPUT_FORMATS",
-    "OUTPUT_FORMATS",
-    "ImageError",
-    "ImageErrorCode",
-    "ImageLimits",
-    "NormalizedImage",
-    "image_size",
-    "normalize",
-    "probe",
-]
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_INPUT_PIXELS: Final = 50_000_000
-
-#: Formats :func:`normalize` can produce (Pillow format names).
-OUTPUT_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP"})
-
-#: Formats we decode (Pillow format names).  Everything else Pillow might recognise
-#: (PSD, EPS, ICO, PPM, ...) is refused with ``UNSUPPORTED_FORMAT``: fewer decoders
-#: exposed to untrusted input, and EPS would even start Ghostscript.  ``MPO`` is the
-#: multi-picture JPEG many phones write; it is reported as ``JPEG``.
-INPUT_FORMATS: Final = frozenset(
-    {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
+from bot.images.decode import (
+    DECODE_ERRORS,
+    ORIENTATION_TRANSPOSE,
+    format_name,
+    open_image,
+    read_orientation,
+    too_many_pixels,
+)
+from bot.images.limits import (
+    DEFAULT_LIMITS,
+    ImageError,
+    ImageErrorCode,
+    ImageLimits,
+    NormalizedImage,
 )
 
+logger = logging.getLogger(__name__)
 _CONTENT_TYPES: Final[Mapping[str, tuple[str, str]]] = {
     "JPEG": ("image/jpeg", "jpg"),
     "PNG": ("image/png", "png"),
@@ -94,294 +76,6 @@ _WHITE: Final = (255, 255, 255)
 # APP0 (JFIF/JFXX) and APP14 (Adobe colour transform flag).  APP1 (EXIF/XMP), APP2
 # (ICC, MPF), APP13 (IPTC) and COM segments force a re-encode.
 _FAST_PATH_SEGMENTS: Final = frozenset({"APP0", "APP14"})
-
-# The same mapping as PIL.ImageOps.exif_transpose.  Applied by hand so that an image
-# without orientation is not copied and the transposition happens after downscaling.
-_ORIENTATION_TRANSPOSE: Final[Mapping[int, Image.Transpose]] = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-_SWAPPING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
-
-# What decoders raise on damaged or truncated data.  (pillow-heif raises ValueError or
-# RuntimeError; zlib errors surface as OSError/ValueError.)
-_DECODE_ERRORS: Final = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    RuntimeError,
-    struct.error,
-    IndexError,
-    TypeError,
-    KeyError,
-    ArithmeticError,
-)
-
-
-class ImageErrorCode(StrEnum):
-    """Machine-readable reason why an input image was refused."""
-
-    EMPTY = "empty"
-    """No data at all."""
-    NOT_AN_IMAGE = "not_an_image"
-    """The data is not an image format we recognise."""
-    TRUNCATED = "truncated"
-    """The file is an image but cannot be decoded: cut short or damaged."""
-    TOO_MANY_PIXELS = "too_many_pixels"
-    """The header announces more pixels than allowed (possible decompression bomb)."""
-    TOO_SMALL = "too_small"
-    """A side is below ``min_side`` and the image cannot be upscaled to fit."""
-    TOO_LARGE = "too_large"
-    """Even after lowering quality and dimensions the file exceeds ``max_bytes``."""
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    """A recognised image format (or pixel mode) that we do not convert."""
-
-
-class ImageError(ValueError):
-    """An input image was refused.
-
-    ``code`` selects the user-facing message, ``detail`` is English text for logs, and
-    ``params`` holds values for formatting the message.  Keys per code:
-
-    * ``TOO_MANY_PIXELS``: ``max_pixels``; ``width`` and ``height`` when the header
-      could be read;
-    * ``TOO_SMALL``: ``width``, ``height``, ``min_side``, ``max_side``;
-    * ``TOO_LARGE``: ``max_bytes``, ``size`` (bytes of the smallest attempt);
-    * ``UNSUPPORTED_FORMAT``: ``format`` (a Pillow format name, or ``mode:<MODE>``);
-    * ``TRUNCATED``: ``format`` when known.
-    """
-
-    code: ImageErrorCode
-    detail: str
-    params: dict[str, int | str]
-
-    def __init__(
-        self,
-        code: ImageErrorCode,
-        detail: str,
-        params: Mapping[str, int | str] | None = None,
-    ) -> None:
-        super().__init__(code, detail)
-        self.code = code
-        self.detail = detail
-        self.params = dict(params or {})
-
-    def __str__(self) -> str:
-        return f"{self.code.value}: {self.detail}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.code, self.detail, self.params))
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """What the target model accepts."""
-
-    max_bytes: int = 10 * 1024 * 1024
-    """Largest acceptable output file."""
-    formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})
-    """Formats the model accepts (Pillow names, subset of :data:`OUTPUT_FORMATS`)."""
-    min_side: int = 1
-    """Smallest acceptable shorter side."""
-    max_side: int = 4096
-    """Largest acceptable longer side; larger images are downscaled (aspect kept)."""
-    min_side_upscale: bool = True
-    """Upscale (aspect kept) when the shorter side is below ``min_side``, if the longer
-    side then stays within ``max_side``; otherwise the image is ``TOO_SMALL``."""
-    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
-    """Refuse, before decoding, inputs whose header announces more pixels than this.
-    Pillow's own hard limit (``2 * Image.MAX_IMAGE_PIXELS``) still applies on top."""
-
-    def __post_init__(self) -> None:
-        formats = frozenset(f.upper() for f in self.formats)
-        object.__setattr__(self, "formats", formats)
-        if not formats:
-            raise ValueError("ImageLimits.formats must not be empty")
-        if unknown := formats - OUTPUT_FORMATS:
-            raise ValueError(
-                f"ImageLimits.formats: cannot encode {sorted(unknown)}; "
-                f"supported: {sorted(OUTPUT_FORMATS)}"
-            )
-        if self.max_bytes <= 0:
-            raise ValueError("ImageLimits.max_bytes must be positive")
-        if not 1 <= self.min_side <= self.max_side:
-            raise ValueError("ImageLimits needs 1 <= min_side <= max_side")
-        if self.max_input_pixels <= 0:
-            raise ValueError("ImageLimits.max_input_pixels must be positive")
-
-
-DEFAULT_LIMITS: Final = ImageLimits()
-
-
-@dataclass(frozen=True)
-class NormalizedImage:
-    """An image ready to be uploaded: metadata-free, within the limits it was made for."""
-
-    data: bytes = field(repr=False)
-    content_type: str
-    """``image/jpeg``, ``image/png`` or ``image/webp``."""
-    extension: str
-    """``jpg``, ``png`` or ``webp`` (no dot)."""
-    width: int
-    height: int
-
-
-# --------------------------------------------------------------------------- opening
-
-_heif_lock = threading.Lock()
-_heif_registered = False
-
-# warnings.catch_warnings() swaps process-global state; serialise our own uses of it so
-# that concurrent calls from worker threads cannot leave our filter installed.
-_warnings_lock = threading.Lock()
-
-
-def _ensure_heif_opener() -> None:
-    """Register pillow-heif's HEIF/HEIC opener once (thread-safe, lazy)."""
-    global _heif_registered
-    if _heif_registered:
-        return
-    with _heif_lock:
-        if _heif_registered:
-            return
-        try:
-            from pillow_heif import register_heif_opener
-        except ImportError:  # pragma: no cover - pillow-heif is a dependency
-            logger.warning("pillow-heif is not installed: HEIC/HEIF input is unsupported")
-        else:
-            register_heif_opener()
-        _heif_registered = True
-
-
-def _input_formats() -> list[str]:
-    Image.init()
-    return [name for name in INPUT_FORMATS if name in Image.OPEN]
-
-
-def _identify_unsupported(data: bytes) -> str | None:
-    """Name of the format Pillow would recognise ``data`` as, if any (header only)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.format or "unknown"
-    except Exception:  # noqa: BLE001 - best-effort classification of refused input
-        return None
-
-
-def _too_many_pixels(
-    max_pixels: int, detail: str, size: tuple[int, int] | None = None
-) -> ImageError:
-    params: dict[str, int | str] = {"max_pixels": max_pixels}
-    if size is not None:
-        params["width"], params["height"] = size
-    return ImageError(ImageErrorCode.TOO_MANY_PIXELS, detail, params)
-
-
-@contextmanager
-def _open(data: bytes, max_input_pixels: int) -> Iterator[ImageFile.ImageFile]:
-    """Open ``data`` lazily (header only) and refuse what must never be decoded."""
-    if not data:
-        raise ImageError(ImageErrorCode.EMPTY, "no image data")
-    _ensure_heif_opener()
-    # Pillow warns (DecompressionBombWarning) above Image.MAX_IMAGE_PIXELS while opening;
-    # our own check right after opening is the authority (and reports the size), so the
-    # warning is silenced here.  Pillow's hard DecompressionBombError still applies.
-    unsupported: str | None = None
-    im: ImageFile.ImageFile | None = None
-    with _warnings_lock, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=_input_formats())
-        except UnidentifiedImageError:
-            unsupported = _identify_unsupported(data)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _too_many_pixels(max_input_pixels, str(exc)) from exc
-        except _DECODE_ERRORS as exc:
-            raise ImageError(ImageErrorCode.TRUNCATED, f"damaged image header: {exc!r}") from exc
-    if im is None:
-        if unsupported is None:
-            raise ImageError(ImageErrorCode.NOT_AN_IMAGE, "data is not a recognised image")
-        raise ImageError(
-            ImageErrorCode.UNSUPPORTED_FORMAT,
-            f"image format {unsupported} is not supported",
-            {"format": unsupported},
-        )
-    with im:
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageError(ImageErrorCode.TRUNCATED, f"invalid image size {width}x{height}")
-        if width * height > max_input_pixels:
-            raise _too_many_pixels(
-                max_input_pixels,
-                f"{width}x{height} exceeds {max_input_pixels} pixels",
-                (width, height),
-            )
-        yield im
-
-
-def _format_name(im: Image.Image) -> str:
-    fmt = im.format or "unknown"
-    return "JPEG" if fmt == "MPO" else fmt
-
-
-def _orientation(im: Image.Image) -> int:
-    """EXIF (or TIFF/XMP) orientation, 1 when absent or unreadable."""
-    try:
-        value = im.getexif().get(ExifTags.Base.Orientation, 1)
-    except _DECODE_ERRORS:
-        return 1
-    return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
-
-
-def probe(data: bytes, *, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> tuple[str, int, int]:
-    """Identify an image from its header without decoding the pixels.
-
-    Returns ``(format, width, height)``: a Pillow format name (``MPO`` is reported as
-    ``JPEG``) and the size *as displayed*, i.e. with EXIF orientation applied.  Raises
-    :class:`ImageError` with ``EMPTY``, ``NOT_AN_IMAGE``, ``UNSUPPORTED_FORMAT``,
-    ``TRUNCATED`` (damaged header) or ``TOO_MANY_PIXELS``.
-    """
-    with _open(data, max_input_pixels) as im:
-        width, height = im.size
-        if _orientation_from_header(im) in _SWAPPING_ORIENTATIONS and (
-            _stored_size(im) == (width, height)
-        ):
-            width, height = height, width
-        return _format_name(im), width, height
-
-
-def _orientation_from_header(im: ImageFile.ImageFile) -> int:
-    # PNG's eXIf chunk may follow the image data and Pillow would decode the image to
-    # find it; probe() stays header-only, so it only looks at what was already read.
-    if im.format == "PNG" and "exif" not in im.info:
-        return 1
-    return _orientation(im)
-
-
-def _stored_size(im: ImageFile.ImageFile) -> tuple[int, int]:
-    """Size of the pixel data as stored, before any orientation.
-
-    Recent Pillow versions report a TIFF's size already oriented (and transpose the
-    pixels while loading); the TIFF tags still hold the stored size.
-    """
-    tags = getattr(im, "tag_v2", None)
-    if im.format == "TIFF" and tags is not None:
-        width, height = tags.get(256), tags.get(257)  # ImageWidth, ImageLength
-        if isinstance(width, int) and isinstance(height, int):
-            return width, height
-    return im.size
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` of an image as displayed, from its header (see :func:`probe`)."""
-    _, width, height = probe(data)
-    return width, height
-
 
 # ------------------------------------------------------------------------- geometry
 
@@ -498,7 +192,7 @@ def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
                 converted = ImageCms.profileToProfile(im, source, _srgb(), outputMode=out_mode)
                 if converted is not None:
                     return _replace(im, converted)
-        except (ImageCms.PyCMSError, *_DECODE_ERRORS) as exc:
+        except (ImageCms.PyCMSError, *DECODE_ERRORS) as exc:
             logger.debug("ignoring unusable ICC profile: %r", exc)
     if im.mode in {"RGB", "RGBA"}:
         return im
@@ -626,12 +320,12 @@ def _decode(im: ImageFile.ImageFile, target: tuple[int, int], max_input_pixels: 
     try:
         im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels(max_input_pixels, str(exc), im.size) from exc
-    except _DECODE_ERRORS as exc:
+        raise too_many_pixels(max_input_pixels, str(exc), im.size) from exc
+    except DECODE_ERRORS as exc:
         raise ImageError(
             ImageErrorCode.TRUNCATED,
             f"cannot decode {im.format} image: {exc!r}",
-            {"format": _format_name(im)},
+            {"format": format_name(im)},
         ) from exc
 
 
@@ -645,8 +339,8 @@ def normalize(
     Everything else is decoded and re-encoded without metadata.  Raises
     :class:`ImageError`.
     """
-    with _open(data, limits.max_input_pixels) as source:
-        source_format = _format_name(source)
+    with open_image(data, limits.max_input_pixels) as source:
+        source_format = format_name(source)
         width, height = source.size
         if trusted_jpeg and _fast_path_ok(source, data, limits):
             return NormalizedImage(data, "image/jpeg", "jpg", width, height)
@@ -656,7 +350,7 @@ def normalize(
         if source.size == (height, width) != (width, height):
             target = target[1], target[0]  # the decoder applied a rotation itself
         icc = source.info.get("icc_profile")
-        orientation = _orientation(source)
+        orientation = read_orientation(source)
         try:
             im = _to_working_mode(source)
         except ValueError as exc:  # a mode Pillow cannot convert (e.g. LAB)
@@ -673,7 +367,7 @@ def normalize(
         if im.size != target:
             im = _replace(im, im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0))
         if orientation != 1:
-            im = _replace(im, im.transpose(_ORIENTATION_TRANSPOSE[orientation]))
+            im = _replace(im, im.transpose(ORIENTATION_TRANSPOSE[orientation]))
         im = _to_srgb(im, icc if isinstance(icc, bytes) else None)
         out_format = _choose_format(source_format, limits)
         encoded, out_format, out_width, out_height = _fit_bytes(im, out_format, limits)

@@ -1,0 +1,1 @@
+"""Input images: what a model accepts (`limits`) and turning user photos into that (`normalize`)."""

@@ -1,0 +1,134 @@
+"""What every phase of the edit lifecycle shares: collaborators, timing, leases, incidents.
+
+The lifecycle knows neither Telegram nor HTTP: photos come through a `PhotoSource`, results
+and failures leave through a `Notifier`, providers sit behind the `Provider` protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.providers.registry import ProviderRegistry
+from bot.tasks import TaskTracker, WorkQueue
+from domain.edit import Edit, InputPhoto
+from storage.blobs import BlobStore
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SUBMIT_LEASE = 300.0
+DELIVERY_LEASE = 180.0
+NOTIFY_LEASE = 60.0
+POLL_LEASE = 60.0
+MAX_DELIVERY_ATTEMPTS = 10
+DELIVERY_BACKOFF_MAX = 120.0
+BLOB_GRACE = 600.0
+# Deliveries and failure notices after a callback: this many at a time, the rest queued (a
+# full queue leaves them to the sweeper, which finds every succeeded or unnotified edit).
+OUTBOX_WORKERS = 32
+OUTBOX_CAPACITY = 10_000
+
+
+class PhotoUnavailable(Exception):
+    """An input photo could not be fetched from Telegram (`code` says why)."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code)
+        self.code = code
+
+
+class DeliveryFailed(Exception):
+    """Delivering a result failed. `permanent` failures are not retried."""
+
+    def __init__(self, code: str, detail: str = "", *, permanent: bool = False) -> None:
+        super().__init__(detail or code)
+        self.code = code
+        self.permanent = permanent
+
+
+class ChatUnreachable(Exception):
+    """The chat blocked the bot or is gone: stop sending there."""
+
+
+class PhotoSource(Protocol):
+    async def fetch(self, photo: InputPhoto) -> bytes:
+        """The bytes of an input photo."""
+
+
+class Notifier(Protocol):
+    """The user-facing side (Telegram)."""
+
+    async def deliver_result(self, edit: Edit) -> list[str]:
+        """Send the results; return their Telegram file ids."""
+
+    async def notify_failure(self, edit: Edit) -> None:
+        """Tell the user their edit ended without a result, and why."""
+
+    async def alert_admins(self, incident: str, detail: str) -> None:
+        """Tell the bot's operators about a problem they must fix."""
+
+    async def clear_status(self, edit: Edit) -> None:
+        """Remove the "working on it" message once the result is out (best effort)."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll_interval: float = 3.0
+    poll_max_interval: float = 30.0
+    callback_grace: float = 120.0
+    task_timeout: float = 900.0
+    queued_grace: float = 10.0  # the handler submits at once; the sweeper picks up the rest
+    blob_grace: float = BLOB_GRACE  # input photos outlive their edit this long (retries)
+    approval_timeout: float = 3600.0  # a group request waiting for an admin expires then
+
+
+Observer = Callable[[str, Mapping[str, Any]], None]
+
+
+def _ignore(_event: str, _fields: Mapping[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class Lifecycle:
+    """The collaborators and per-process state every phase works with."""
+
+    db: Database
+    registry: ProviderRegistry
+    blobs: BlobStore
+    photos: PhotoSource
+    notifier: Notifier
+    base_url: str | None
+    timing: Timing
+    tracker: TaskTracker
+    observe: Observer = _ignore
+    # This process's name on the leases it takes.
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: float = field(default_factory=time.time)
+    submitting: bool = True
+    incidents: dict[str, float] = field(default_factory=dict)
+    outbox: WorkQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = WorkQueue(
+            self.tracker, name="outbox", workers=OUTBOX_WORKERS, capacity=OUTBOX_CAPACITY
+        )
+
+    async def incident(self, code: str, detail: str, *, quiet_period: float = 3600.0) -> None:
+        """Alert the operators once per incident, not once per edit."""
+        now = time.time()
+        if now - self.incidents.get(code, 0.0) < quiet_period:
+            return
+        self.incidents[code] = now
+        try:
+            await self.notifier.alert_admins(code, detail)
+        except Exception:
+            log.exception("could not alert admins", extra={"incident": code})
+
+    def clear_incident(self, code: str) -> None:
+        self.incidents.pop(code, None)

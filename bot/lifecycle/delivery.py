@@ -1,0 +1,143 @@
+"""Delivery: the result to the chat (succeeded -> delivered), or the failure notice, once each.
+
+Both take a lease first, so only one worker of one replica sends; a chat that blocked the
+bot gets nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bot.lifecycle.context import (
+    DELIVERY_BACKOFF_MAX,
+    DELIVERY_LEASE,
+    MAX_DELIVERY_ATTEMPTS,
+    NOTIFY_LEASE,
+    ChatUnreachable,
+    DeliveryFailed,
+    Lifecycle,
+)
+from domain import steps
+from domain.edit import NOTIFY_STATES, Edit, EditState
+
+log = logging.getLogger(__name__)
+
+
+class Notices:
+    """Tells the user about a failure-like end (failed, expired, rejected), exactly once."""
+
+    def __init__(self, ctx: Lifecycle) -> None:
+        self.ctx = ctx
+
+    async def notify(self, edit_id: int) -> None:
+        """Tell the user about a failure-like end, once."""
+        db, owner = self.ctx.db, self.ctx.owner
+        claimed = await db.claim_for_chat(edit_id, list(NOTIFY_STATES), owner, NOTIFY_LEASE)
+        if claimed is None:
+            return
+        edit, blocked = claimed
+        if edit.notified_at is not None:
+            await db.release(edit.id, owner)
+            return
+        if blocked:
+            await db.mark_notified(edit.id)  # nothing more is sent to a blocked chat
+            return
+        try:
+            await self.ctx.notifier.notify_failure(edit)
+        except ChatUnreachable as exc:
+            await db.block_chat(edit.chat_id, str(exc)[:200])
+        except DeliveryFailed as exc:
+            log.warning("failure notice not sent", extra={"edit_id": edit.id, "error": exc.code})
+            if not exc.permanent:
+                await db.release(edit.id, owner)
+                return
+        except asyncio.CancelledError:
+            await db.release(edit.id, owner)
+            raise
+        await db.mark_notified(edit.id)
+
+
+class Delivery:
+    """succeeded -> delivered (or undeliverable, or failed after too many attempts)."""
+
+    def __init__(self, ctx: Lifecycle, notices: Notices) -> None:
+        self.ctx = ctx
+        self.notices = notices
+
+    async def deliver(self, edit_id: int) -> None:
+        """succeeded -> delivered, with a lease so only one worker sends.
+
+        The state change follows the send immediately (the status message is removed only
+        afterwards), keeping the window in which a crash could repeat a send as small as the
+        Bot API round trip itself.
+        """
+        ctx = self.ctx
+        claimed = await ctx.db.claim_for_chat(
+            edit_id, [EditState.SUCCEEDED], ctx.owner, DELIVERY_LEASE
+        )
+        if claimed is None:
+            return
+        edit, blocked = claimed
+        if blocked:
+            await self._undeliverable(edit, "the chat blocked the bot earlier")
+            return
+        started = time.monotonic()
+        try:
+            file_ids = await ctx.notifier.deliver_result(edit)
+        except ChatUnreachable as exc:
+            await ctx.db.block_chat(edit.chat_id, str(exc)[:200])
+            await self._undeliverable(edit, str(exc))
+            return
+        except DeliveryFailed as exc:
+            await self._failed(edit, exc)
+            return
+        except asyncio.CancelledError:
+            await ctx.db.release(edit.id, ctx.owner)  # the next run sends it (at least once)
+            raise
+        await ctx.db.transition(edit.id, steps.DELIVER, result_file_ids=file_ids)
+        log.info("edit delivered", extra={"edit_id": edit.id, "task_id": edit.task_id})
+        ctx.observe(
+            "delivered",
+            {"edit_id": edit.id, "provider": edit.provider, "seconds": time.monotonic() - started},
+        )
+        await ctx.notifier.clear_status(edit)
+
+    async def _undeliverable(self, edit: Edit, reason: str) -> None:
+        log.warning(
+            "chat unreachable, result not delivered",
+            extra={"edit_id": edit.id, "chat_id": edit.chat_id, "reason": reason[:200]},
+        )
+        await self.ctx.db.transition(edit.id, steps.GIVE_UP, error_code="chat_unreachable")
+        self.ctx.observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
+
+    async def _failed(self, edit: Edit, exc: DeliveryFailed) -> None:
+        attempts = edit.delivery_attempts + 1
+        log.warning(
+            "delivery failed",
+            extra={
+                "edit_id": edit.id,
+                "error": exc.code,
+                "attempt": attempts,
+                "detail": str(exc)[:300],
+            },
+        )
+        self.ctx.observe("delivery_failed", {"edit_id": edit.id, "provider": edit.provider})
+        if exc.permanent or attempts >= MAX_DELIVERY_ATTEMPTS:
+            failed = await self.ctx.db.transition(
+                edit.id,
+                steps.FAIL_DELIVERY,
+                error_code=exc.code,
+                error_detail=str(exc)[:1000],
+                delivery_attempts=attempts,
+            )
+            if failed is not None:
+                await self.notices.notify(failed.id)
+            return
+        await self.ctx.db.release(
+            edit.id,
+            self.ctx.owner,
+            delivery_attempts=attempts,
+            next_check_at=time.time() + min(DELIVERY_BACKOFF_MAX, 2.0**attempts),
+        )

@@ -1,0 +1,231 @@
+"""Outcome: a task's result recorded once, from the provider's callback or a status poll.
+
+Recording it (SUCCEED or FAIL_TASK) queues the delivery or the failure notice on the
+outbox; a task that never finishes expires after TASK_TIMEOUT (EXPIRE_TASK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from bot.lifecycle.context import POLL_LEASE, Lifecycle
+from bot.lifecycle.delivery import Delivery, Notices
+from bot.providers.base import TaskState, TaskStatus
+from domain import steps
+from domain.edit import Edit, EditState, Settled
+from domain.errors import CallbackRejected, ProviderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    edit_id: int
+    changed: bool
+    state: EditState
+
+
+class Outcomes:
+    def __init__(self, ctx: Lifecycle, delivery: Delivery, notices: Notices) -> None:
+        self.ctx = ctx
+        self.delivery = delivery
+        self.notices = notices
+
+    async def handle_callback(
+        self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
+    ) -> CallbackOutcome:
+        """Authenticate a provider callback and apply it once; raises CallbackRejected.
+
+        The usual case, a task's outcome for an edit waiting for it, is one statement: the
+        state change names the provider, token and task id in its condition. Anything else
+        (a repeat, a bad token, a body needing the stored task id to verify) falls back to
+        looking the edit up first, which also says which refusal applies.
+        """
+        settled = await self._settle_callback(provider_name, edit_id, token, body, headers)
+        if settled is not None:
+            return settled
+        edit = await self.ctx.db.get_edit(edit_id)
+        if edit is None or edit.provider != provider_name:
+            raise CallbackRejected("unknown edit", status=404)
+        if not secrets.compare_digest(edit.callback_token.encode(), token.encode()):
+            raise CallbackRejected("bad token", status=403)
+        provider = self.ctx.registry.provider(provider_name)
+        status = provider.parse_callback(body, headers, task_id=edit.task_id)
+        if status.task_id and edit.task_id and status.task_id != edit.task_id:
+            raise CallbackRejected("task id does not match the edit", status=409)
+        updated = await self.apply_status(edit, status)
+        log.info(
+            "callback accepted",
+            extra={
+                "edit_id": edit.id,
+                "task_id": status.task_id or edit.task_id,
+                "task_state": status.state.value,
+                "changed": updated is not None,
+            },
+        )
+        return CallbackOutcome(
+            edit_id=edit.id, changed=updated is not None, state=(updated or edit).state
+        )
+
+    async def _settle_callback(
+        self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
+    ) -> CallbackOutcome | None:
+        """The one-statement path of `handle_callback`; None: take the full path."""
+        provider = self.ctx.registry.providers.get(provider_name)
+        if provider is None:
+            return None
+        try:
+            status = provider.parse_callback(body, headers, task_id=None)
+        except CallbackRejected:
+            return None  # the full path looks the edit up first: 404/403 before 400/401
+        if not status.state.finished:
+            return None
+        step, fields = _outcome(status)
+        updated = await self.ctx.db.settle_callback(
+            edit_id,
+            step,
+            provider=provider_name,
+            callback_token=token,
+            task_id=status.task_id or None,
+            **fields,
+        )
+        if updated is None:
+            return None
+        self._settled(updated)
+        log.info(
+            "callback accepted",
+            extra={
+                "edit_id": edit_id,
+                "task_id": updated.task_id,
+                "task_state": status.state.value,
+                "changed": True,
+            },
+        )
+        return CallbackOutcome(edit_id=edit_id, changed=True, state=updated.state)
+
+    def _settled(self, edit: Edit | Settled) -> None:
+        """A task's outcome was recorded: queue the delivery or the failure notice."""
+        if edit.state is EditState.SUCCEEDED:
+            self.ctx.observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
+            self.ctx.outbox.submit(partial(self.delivery.deliver, edit.id))
+        else:
+            self.ctx.observe(
+                "failed", {"edit_id": edit.id, "provider": edit.provider, "code": edit.error_code}
+            )
+            self.ctx.outbox.submit(partial(self.notices.notify, edit.id))
+
+    async def apply_status(self, edit: Edit, status: TaskStatus) -> Edit | None:
+        """Record a finished task once; schedule delivery or the failure message."""
+        if not status.state.finished:
+            return None
+        uncertain = (
+            edit.state is EditState.FAILED
+            and edit.error_code in steps.UNCERTAIN_SUBMISSIONS
+            and edit.task_id is None
+        )
+        if edit.state not in steps.AWAITING_OUTCOME and not uncertain:
+            return None  # settled before (the edit was just read; it cannot go back)
+        step, fields = _outcome(status)
+        if edit.task_id is None and status.task_id:
+            fields["task_id"] = status.task_id
+        updated = await self.ctx.db.transition(edit.id, step, **fields)
+        if updated is None and step is steps.SUCCEED and edit.task_id is None and status.task_id:
+            # The user was told we could not tell whether the task started (the create
+            # request timed out or was cut off); the provider's authenticated callback says
+            # it did. Deliver the result after all rather than lose it.
+            updated = await self.ctx.db.transition(
+                edit.id,
+                steps.LATE_SUCCESS,
+                **{**fields, "error_code": None, "error_detail": None},
+            )
+            if updated is not None:
+                log.info(
+                    "uncertain submission completed after all",
+                    extra={"edit_id": edit.id, "task_id": status.task_id},
+                )
+        if updated is not None:
+            self._settled(updated)
+        return updated
+
+    async def poll(self, edit: Edit) -> None:
+        """Ask the provider about a submitted task whose outcome is due."""
+        ctx = self.ctx
+        claimed = await ctx.db.claim(edit.id, [EditState.SUBMITTED], ctx.owner, POLL_LEASE)
+        if claimed is None or claimed.task_id is None:
+            return
+        try:
+            status = await self._query(claimed, claimed.task_id)
+        except asyncio.CancelledError:
+            await ctx.db.release(claimed.id, ctx.owner)
+            raise
+        if status.state.finished:
+            if status.task_id and status.task_id != claimed.task_id:
+                log.error(
+                    "status answer for another task",
+                    extra={"edit_id": edit.id, "task_id": claimed.task_id},
+                )
+            else:
+                await self.apply_status(claimed, status)
+                return
+        now = time.time()
+        timing = ctx.timing
+        if claimed.submitted_at and now - claimed.submitted_at > timing.task_timeout:
+            await self._expire(claimed)
+            return
+        delay = min(
+            timing.poll_max_interval,
+            timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
+        )
+        await ctx.db.release(
+            claimed.id, ctx.owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
+        )
+
+    async def _query(self, edit: Edit, task_id: str) -> TaskStatus:
+        """The provider's view of a task; a failed query counts as "still running"."""
+        provider = self.ctx.registry.provider(edit.provider)
+        try:
+            status = await provider.status(task_id)
+        except ProviderError as exc:
+            log.warning(
+                "status query failed",
+                extra={"edit_id": edit.id, "task_id": task_id, "error": exc.code},
+            )
+            status = TaskStatus(state=TaskState.RUNNING)
+        self.ctx.observe("polled", {"edit_id": edit.id, "provider": edit.provider})
+        return status
+
+    async def _expire(self, edit: Edit) -> None:
+        """TASK_TIMEOUT passed without an outcome: give up and tell the user."""
+        expired = await self.ctx.db.transition(
+            edit.id, steps.EXPIRE_TASK, error_code="timeout", finished_at=time.time()
+        )
+        if expired is not None:
+            log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})
+            self.ctx.observe("expired", {"edit_id": edit.id, "provider": edit.provider})
+            await self.notices.notify(expired.id)
+
+
+def _outcome(status: TaskStatus) -> tuple[steps.Step, dict[str, Any]]:
+    """The step and fields that record a finished task's outcome."""
+    fields: dict[str, Any] = {
+        "finished_at": time.time(),
+        "credits": status.credits_used,
+        "lease_owner": None,
+        "lease_until": None,
+        "next_check_at": None,
+    }
+    if status.state is TaskState.SUCCEEDED:
+        return steps.SUCCEED, {**fields, "result_urls": list(status.result_urls)}
+    code = f"task_failed:{status.error_code}" if status.error_code else "task_failed"
+    return steps.FAIL_TASK, {
+        **fields,
+        "error_code": code[:64],
+        "error_detail": (status.error_message or "")[:1000],
+    }

@@ -1,0 +1,95 @@
+"""Recovery: the sweeper's pass over edits that nobody is working on.
+
+Runs at startup and every few seconds, on every replica (leases keep them from doing the
+same work twice): submits edits left `queued`, tells users whose submission was cut off by
+a crash, polls overdue tasks, redelivers succeeded results, sends missed failure notices,
+expires approvals nobody decided on, and deletes old input photos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from bot.lifecycle.context import Lifecycle
+from bot.lifecycle.decisions import Decisions
+from bot.lifecycle.delivery import Delivery, Notices
+from bot.lifecycle.outcome import Outcomes
+from bot.lifecycle.submission import Submission
+from domain.edit import EditState
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    def __init__(
+        self,
+        ctx: Lifecycle,
+        *,
+        submission: Submission,
+        outcomes: Outcomes,
+        delivery: Delivery,
+        notices: Notices,
+        decisions: Decisions,
+    ) -> None:
+        self.ctx = ctx
+        self.submission = submission
+        self.outcomes = outcomes
+        self.delivery = delivery
+        self.notices = notices
+        self.decisions = decisions
+
+    async def sweep(self, *, concurrency: int = 32) -> int:
+        """One pass of the recovery sweeper; returns how many edits it acted on."""
+        ctx = self.ctx
+        db, timing = ctx.db, ctx.timing
+        now = time.time()
+        jobs: list[Awaitable[Any]] = []
+        # Queued edits get a grace period for the handler that queued them to submit them
+        # itself; those left by an earlier run (e.g. queued during its shutdown) are due now.
+        queued_before = max(now - timing.queued_grace, ctx.started_at)
+        for edit in await db.due_edits([EditState.QUEUED], now=now, updated_before=queued_before):
+            jobs.append(self.submission.submit(edit.id))
+        for edit in await db.due_edits([EditState.SUBMITTING], now=now, updated_before=now - 5.0):
+            jobs.append(self.submission.interrupt(edit))
+        for edit in await db.due_edits([EditState.SUBMITTED], now=now):
+            jobs.append(self.outcomes.poll(edit))
+        for edit in await db.due_edits([EditState.SUCCEEDED], now=now):
+            jobs.append(self.delivery.deliver(edit.id))
+        for edit in await db.unnotified(older_than=now - 2.0):
+            jobs.append(self.notices.notify(edit.id))
+        for edit in await db.due_edits(
+            [EditState.AWAITING_APPROVAL],
+            now=now,
+            updated_before=now - timing.approval_timeout,
+        ):
+            jobs.append(self.decisions.expire_approval(edit))
+        if not jobs:
+            return 0
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def run(job: Awaitable[Any]) -> None:
+            async with semaphore:
+                try:
+                    await job
+                except Exception:
+                    log.exception("sweeper job failed")
+
+        await asyncio.gather(*(run(job) for job in jobs))
+        return len(jobs)
+
+    async def cleanup_blobs(self, *, grace: float | None = None) -> int:
+        """Delete input photos of edits that ended more than `grace` seconds ago
+        (default: `Timing.blob_grace`)."""
+        ctx = self.ctx
+        removed = 0
+        grace = ctx.timing.blob_grace if grace is None else grace
+        for edit in await ctx.db.finished_with_blobs(before=time.time() - grace):
+            for key in edit.blob_keys:
+                await ctx.blobs.delete(key)
+                removed += 1
+            await ctx.db.update_fields(edit.id, only_in=[edit.state], blob_keys=None)
+        return removed

@@ -1,0 +1,256 @@
+"""Submission: queued -> submitting -> submitted (or failed). Only one caller ever submits.
+
+The photos are prepared while the edit is still `queued` (under a lease): a crash there
+loses nothing and the sweeper simply starts again. `submitting` is entered right before the
+create request, so it means exactly "the provider may have received it": only that state is
+resolved by telling the user (`interrupt`), never resubmitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.images.limits import ImageError
+from bot.images.normalize import normalize
+from bot.lifecycle.context import SUBMIT_LEASE, Lifecycle, PhotoUnavailable
+from bot.lifecycle.delivery import Notices
+from bot.providers.base import InputRejected, Provider, SubmitRequest
+from bot.providers.registry import UnknownModel
+from domain import steps
+from domain.edit import TERMINAL_STATES, Edit, EditState
+from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An edit ready to be sent: its provider, the request and the stored input photos."""
+
+    provider: Provider
+    request: SubmitRequest
+    blob_keys: list[str]
+
+
+class Submission:
+    def __init__(self, ctx: Lifecycle, notices: Notices) -> None:
+        self.ctx = ctx
+        self.notices = notices
+
+    def callback_url(self, edit: Edit) -> str | None:
+        base_url = self.ctx.base_url
+        if base_url is None:
+            return None
+        url = f"{base_url}/callbacks/{edit.provider}/{edit.id}?token={edit.callback_token}"
+        provider = self.ctx.registry.provider(edit.provider)
+        return url if provider.accepts_callback_url(url) else None
+
+    async def submit(
+        self,
+        edit_id: int,
+        *,
+        claimed: Edit | None = None,
+        status: Awaitable[int | None] | None = None,
+    ) -> Edit | None:
+        """queued -> submitting -> submitted (or failed); None if someone else has it.
+
+        `claimed`: the edit as `create(claim=True)` returned it (already leased to us).
+        `status`: the "working on it" message being sent meanwhile (its message id, None if
+        it could not be sent); it runs while the photos are prepared and its id is stored
+        with the next state change, always before the provider is asked, so whatever ends
+        the edit (delivery, failure, cancellation) finds it and clears it.
+        """
+        ctx = self.ctx
+        noted = asyncio.ensure_future(_status_field(status))
+        if not ctx.submitting:
+            log.info("shutting down: submission left to the next run", extra={"edit_id": edit_id})
+            if claimed is not None:
+                await ctx.db.release(claimed.id, ctx.owner, **await noted)
+            else:
+                await noted
+            return None
+        edit = claimed or await ctx.db.claim(edit_id, [EditState.QUEUED], ctx.owner, SUBMIT_LEASE)
+        if edit is None:
+            await noted
+            return None
+        started = time.monotonic()
+        try:
+            prepared = await self._prepare(edit)
+        except (InputRejected, ImageError, PhotoUnavailable, ProviderError, UnknownModel) as exc:
+            return await self._fail(edit, exc, **await noted)
+        except asyncio.CancelledError:
+            # Nothing was sent: start again later.
+            await ctx.db.release(edit.id, ctx.owner, **await noted)
+            raise
+        status_field = await noted
+        sending = await ctx.db.transition(
+            edit.id,
+            steps.BEGIN_SUBMIT,
+            blob_keys=prepared.blob_keys,
+            lease_owner=ctx.owner,
+            lease_until=time.time() + SUBMIT_LEASE,
+            **status_field,
+        )
+        if sending is None:
+            # Cancelled meanwhile, or our lease ran out and another worker took over.
+            for key in prepared.blob_keys:
+                await ctx.blobs.delete(key)
+            await self._keep_status(edit.id, status_field)
+            return None
+        try:
+            task_id = await prepared.provider.submit(prepared.request)
+        except (InputRejected, ProviderError) as exc:
+            return await self._fail(sending, exc)
+        except asyncio.CancelledError:
+            # Cut off while the provider may have received the request: never resubmit.
+            await self.interrupt(sending, notify=False)
+            raise
+        ctx.clear_incident(ProviderAuthError.code)
+        ctx.clear_incident(InsufficientCredits.code)
+        return await self._record_task(edit, task_id, prepared, started)
+
+    async def _record_task(
+        self, edit: Edit, task_id: str, prepared: _Prepared, started: float
+    ) -> Edit | None:
+        ctx = self.ctx
+        now = time.time()
+        callback = prepared.request.callback_url is not None
+        next_check = now + (ctx.timing.callback_grace if callback else ctx.timing.poll_interval)
+        done = await ctx.db.transition(
+            edit.id,
+            steps.RECORD_TASK,
+            task_id=task_id,
+            submitted_at=now,
+            next_check_at=next_check,
+            lease_owner=None,
+            lease_until=None,
+        )
+        if done is None:
+            # The callback beat us to it (it moved the edit on); just record the task id.
+            done = await ctx.db.update_fields(edit.id, task_id=task_id, submitted_at=now)
+        log.info(
+            "edit submitted",
+            extra={"edit_id": edit.id, "task_id": task_id, "provider": edit.provider},
+        )
+        ctx.observe(
+            "submitted",
+            {
+                "edit_id": edit.id,
+                "task_id": task_id,
+                "provider": edit.provider,
+                "seconds": time.monotonic() - started,
+            },
+        )
+        return done
+
+    async def _prepare(self, edit: Edit) -> _Prepared:
+        """Fetch, normalize and store the input photos; build and check the request."""
+        ctx = self.ctx
+        spec = ctx.registry.model(edit.model)
+        provider = ctx.registry.provider(spec.provider)
+        images = [photo for photo in edit.inputs if photo.role == "image"]
+        masks = [photo for photo in edit.inputs if photo.role == "mask"]
+        urls: list[str] = []
+        sizes: list[tuple[int, int]] = []
+        keys: list[str] = []
+        mask_url: str | None = None
+        for photo in images + masks:
+            raw = await ctx.photos.fetch(photo)
+            normalized = await asyncio.to_thread(
+                normalize, raw, spec.image_limits, trusted_jpeg=photo.kind == "photo"
+            )
+            del raw
+            blob = await ctx.blobs.put(normalized.data, extension=normalized.extension)
+            keys.append(blob.key)
+            if photo.role == "mask":
+                mask_url = blob.url
+            else:
+                urls.append(blob.url)
+                sizes.append((normalized.width, normalized.height))
+        request = SubmitRequest(
+            model=spec,
+            prompt=edit.prompt,
+            image_urls=tuple(urls),
+            image_sizes=tuple(sizes),
+            mask_url=mask_url,
+            params=edit.params,
+            callback_url=self.callback_url(edit),
+        )
+        provider.validate(request)
+        return _Prepared(provider=provider, request=request, blob_keys=keys)
+
+    async def _keep_status(self, edit_id: int, status_field: dict[str, Any]) -> None:
+        """Record a status message that missed its state change; clear it if the edit ended
+        meanwhile (e.g. cancelled), so it is not left behind."""
+        if not status_field:
+            return
+        edit = await self.ctx.db.update_fields(edit_id, **status_field)
+        if edit is not None and edit.state in TERMINAL_STATES:
+            await self.ctx.notifier.clear_status(edit)
+
+    async def _fail(self, edit: Edit, exc: Exception, **fields: Any) -> Edit | None:
+        ctx = self.ctx
+        code, detail = _describe(exc)
+        log.warning(
+            "submission failed",
+            extra={"edit_id": edit.id, "error": code, "detail": detail[:300]},
+        )
+        if isinstance(exc, ProviderAuthError | InsufficientCredits):
+            await ctx.incident(code, f"{edit.provider}: {detail}")
+        failed = await ctx.db.transition(
+            edit.id,
+            steps.FAIL_SUBMISSION,
+            error_code=code,
+            error_detail=detail[:1000],
+            finished_at=time.time(),
+            **fields,
+        )
+        if failed is not None:
+            ctx.observe("failed", {"edit_id": edit.id, "provider": edit.provider, "code": code})
+            await self.notices.notify(failed.id)
+        else:
+            await self._keep_status(edit.id, fields)
+        return failed
+
+    async def interrupt(self, edit: Edit, *, notify: bool = True) -> None:
+        """A submission cut off by a crash: never resubmit silently, tell the user instead."""
+        log.warning("submission interrupted", extra={"edit_id": edit.id, "provider": edit.provider})
+        failed = await self.ctx.db.transition(
+            edit.id, steps.INTERRUPT, error_code="submit_interrupted", finished_at=time.time()
+        )
+        if failed is not None:
+            self.ctx.observe(
+                "failed",
+                {"edit_id": edit.id, "provider": edit.provider, "code": "submit_interrupted"},
+            )
+            if notify:
+                await self.notices.notify(failed.id)
+
+
+async def _status_field(status: Awaitable[int | None] | None) -> dict[str, Any]:
+    """`{"status_message_id": id}` once the status message is out; {} without one."""
+    message_id = None if status is None else await status
+    return {} if message_id is None else {"status_message_id": message_id}
+
+
+def _describe(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, InputRejected):
+        return f"input:{exc.code}", json.dumps(exc.params, default=str)
+    if isinstance(exc, ImageError):
+        return f"image:{exc.code}", json.dumps(exc.params, default=str)
+    if isinstance(exc, PhotoUnavailable):
+        return f"photo:{exc.code}", str(exc)
+    if isinstance(exc, ProviderError):
+        code = exc.code
+        if exc.param:
+            return f"{code}:{exc.param}"[:64], exc.detail
+        return code, exc.detail
+    if isinstance(exc, UnknownModel):
+        return "model_unavailable", str(exc)
+    return "internal", repr(exc)

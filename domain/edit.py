@@ -1,0 +1,197 @@
+"""The edit and what belongs to it: states, input photos, the row a handler asks for.
+
+Plain data shared by every layer (`bot/` and `storage/` both import it; it imports neither).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+
+class EditState(StrEnum):
+    """The lifecycle of one edit; the database row is the single source of truth."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    UNDELIVERABLE = "undeliverable"
+
+
+TERMINAL_STATES = frozenset(
+    {
+        EditState.DELIVERED,
+        EditState.FAILED,
+        EditState.REJECTED,
+        EditState.EXPIRED,
+        EditState.CANCELLED,
+        EditState.UNDELIVERABLE,
+    }
+)
+# States whose outcome the user must still be told about once (failure-like ends).
+NOTIFY_STATES = frozenset({EditState.FAILED, EditState.EXPIRED, EditState.REJECTED})
+
+
+@dataclass(frozen=True)
+class InputPhoto:
+    """A photo in Telegram that an edit uses: file id plus what we know about it."""
+
+    file_id: str
+    kind: str = "photo"  # photo | document
+    mime_type: str | None = None
+    file_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    role: str = "image"  # image | mask
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InputPhoto:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One row of `edits`."""
+
+    id: int
+    dedupe_key: str
+    chat_id: int
+    chat_type: str
+    user_id: int
+    message_id: int
+    status_message_id: int | None
+    lang: str
+    provider: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    inputs: list[InputPhoto]
+    blob_keys: list[str]
+    state: EditState
+    task_id: str | None
+    callback_token: str
+    result_urls: list[str]
+    result_file_ids: list[str]
+    error_code: str | None
+    error_detail: str | None
+    credits: float | None
+    poll_count: int
+    delivery_attempts: int
+    next_check_at: float | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    notified_at: float | None
+    # Group moderation (audit): who asked, who decided about an approval, who removed it.
+    user_name: str | None = None
+    approval_message_id: int | None = None
+    decision: str | None = None
+    decided_by: int | None = None
+    decided_by_name: str | None = None
+    decided_at: float | None = None
+    removed_by_name: str | None = None
+    removed_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Edit:
+        return cls(
+            id=row["id"],
+            dedupe_key=row["dedupe_key"],
+            chat_id=row["chat_id"],
+            chat_type=row["chat_type"],
+            user_id=row["user_id"],
+            message_id=row["message_id"],
+            status_message_id=row["status_message_id"],
+            lang=row["lang"],
+            provider=row["provider"],
+            model=row["model"],
+            prompt=row["prompt"],
+            params=dict(row["params"] or {}),
+            inputs=[InputPhoto.from_json(item) for item in row["inputs"] or []],
+            blob_keys=list(row["blob_keys"] or []),
+            state=EditState(row["state"]),
+            task_id=row["task_id"],
+            callback_token=row["callback_token"],
+            result_urls=list(row["result_urls"] or []),
+            result_file_ids=list(row["result_file_ids"] or []),
+            error_code=row["error_code"],
+            error_detail=row["error_detail"],
+            credits=row["credits"],
+            poll_count=row["poll_count"],
+            delivery_attempts=row["delivery_attempts"],
+            next_check_at=row["next_check_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+            notified_at=row["notified_at"],
+            user_name=row.get("user_name"),
+            approval_message_id=row.get("approval_message_id"),
+            decision=row.get("decision"),
+            decided_by=row.get("decided_by"),
+            decided_by_name=row.get("decided_by_name"),
+            decided_at=row.get("decided_at"),
+            removed_by_name=row.get("removed_by_name"),
+            removed_at=row.get("removed_at"),
+        )
+
+
+class Settled(NamedTuple):
+    """What a settled callback changed: enough to queue the delivery or the notice."""
+
+    id: int
+    state: EditState
+    provider: str
+    task_id: str | None
+    error_code: str | None
+
+
+@dataclass
+class NewEdit:
+    """What a handler knows when it asks for an edit."""
+
+    dedupe_key: str
+    chat_id: int
+    chat_type: str
+    user_id: int
+    message_id: int
+    lang: str
+    provider: str
+    model: str
+    prompt: str
+    callback_token: str
+    inputs: list[InputPhoto]
+    params: dict[str, Any] = field(default_factory=dict)
+    state: EditState = EditState.QUEUED
+    # Created already leased by the worker that will submit it (saves a claim).
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    user_name: str | None = None  # the requester's name, for the moderation log
+
+
+@dataclass(frozen=True)
+class AlbumItem:
+    """One message of a media group, buffered until the group is complete."""
+
+    chat_id: int
+    message_id: int
+    media_group_id: str
+    user_id: int
+    chat_type: str
+    lang: str
+    caption: str | None
+    photo: InputPhoto | None
+    created_at: float = 0.0
