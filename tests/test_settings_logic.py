@@ -17,18 +17,14 @@ from bot.handlers import settings_views as views
 from bot.handlers.settings import Press, parse
 from bot.i18n import Translator
 from bot.preferences import (
-    BY_NAME,
-    OPTIONS,
     model_by_key,
     model_key,
-    offered_choices,
-    options_for,
     parse_seed,
     resolve,
     set_option,
     switch_model,
 )
-from bot.providers.base import ModelSpec, SubmitRequest
+from bot.providers.base import ModelOption, ModelSpec, SubmitRequest, option_table
 from bot.providers.kie import jobs_models, validate_jobs_request
 from bot.providers.kie4o import kie4o_models, validate_4o_request
 from bot.providers.registry import ProviderRegistry
@@ -56,23 +52,31 @@ class StubProvider:
         return None
 
 
+def every_option(models: list[ModelSpec]) -> list[ModelOption]:
+    """Each option any of `models` offers, once."""
+    return list({o.name: o for spec in models for o in spec.options.values()}.values())
+
+
 def registry() -> ProviderRegistry:
+    jobs, gpt4o = jobs_models("kie"), kie4o_models("kie-4o")
     long_spec = ModelSpec(
         id=LONG_ID,
         provider="a-provider-with-a-long-name",
         api_model="qwen/image-edit",
         title="A very long model title that goes on and on",
-        options=frozenset(option.name for option in OPTIONS),
+        options=option_table(*every_option([*jobs.values(), *gpt4o.values()])),
     )
     providers: list[Any] = [
-        StubProvider("kie", jobs_models("kie")),
-        StubProvider("kie-4o", kie4o_models("kie-4o")),
+        StubProvider("kie", jobs),
+        StubProvider("kie-4o", gpt4o),
         StubProvider("a-provider-with-a-long-name", {LONG_ID: long_spec}),
     ]
     return ProviderRegistry(providers)
 
 
 REGISTRY = registry()
+OPTIONS = every_option(list(REGISTRY.models.values()))
+QWEN = REGISTRY.model("qwen/image-edit")
 
 
 def check(model_id: str, params: Mapping[str, Any]) -> None:
@@ -135,7 +139,7 @@ def test_switching_drops_values_the_new_model_refuses() -> None:
 
 
 def test_choosing_the_default_stores_nothing() -> None:
-    option = BY_NAME["num_images"]
+    option = QWEN.options["num_images"]
     prefs = set_option(ChatPrefs(params={"num_images": 3}), option, 1)
     assert dict(prefs.params) == {}
     assert dict(set_option(prefs, option, 4).params) == {"num_images": 4}
@@ -143,15 +147,14 @@ def test_choosing_the_default_stores_nothing() -> None:
 
 def test_only_choices_the_model_accepts_are_offered() -> None:
     gpt4o = REGISTRY.model("gpt-4o-image")
-    assert offered_choices(check, gpt4o, BY_NAME["size"]) == [None, "1:1", "3:2", "2:3"]
-    assert [option.name for option in options_for(gpt4o)] == [
+    assert list(gpt4o.options["size"].choices) == [None, "1:1", "3:2", "2:3"]
+    assert list(gpt4o.options) == [
         "size",
         "num_images",
         "is_enhance",
         "enable_fallback",
     ]
-    qwen = REGISTRY.model("qwen/image-edit")
-    assert "aspect_ratio" not in [option.name for option in options_for(qwen)]
+    assert "aspect_ratio" not in list(QWEN.options)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +215,7 @@ def every_view(ctx: views.MenuContext, prefs: ChatPrefs) -> list[views.View]:
         views.model_view(ctx, prefs),
         views.language_view(ctx, prefs),
     ]
-    rendered += [views.option_view(ctx, prefs, option) for option in options_for(spec)]
+    rendered += [views.option_view(ctx, prefs, option) for option in spec.options.values()]
     return rendered
 
 
@@ -220,7 +223,7 @@ def every_view(ctx: views.MenuContext, prefs: ChatPrefs) -> list[views.View]:
 @pytest.mark.parametrize("model_id", list(REGISTRY.models))
 def test_every_button_fits_telegram_limits_and_parses(lang: str, model_id: str) -> None:
     chat = Chat(-100123, "supergroup", title="<Cats & Dogs>")
-    ctx = views.MenuContext(lang, Translator(), REGISTRY, "qwen/image-edit", check, chat)
+    ctx = views.MenuContext(lang, Translator(), REGISTRY, "qwen/image-edit", chat)
     prefs = ChatPrefs(model=model_id, params={"negative_prompt": "<b>blurry</b>", "seed": 7})
     for text, markup in every_view(ctx, prefs):
         assert "&lt;Cats &amp; Dogs&gt;" in text or "<Cats" not in text
@@ -235,9 +238,9 @@ def test_every_button_fits_telegram_limits_and_parses(lang: str, model_id: str) 
 
 def test_menu_texts_escape_user_text() -> None:
     chat = Chat(1001, "private")
-    ctx = views.MenuContext("en", Translator(), REGISTRY, "qwen/image-edit", check, chat)
+    ctx = views.MenuContext("en", Translator(), REGISTRY, "qwen/image-edit", chat)
     prefs = ChatPrefs(params={"negative_prompt": "<i>x</i> & y"})
-    text, _ = views.option_view(ctx, prefs, BY_NAME["negative_prompt"])
+    text, _ = views.option_view(ctx, prefs, QWEN.options["negative_prompt"])
     assert "&lt;i&gt;x&lt;/i&gt; &amp; y" in text
 
 
@@ -254,9 +257,12 @@ def used_keys() -> set[str]:
     )
     keys = {match for path in files for match in literal.findall(path.read_text())}
     for option in OPTIONS:
-        keys |= {f"settings.opt.{option.name}", f"settings.help.{option.name}", option.unset}
-        if option.labels:
-            keys |= {f"{option.labels}.{choice}" for choice in option.choices if choice}
+        keys |= {f"settings.opt.{option.name}", f"settings.help.{option.name}"}
+        keys.add(f"settings.value.{option.unset}")
+        if option.value_names:
+            keys |= {
+                f"settings.{option.value_names}.{choice}" for choice in option.choices if choice
+            }
         if option.kind != "choice":
             keys.add(f"settings.ask.{option.name}")
     keys |= {f"history.state.{state.value}" for state in EditState}

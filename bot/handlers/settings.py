@@ -38,19 +38,17 @@ from telegram.helpers import mention_html
 from bot.handlers import settings_views as views
 from bot.handlers.common import answer_press, carries_file, clean_prompt, reply
 from bot.preferences import (
-    BY_CODE,
-    BY_NAME,
     SEED_MAX,
-    Option,
     chosen_model,
     model_by_key,
-    options_for,
+    option_by_code,
     parse_seed,
     rejection,
     reset,
     set_option,
     switch_model,
 )
+from bot.providers.base import ModelOption
 from bot.services import BotContext, Services
 from storage.chat_settings import ChatPrefs, PendingInput
 
@@ -104,7 +102,6 @@ async def menu_context(services: Services, user: User | None, chat: Chat) -> vie
         translator=services.translator,
         registry=services.registry,
         default_model=services.settings.default_model,
-        check=checker(services),
         chat=chat,
     )
 
@@ -236,11 +233,11 @@ async def _apply(
     raise _Stale(press.action)
 
 
-def _supported(services: Services, prefs: ChatPrefs, code: str) -> Option:
+def _supported(services: Services, prefs: ChatPrefs, code: str) -> ModelOption:
     """The option a button names, if the chat's model (still) takes it."""
-    option = BY_CODE.get(code)
     spec = chosen_model(prefs, services.registry, services.settings.default_model)
-    if option is None or option not in options_for(spec):
+    option = option_by_code(spec, code)
+    if option is None:
         raise _Stale(code)
     return option
 
@@ -251,7 +248,7 @@ async def _ask(
     ctx: views.MenuContext,
     menu: Message,
     user: User,
-    option: Option,
+    option: ModelOption,
 ) -> None:
     """Ask for a free-text setting with ForceReply and remember that we are waiting."""
     question = ctx.tr(f"settings.ask.{option.name}", limit=option.max_length, max=SEED_MAX)
@@ -336,9 +333,9 @@ async def _take_input(
     chat = message.chat
     ctx = await menu_context(services, user, chat)
     prefs = await services.prefs.get(chat.id, fresh=True)
-    option = BY_NAME.get(pending.name)
     spec = chosen_model(prefs, services.registry, services.settings.default_model)
-    if option is None or option not in options_for(spec):
+    option = spec.options.get(pending.name)
+    if option is None:
         await services.prefs.drop_input(pending.chat_id, pending.user_id)
         await reply(message, ctx.tr("settings.unsupported"))
         return
@@ -368,7 +365,7 @@ async def _take_input(
 
 
 def _parse_input(
-    services: Services, ctx: views.MenuContext, option: Option, model_id: str, text: str
+    services: Services, ctx: views.MenuContext, option: ModelOption, model_id: str, text: str
 ) -> tuple[Any, str | None]:
     """The value typed for `option`, or the message explaining why it cannot be used."""
     if option.kind == "seed":

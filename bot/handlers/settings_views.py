@@ -21,15 +21,8 @@ from telegram.constants import ChatType
 
 from bot.buttons import in_rows, shorten
 from bot.i18n import Translator
-from bot.preferences import (
-    Checker,
-    Option,
-    chosen_model,
-    current,
-    model_key,
-    offered_choices,
-    options_for,
-)
+from bot.preferences import chosen_model, current, model_key
+from bot.providers.base import ModelOption
 from bot.providers.registry import ProviderRegistry
 from storage.chat_settings import ChatPrefs
 from storage.moderation import SAFETY_OPTION
@@ -49,7 +42,6 @@ class MenuContext:
     translator: Translator
     registry: ProviderRegistry
     default_model: str
-    check: Checker
     chat: Chat
 
     def tr(self, key: str, **params: Any) -> str:
@@ -72,14 +64,14 @@ def _back(ctx: MenuContext) -> list[InlineKeyboardButton]:
     return [_button(ctx.tr("settings.btn.back"), "home")]
 
 
-def value_label(ctx: MenuContext, option: Option, value: Any) -> str:
+def value_label(ctx: MenuContext, option: ModelOption, value: Any) -> str:
     """How a value reads (plain text: escape it for HTML)."""
     if value is None:
-        return ctx.tr(option.unset)
+        return ctx.tr(f"settings.value.{option.unset}")
     if isinstance(value, bool):
         return ctx.tr("settings.value.on" if value else "settings.value.off")
-    if option.labels is not None:
-        return ctx.tr(f"{option.labels}.{value}")
+    if option.value_names is not None:
+        return ctx.tr(f"settings.{option.value_names}.{value}")
     if isinstance(value, float):
         return f"{value:g}"
     return shorten(str(value), LABEL_MAX)
@@ -95,7 +87,7 @@ def _line(title: str, value: str) -> str:
     return f"{title}: <b>{html.escape(value)}</b>"
 
 
-def locked(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> bool:
+def locked(ctx: MenuContext, prefs: ChatPrefs, option: ModelOption) -> bool:
     """The group's moderation locked this option on (the safety checker)."""
     return ctx.group and prefs.moderation.safety_locked and option.name == SAFETY_OPTION
 
@@ -103,7 +95,7 @@ def locked(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> bool:
 def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
     """The main menu: every setting with its current value, a button per sub-menu."""
     spec = chosen_model(prefs, ctx.registry, ctx.default_model)
-    options = options_for(spec)
+    options = spec.options.values()
     if ctx.group:
         title = ctx.tr("settings.title.group", title=html.escape(ctx.chat.title or ""))
     else:
@@ -136,9 +128,8 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
     return "\n".join(lines), InlineKeyboardMarkup(keyboard)
 
 
-def option_view(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> View:
-    """One option: what it does, its value, and the values the chosen model accepts."""
-    spec = chosen_model(prefs, ctx.registry, ctx.default_model)
+def option_view(ctx: MenuContext, prefs: ChatPrefs, option: ModelOption) -> View:
+    """One option: what it does, its value, and the values the model offers for it."""
     value = current(prefs, option)
     lines = [
         f"<b>{ctx.tr(f'settings.opt.{option.name}')}</b>",
@@ -156,11 +147,11 @@ def option_view(ctx: MenuContext, prefs: ChatPrefs, option: Option) -> View:
                 ("✅ " if choice == value else "") + value_label(ctx, option, choice),
                 "v",
                 option.code,
-                option.choices.index(choice),
+                index,
             )
-            for choice in offered_choices(ctx.check, spec, option)
+            for index, choice in enumerate(option.choices)
         ]
-        width = 2 if option.labels is not None or None in option.choices else 4
+        width = 2 if option.value_names is not None or None in option.choices else 4
         keyboard = in_rows(buttons, width)
     elif option.kind == "text":
         row = [_button(ctx.tr("settings.btn.enter_text"), "t", option.code)]

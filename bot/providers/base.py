@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
 
 from bot.images.limits import ImageLimits
 
@@ -37,6 +38,38 @@ class TaskStatus:
     credits_left: float | None = None
 
 
+OptionKind = Literal["choice", "text", "seed"]
+# What leaving an option unset means to the user (the settings menu words it).
+Unset = Literal["default", "auto", "none", "random"]
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """A parameter of a model that a chat may set, as its provider documents it.
+
+    `choices` are the values offered, in order; None among them means "not sent" (the API's
+    default, or for sizes one chosen from the photo's shape: `unset="auto"`). `default` is
+    what applies when nothing is stored; choosing it stores nothing. `code` names the option
+    in callback data (64 bytes), so it is short and means the same option on every model.
+    `value_names` is the group of translated names for the values, when raw values read
+    badly. `max_length` bounds a text option.
+    """
+
+    name: str
+    code: str
+    kind: OptionKind = "choice"
+    choices: tuple[Any, ...] = ()
+    default: Any = None
+    unset: Unset = "default"
+    value_names: str | None = None
+    max_length: int = 0
+
+
+def option_table(*options: ModelOption) -> Mapping[str, ModelOption]:
+    """A model's options by name, in the order the settings menu lists them."""
+    return MappingProxyType({option.name: option for option in options})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model a chat can choose, and the limits its provider documents."""
@@ -49,7 +82,8 @@ class ModelSpec:
     prompt_max: int = 2000
     supports_mask: bool = False
     image_limits: ImageLimits = field(default_factory=ImageLimits)
-    options: frozenset[str] = frozenset()
+    # What a chat may set; other parameters of the API are not the chat's to choose.
+    options: Mapping[str, ModelOption] = field(default_factory=option_table, hash=False)
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,19 @@ from typing import Any
 from bot.images.limits import ImageLimits
 from bot.providers.base import (
     InputRejected,
+    ModelOption,
     ModelSpec,
     SubmitRequest,
     TaskState,
     TaskStatus,
     check_prompt_and_images,
+    option_table,
 )
 from bot.providers.http import FamilyApi, HttpProvider
 from domain.errors import CallbackRejected, ProtocolError, ProviderError, error_for_code
 
-QWEN_OPTIONS = frozenset(
+# Every input parameter of qwen/image-edit (also the ones a chat does not choose).
+QWEN_PARAMS = frozenset(
     {
         "acceleration",
         "image_size",
@@ -52,6 +55,8 @@ IMAGE_SIZES = (
 )
 ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "4:5", "5:4", "21:9")
 OUTPUT_FORMATS = ("jpeg", "png")
+QUALITIES = ("basic", "high")
+NEGATIVE_PROMPT_MAX = 500
 KIE_INPUT_LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024, max_side=4096)
 
 STATE_MAP = {
@@ -62,6 +67,26 @@ STATE_MAP = {
     "fail": TaskState.FAILED,
 }
 SIGNATURE_MAX_AGE = 300.0
+
+# What a chat may set, with the values the settings menu offers (all within the limits
+# validate_jobs_request checks). Unset sizes are chosen from the photo's shape.
+IMAGE_SIZE = ModelOption(
+    "image_size", "sz", choices=(None, *IMAGE_SIZES), unset="auto", value_names="size"
+)
+ASPECT_RATIO = ModelOption("aspect_ratio", "ar", choices=(None, *ASPECT_RATIOS), unset="auto")
+NUM_IMAGES = ModelOption("num_images", "n", choices=(1, 2, 3, 4), default=1)
+OUTPUT_FORMAT = ModelOption("output_format", "fmt", choices=(None, *OUTPUT_FORMATS))
+QUALITY = ModelOption("quality", "q", choices=(None, *QUALITIES), value_names="quality")
+ACCELERATION = ModelOption(
+    "acceleration", "acc", choices=ACCELERATIONS, default="none", value_names="accel"
+)
+STEPS = ModelOption("num_inference_steps", "st", choices=(None, 10, 20, 30, 40, 49))
+GUIDANCE = ModelOption("guidance_scale", "gs", choices=(None, 1, 2.5, 4, 7, 10, 15, 20))
+NEGATIVE_PROMPT = ModelOption(
+    "negative_prompt", "neg", kind="text", unset="none", max_length=NEGATIVE_PROMPT_MAX
+)
+SEED = ModelOption("seed", "sd", kind="seed", unset="random")
+SAFETY_CHECKER = ModelOption("enable_safety_checker", "safe", choices=(True, False), default=True)
 
 
 def jobs_models(provider: str, prefix: str = "") -> dict[str, ModelSpec]:
@@ -75,7 +100,17 @@ def jobs_models(provider: str, prefix: str = "") -> dict[str, ModelSpec]:
             max_images=1,
             prompt_max=2000,
             image_limits=KIE_INPUT_LIMITS,
-            options=QWEN_OPTIONS,
+            options=option_table(
+                IMAGE_SIZE,
+                NUM_IMAGES,
+                OUTPUT_FORMAT,
+                ACCELERATION,
+                STEPS,
+                GUIDANCE,
+                NEGATIVE_PROMPT,
+                SEED,
+                SAFETY_CHECKER,
+            ),
         ),
     ]
     if not prefix:
@@ -88,7 +123,7 @@ def jobs_models(provider: str, prefix: str = "") -> dict[str, ModelSpec]:
                 max_images=10,
                 prompt_max=5000,
                 image_limits=KIE_INPUT_LIMITS,
-                options=frozenset({"output_format", "aspect_ratio"}),
+                options=option_table(ASPECT_RATIO, OUTPUT_FORMAT),
             ),
             ModelSpec(
                 id="seedream/4.5-edit",
@@ -98,7 +133,7 @@ def jobs_models(provider: str, prefix: str = "") -> dict[str, ModelSpec]:
                 max_images=10,
                 prompt_max=3000,
                 image_limits=KIE_INPUT_LIMITS,
-                options=frozenset({"aspect_ratio", "quality"}),
+                options=option_table(ASPECT_RATIO, QUALITY),
             ),
         ]
     return {spec.id: spec for spec in specs}
@@ -149,12 +184,14 @@ def validate_jobs_request(request: SubmitRequest) -> None:
     if num_images is not None and str(num_images) not in ("1", "2", "3", "4"):
         raise InputRejected("param_range", param="num_images", low=1, high=4)
     negative = params.get("negative_prompt")
-    if negative is not None and len(str(negative)) > 500:
-        raise InputRejected("negative_prompt_too_long", limit=500, length=len(str(negative)))
+    if negative is not None and len(str(negative)) > NEGATIVE_PROMPT_MAX:
+        raise InputRejected(
+            "negative_prompt_too_long", limit=NEGATIVE_PROMPT_MAX, length=len(str(negative))
+        )
     for name, allowed in (
         ("acceleration", ACCELERATIONS),
         ("output_format", OUTPUT_FORMATS),
-        ("quality", ("basic", "high")),
+        ("quality", QUALITIES),
     ):
         value = params.get(name)
         if value is not None and value not in allowed:
@@ -172,7 +209,7 @@ def build_create_body(request: SubmitRequest) -> dict[str, Any]:
     inputs: dict[str, Any] = {"prompt": request.prompt}
     if model.api_model == "qwen/image-edit":
         inputs["image_url"] = request.image_urls[0]
-        for name in sorted(QWEN_OPTIONS):
+        for name in sorted(QWEN_PARAMS):
             value = params.get(name)
             if value is None:
                 continue
@@ -220,7 +257,7 @@ def _param_of(message: str) -> str | None:
     """Best effort: the parameter a validation message names (e.g. 'input.num_images ...')."""
     lowered = message.lower()
     for name in sorted(
-        QWEN_OPTIONS | {"prompt", "image_url", "image_urls", "model"}, key=len, reverse=True
+        QWEN_PARAMS | {"prompt", "image_url", "image_urls", "model"}, key=len, reverse=True
     ):
         if name in lowered:
             return name

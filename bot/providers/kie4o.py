@@ -14,11 +14,13 @@ from typing import Any
 from bot.images.limits import ImageLimits
 from bot.providers.base import (
     InputRejected,
+    ModelOption,
     ModelSpec,
     SubmitRequest,
     TaskState,
     TaskStatus,
     check_prompt_and_images,
+    option_table,
 )
 from bot.providers.http import FamilyApi, HttpProvider
 from bot.providers.kie import closest_aspect_ratio, kie_error, task_id_of, verify_callback
@@ -32,11 +34,19 @@ FALLBACK_MODELS = ("FLUX_MAX", "GPT_IMAGE_1")
 MAX_FILES = 5
 # The documents give no prompt limit for 4o; the bot caps it like KIE's longest (nano banana).
 PROMPT_MAX = 5000
-OPTIONS = frozenset({"size", "num_images", "is_enhance", "enable_fallback", "fallback_model"})
 # kie-facts.md: inputs over 25 MB fail with code 400; .jpg .jpeg .png .webp .jfif accepted.
 GPT4O_INPUT_LIMITS = ImageLimits(max_bytes=25 * 1024 * 1024, max_side=4096)
 
 PATH = "/api/v1/gpt4o-image"
+
+# What a chat may set (the fallback model stays the API's default). An unset size is the
+# one closest to the photo's shape.
+OPTIONS = option_table(
+    ModelOption("size", "ar4", choices=(None, *SIZES), unset="auto"),
+    ModelOption("num_images", "n", choices=(1, 2, 3, 4), default=1),
+    ModelOption("is_enhance", "enh", choices=(False, True), default=False),
+    ModelOption("enable_fallback", "fb", choices=(False, True), default=False),
+)
 
 
 def kie4o_models(provider: str = "kie-4o") -> dict[str, ModelSpec]:
