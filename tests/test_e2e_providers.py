@@ -1,8 +1,9 @@
 """Every provider family through the real bot: fake Telegram <-> bot <-> fake provider.
 
-For each family (KIE playground, Apikley, KIE 4o Image, odkkk): callback mode, status
-polling, a failed task and documented error codes; plus KIE webhook signatures, the 4o
-download-url fallback, the shared KIE rate limiter and /credits.
+One test per scenario, run for each family (KIE playground, Apikley, KIE 4o Image, odkkk):
+callback mode, status polling, a failed task, documented error codes, retried server
+errors. Then what only some families have: KIE webhook signatures, the 4o download-url
+fallback, odkkk's https-only callbacks, the shared KIE rate limiter and /credits.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from functools import partial
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -20,6 +25,7 @@ from aiohttp import web
 from PIL import Image
 
 from bot.app import create_app
+from bot.config import Settings
 from bot.providers.base import SubmitRequest
 from bot.providers.kie import signature
 from domain.edit import EditState
@@ -40,19 +46,13 @@ APIKLEY_KEY = "apikley-test-key"
 ODKKK_KEY = "odkkk-test-key"
 ADMIN_ID = 9001
 HMAC_KEY = "kie-webhook-hmac-key"
+PROXY = "https://bot.test"
+CAPTION = "replace the background"
 
 PLAYGROUND_MODEL = "kie-playground:qwen/image-edit"
 APIKLEY_MODEL = "apikley:qwen/image-edit"
 GPT4O_MODEL = "gpt-4o-image"
 ODKKK_MODEL = "odkkk:qwen-image-edit"
-
-
-@pytest.fixture
-async def apikley() -> AsyncIterator[FakeKie]:
-    fake = FakeKie(APIKLEY_KEY, flavor="apikley")
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
@@ -119,243 +119,447 @@ def size_of(data: bytes) -> tuple[int, int]:
         return image.size
 
 
-# KIE playground -----------------------------------------------------------------------------
+# The provider families ----------------------------------------------------------------------
+
+FakeProvider = FakeKie | FakeOdkkk
 
 
-async def test_playground_with_callback(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(make_settings(DEFAULT_MODEL=PLAYGROUND_MODEL, KIE_PLAYGROUND=True))
-    await ready(bot, tg)
-    image = make_jpeg(640, 480)
-    await expect_edit_delivered(bot, tg, "add flowers", image)
-    task = next(iter(kie.tasks.values()))
-    assert task.api == "playground" and task.model == "qwen/image-edit"
-    assert task.inputs == [image]
-    assert task.callback_url is not None
-    assert task.callback_url.startswith(f"{bot.url}/callbacks/kie-playground/1?token=")
-    assert tg.files_sent_to(CHAT_ID) == task.results
-    edit = await bot.wait_state(EditState.DELIVERED)
-    assert edit.provider == "kie-playground" and edit.model == PLAYGROUND_MODEL
-    assert not paths(kie, "recordInfo") and not paths(kie, "/jobs/")
+@dataclass(frozen=True)
+class Family:
+    """How the scenarios below meet one provider family: its model, fake server and paths."""
+
+    provider: str
+    model: str
+    server: Literal["kie", "apikley", "odkkk"]
+    create_path: str
+    photo_field: str  # where the create body names the (first) photo, dotted
+    settings: Callable[[FakeProvider], dict[str, Any]]
+
+    @asynccontextmanager
+    async def serve(self, kie: FakeKie, **options: Any) -> AsyncIterator[FakeProvider]:
+        """The family's fake server: the shared KIE fake, or one of its own."""
+        if self.server == "kie":
+            yield kie
+        elif self.server == "apikley":
+            async with FakeKie(APIKLEY_KEY, flavor="apikley", **options) as apikley:
+                yield apikley
+        else:
+            async with FakeOdkkk(ODKKK_KEY, callback_backoff=(0.05, 0.1, 0.2), **options) as odkkk:
+                yield odkkk
+
+    def fail_next(
+        self, fake: FakeProvider, code: int, msg: str | None = None, *, http_status: bool = False
+    ) -> None:
+        """Make the next create call answer with the documented error `code`."""
+        if isinstance(fake, FakeOdkkk):
+            assert not http_status  # odkkk always answers errors with the HTTP status
+            fake.fail_next(code, message=msg)
+        else:
+            fake.fail_next(self.create_path, code, msg, http_status=http_status)
 
 
-async def test_playground_with_status_polling(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(
-        make_settings(webhook=False, DEFAULT_MODEL=PLAYGROUND_MODEL, KIE_PLAYGROUND=True)
-    )
-    await ready(bot, tg)
-    await expect_edit_delivered(bot, tg, "add flowers")
-    task = next(iter(kie.tasks.values()))
-    assert task.api == "playground" and task.callback_url is None
-    assert paths(kie, "/api/v1/playground/recordInfo")
-    assert "queuing" in task.history and "generating" in task.history
-    await bot.wait_state(EditState.DELIVERED)
+PLAYGROUND = Family(
+    provider="kie-playground",
+    model=PLAYGROUND_MODEL,
+    server="kie",
+    create_path="/api/v1/playground/createTask",
+    photo_field="input.image_url",
+    settings=lambda fake: {"KIE_PLAYGROUND": True},
+)
+APIKLEY = Family(
+    provider="apikley",
+    model=APIKLEY_MODEL,
+    server="apikley",
+    create_path="/api/v1/jobs/createTask",
+    photo_field="input.image_url",
+    settings=lambda fake: {"APIKLEY_API_KEY": APIKLEY_KEY, "APIKLEY_API_URL": fake.url},
+)
+GPT4O = Family(
+    provider="kie-4o",
+    model=GPT4O_MODEL,
+    server="kie",
+    create_path="/api/v1/gpt4o-image/generate",
+    photo_field="filesUrl.0",
+    settings=lambda fake: {},
+)
+ODKKK = Family(
+    provider="odkkk",
+    model=ODKKK_MODEL,
+    server="odkkk",
+    create_path="/v1/images/generations",
+    photo_field="image_urls.0",
+    settings=lambda fake: {"ODKKK_API_KEY": ODKKK_KEY, "ODKKK_API_URL": fake.url},
+)
 
 
-async def test_playground_failed_task_callback_with_code_501(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(make_settings(DEFAULT_MODEL=PLAYGROUND_MODEL, KIE_PLAYGROUND=True))
-    await ready(bot, tg)
-    kie.next_outcome(fail=("500", "Internal server error"))
-    await expect_failure_text(bot, tg, "x-ray", "couldn't edit this photo: Internal server error")
-    callback = (await kie.wait_callbacks())[0]
-    assert callback.body["code"] == 501 and callback.status == 200
-    edit = await bot.wait_state(EditState.FAILED)
-    assert edit.error_code == "task_failed:500"
-    assert not tg.calls_of("sendPhoto")
+def family_settings(
+    make_settings: SettingsFactory, family: Family, fake: FakeProvider, **extra: Any
+) -> Settings:
+    values = {"DEFAULT_MODEL": family.model, **family.settings(fake), **extra}
+    return make_settings(**values)
 
 
-async def test_playground_documented_error_codes(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(make_settings(DEFAULT_MODEL=PLAYGROUND_MODEL, KIE_PLAYGROUND=True))
-    await ready(bot, tg)
-    create = "/playground/createTask"
-    kie.fail_next(create, 401)
-    await expect_failure_text(bot, tg, "a", "misconfigured")
-    kie.fail_next(create, 402, http_status=True)
-    await expect_failure_text(bot, tg, "b", "out of credits")
-    kie.fail_next(create, 422, "input.num_inference_steps must be between 2 and 49")
-    await expect_failure_text(bot, tg, "c", "rejected the request (num_inference_steps)")
-    assert not kie.tasks
-    assert all(path.startswith("/api/v1/playground/") for path in paths(kie, "createTask"))
+def field(body: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        body = body[int(key)] if isinstance(body, list) else body[key]
+    return body
 
 
-# Apikley ----------------------------------------------------------------------------------
+def creates(fake: FakeProvider) -> list[str]:
+    """The paths of the calls that asked `fake` to create a task."""
+    create_paths = tuple(f.create_path for f in (PLAYGROUND, APIKLEY, GPT4O, ODKKK))
+    return [path for _, path in fake.requests if path.endswith(create_paths)]
 
 
-def apikley_settings(make_settings: SettingsFactory, apikley: FakeKie, **extra: Any) -> Any:
-    return make_settings(
-        DEFAULT_MODEL=APIKLEY_MODEL,
-        APIKLEY_API_KEY=APIKLEY_KEY,
-        APIKLEY_API_URL=apikley.url,
-        **extra,
-    )
+async def start_behind_https_proxy(
+    tg: FakeTelegram,
+    fake: FakeProvider,
+    settings: Callable[..., Settings],
+    start_bot: BotStarter,
+) -> RunningBot:
+    """The bot with PUBLIC_BASE_URL https://bot.test, as a TLS proxy in front would give it."""
+    bot = await start_bot(settings(port=free_port(), PUBLIC_BASE_URL=PROXY, STORAGE="local"))
+    # The proxy would forward https://bot.test to the bot: both fakes rewrite the URL.
+    fake.url_rewrites = {PROXY: bot.url}
+    await tg.wait_for("setWebhook")
+    assert tg.webhook_url == f"{PROXY}/telegram"
+    tg.webhook_url = f"{bot.url}/telegram"
+    return bot
 
 
-async def test_apikley_with_callback(
+@dataclass(frozen=True)
+class Delivery:
+    """One family's edit that goes through; what its fake must have seen on the way."""
+
+    family: Family
+    photo: tuple[int, int]
+    fetched: tuple[int, int] | None = None  # the size the provider fetched, when resized
+    task: dict[str, Any] = dataclass_field(default_factory=dict)  # FakeTask attributes
+    body: dict[str, Any] = dataclass_field(default_factory=dict)  # create body, dotted keys
+    task_id_prefix: str = ""
+    behind_https_proxy: bool = False
+    never_asked: tuple[str, ...] = ()  # path fragments the bot must not have called
+    status_path: str = ""  # the status query the bot polled
+    history: tuple[str, ...] = ()  # phases the fake's task went through
+    fake_options: dict[str, Any] = dataclass_field(default_factory=dict)
+    settings: dict[str, Any] = dataclass_field(default_factory=dict)
+
+
+async def deliver_an_edit(
+    case: Delivery,
+    *,
+    webhook: bool,
     tg: FakeTelegram,
     kie: FakeKie,
-    apikley: FakeKie,
     make_settings: SettingsFactory,
     start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(apikley_settings(make_settings, apikley))
-    await ready(bot, tg)
-    image = make_jpeg(600, 800)
-    await expect_edit_delivered(bot, tg, "make it autumn", image)
-    task = next(iter(apikley.tasks.values()))
-    assert task.task_id.startswith("task_qwen_")
-    assert task.request["input"]["image_size"] == "portrait_4_3"
-    assert task.callback_url is not None
-    assert task.callback_url.startswith(f"{bot.url}/callbacks/apikley/1?token=")
-    assert task.inputs == [image]
-    assert tg.files_sent_to(CHAT_ID) == task.results
-    await bot.wait_state(EditState.DELIVERED)
-    assert not kie.tasks and not paths(apikley, "recordInfo")
+    family = case.family
+    async with family.serve(kie, **case.fake_options) as fake:
+        settings = partial(family_settings, make_settings, family, fake, **case.settings)
+        if case.behind_https_proxy:
+            bot = await start_behind_https_proxy(tg, fake, settings, start_bot)
+            public_url = PROXY
+        else:
+            bot = await start_bot(settings(webhook=webhook))
+            await ready(bot, tg)
+            public_url = bot.url
+        image = make_jpeg(*case.photo)
+        await expect_edit_delivered(bot, tg, CAPTION, image)
+        task = next(iter(fake.tasks.values()))
+        assert task.task_id.startswith(case.task_id_prefix)
+        for name, value in case.task.items():
+            assert getattr(task, name) == value, name
+        for name, value in case.body.items():
+            assert field(task.request, name) == value, name
+        if case.fetched is None:
+            assert task.inputs == [image]
+        else:
+            assert size_of(task.inputs[0]) == case.fetched
+        photo_url = field(task.request, family.photo_field)
+        if webhook:
+            assert photo_url.startswith(f"{public_url}/files/")
+            callback = f"{public_url}/callbacks/{family.provider}/1?token="
+            assert task.callback_url is not None and task.callback_url.startswith(callback)
+            assert fake.callbacks[0].status == 200
+        else:
+            assert photo_url.startswith(f"{kie.url}/files/")  # KIE upload
+            assert task.callback_url is None
+            assert paths(fake, case.status_path)
+        assert all(phase in task.history for phase in case.history)
+        assert tg.files_sent_to(CHAT_ID) == task.results
+        edit = await bot.wait_state(EditState.DELIVERED)
+        assert edit.provider == family.provider and edit.model == family.model
+        assert not any(paths(fake, fragment) for fragment in case.never_asked)
+        if fake is not kie:
+            assert not kie.tasks
 
 
-async def test_apikley_with_status_polling(
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            Delivery(
+                PLAYGROUND,
+                photo=(640, 480),
+                task={"api": "playground", "model": "qwen/image-edit"},
+                never_asked=("recordInfo", "/jobs/"),
+            ),
+            id="playground",
+        ),
+        pytest.param(
+            Delivery(
+                APIKLEY,
+                photo=(600, 800),
+                task_id_prefix="task_qwen_",
+                body={"input.image_size": "portrait_4_3"},
+                never_asked=("recordInfo",),
+            ),
+            id="apikley",
+        ),
+        pytest.param(
+            Delivery(
+                GPT4O,
+                photo=(900, 600),
+                task={"api": "gpt4o"},
+                task_id_prefix="task_4o_",
+                body={"size": "3:2", "nVariants": 1},
+                never_asked=("record-info",),
+            ),
+            id="4o",
+        ),
+        pytest.param(
+            Delivery(
+                ODKKK,
+                photo=(200, 150),  # below odkkk's 384 px minimum side: upscaled
+                fetched=(512, 384),
+                body={"model": "qwen-image-edit", "prompt": CAPTION},
+                behind_https_proxy=True,  # odkkk calls back only to public https URLs
+                never_asked=("/v1/tasks/",),
+            ),
+            id="odkkk",
+        ),
+    ],
+)
+async def test_edit_with_callback(
+    case: Delivery,
     tg: FakeTelegram,
     kie: FakeKie,
-    apikley: FakeKie,
     make_settings: SettingsFactory,
     start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(apikley_settings(make_settings, apikley, webhook=False))
-    await ready(bot, tg)
-    image = make_jpeg(800, 450)
-    await expect_edit_delivered(bot, tg, "make it autumn", image)
-    task = next(iter(apikley.tasks.values()))
-    assert task.callback_url is None
-    assert task.request["input"]["image_url"].startswith(f"{kie.url}/files/")  # KIE upload
-    assert task.inputs == [image]
-    assert paths(apikley, "/api/v1/jobs/recordInfo")
-    await bot.wait_state(EditState.DELIVERED)
+    await deliver_an_edit(
+        case, webhook=True, tg=tg, kie=kie, make_settings=make_settings, start_bot=start_bot
+    )
 
 
-async def test_apikley_failed_task(
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            Delivery(
+                PLAYGROUND,
+                photo=(320, 240),
+                task={"api": "playground"},
+                status_path="/api/v1/playground/recordInfo",
+                history=("queuing", "generating"),
+            ),
+            id="playground",
+        ),
+        pytest.param(
+            Delivery(APIKLEY, photo=(800, 450), status_path="/api/v1/jobs/recordInfo"),
+            id="apikley",
+        ),
+        pytest.param(
+            Delivery(
+                GPT4O,
+                photo=(400, 600),
+                body={"size": "2:3"},
+                status_path="/api/v1/gpt4o-image/record-info",
+            ),
+            id="4o",
+        ),
+        pytest.param(
+            Delivery(
+                ODKKK,
+                photo=(3500, 500),  # longer than odkkk's 3072 px maximum side: downscaled
+                fetched=(3072, 439),
+                fake_options={"query_path": "/v2/query/{id}"},
+                settings={"ODKKK_TASK_PATH": "/v2/query/{id}"},
+                status_path="/v2/query/",
+            ),
+            id="odkkk-configured-task-path",
+        ),
+    ],
+)
+async def test_edit_with_status_polling(
+    case: Delivery,
     tg: FakeTelegram,
-    apikley: FakeKie,
+    kie: FakeKie,
     make_settings: SettingsFactory,
     start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(apikley_settings(make_settings, apikley))
-    await ready(bot, tg)
-    apikley.next_outcome(fail=("500", "Internal server error"))
-    await expect_failure_text(bot, tg, "x-ray", "couldn't edit this photo: Internal server error")
-    assert (await bot.wait_state(EditState.FAILED)).error_code == "task_failed:500"
+    await deliver_an_edit(
+        case, webhook=False, tg=tg, kie=kie, make_settings=make_settings, start_bot=start_bot
+    )
 
 
-async def test_apikley_documented_error_codes(
+@pytest.mark.parametrize(
+    ("family", "webhook", "fail", "callback"),
+    [
+        pytest.param(
+            PLAYGROUND, True, ("500", "Internal server error"), {"code": 501}, id="playground"
+        ),
+        pytest.param(APIKLEY, True, ("500", "Internal server error"), None, id="apikley"),
+        # The 4o failure callback names no task: the bot knows it by the callback URL.
+        pytest.param(
+            GPT4O, True, ("400", "Content policy violation"), {"data": None}, id="4o-callback"
+        ),
+        pytest.param(GPT4O, False, ("451", "image download failed"), None, id="4o-polling"),
+        pytest.param(ODKKK, True, ("500", "model crashed"), None, id="odkkk"),
+    ],
+)
+async def test_failed_task(
+    family: Family,
+    webhook: bool,
+    fail: tuple[str, str],
+    callback: dict[str, Any] | None,
     tg: FakeTelegram,
-    apikley: FakeKie,
+    kie: FakeKie,
     make_settings: SettingsFactory,
     start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(apikley_settings(make_settings, apikley))
-    await ready(bot, tg)
-    apikley.fail_next("/createTask", 402)
-    await expect_failure_text(bot, tg, "a", "out of credits")
-    apikley.fail_next("/createTask", 422, "input.guidance_scale must be between 0 and 20")
-    await expect_failure_text(bot, tg, "b", "rejected the request (guidance_scale)")
-    apikley.fail_next("/createTask", 505)
-    await expect_failure_text(bot, tg, "c", "disabled this feature")
-    # 455 (maintenance) is retried with backoff, then the edit goes through.
-    apikley.fail_next("/createTask", 455)
-    await expect_edit_delivered(bot, tg, "d")
-    assert len(paths(apikley, "createTask")) == 5 and len(apikley.tasks) == 1
-    codes = [(await bot.edit(i)).error_code for i in (1, 2, 3)]
-    assert codes == ["insufficient_credits", "validation:guidance_scale", "feature_disabled"]
+    async with family.serve(kie) as fake:
+        bot = await start_bot(family_settings(make_settings, family, fake, webhook=webhook))
+        await ready(bot, tg)
+        fake.next_outcome(fail=fail)
+        await expect_failure_text(bot, tg, "x-ray", f"couldn't edit this photo: {fail[1]}")
+        if callback is not None:
+            delivered = (await fake.wait_callbacks())[0]
+            assert delivered.status == 200
+            for name, value in callback.items():
+                assert delivered.body[name] == value, name
+            assert not paths(fake, "record-info")
+        edit = await bot.wait_state(EditState.FAILED)
+        assert edit.error_code == f"task_failed:{fail[0]}"
+        assert not tg.calls_of("sendPhoto")
 
 
-# KIE 4o Image -------------------------------------------------------------------------------
+# (code, message, as HTTP status, what the user reads, the edit's error code)
+Rejection = tuple[int, str | None, bool, str, str]
 
 
-async def test_4o_with_callback(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+@pytest.mark.parametrize(
+    ("family", "rejections", "settings"),
+    [
+        pytest.param(
+            PLAYGROUND,
+            [
+                (401, None, False, "misconfigured", "provider_auth"),
+                (402, None, True, "out of credits", "insufficient_credits"),
+                (
+                    422,
+                    "input.num_inference_steps must be between 2 and 49",
+                    False,
+                    "rejected the request (num_inference_steps)",
+                    "validation:num_inference_steps",
+                ),
+            ],
+            {},
+            id="playground",
+        ),
+        pytest.param(
+            APIKLEY,
+            [
+                (402, None, False, "out of credits", "insufficient_credits"),
+                (
+                    422,
+                    "input.guidance_scale must be between 0 and 20",
+                    False,
+                    "rejected the request (guidance_scale)",
+                    "validation:guidance_scale",
+                ),
+                (505, None, False, "disabled this feature", "feature_disabled"),
+            ],
+            {},
+            id="apikley",
+        ),
+        pytest.param(
+            GPT4O,
+            [
+                (401, None, False, "misconfigured", "provider_auth"),
+                (402, None, False, "out of credits", "insufficient_credits"),
+                (
+                    422,
+                    'size must be one of "1:1", "3:2", "2:3"',
+                    False,
+                    "rejected the request (size)",
+                    "validation:size",
+                ),
+            ],
+            {},
+            id="4o",
+        ),
+        pytest.param(
+            ODKKK,
+            [
+                (400, None, False, "rejected the request (model)", "validation:model"),
+                (401, None, False, "misconfigured", "provider_auth"),
+                (429, None, False, "overloaded", "rate_limited"),
+                (503, None, False, "unavailable right now", "unavailable"),
+            ],
+            {"PROVIDER_MAX_RETRIES": 0},  # 429 and 503 would be retried
+            id="odkkk",
+        ),
+    ],
+)
+async def test_documented_error_codes(
+    family: Family,
+    rejections: list[Rejection],
+    settings: dict[str, Any],
+    tg: FakeTelegram,
+    kie: FakeKie,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(make_settings(DEFAULT_MODEL=GPT4O_MODEL))
-    await ready(bot, tg)
-    image = make_jpeg(900, 600)
-    await expect_edit_delivered(bot, tg, "replace the sky", image)
-    task = next(iter(kie.tasks.values()))
-    assert task.api == "gpt4o" and task.task_id.startswith("task_4o_")
-    body = task.request
-    assert body["size"] == "3:2" and body["nVariants"] == 1
-    assert body["filesUrl"][0].startswith(f"{bot.url}/files/")
-    assert body["callBackUrl"].startswith(f"{bot.url}/callbacks/kie-4o/1?token=")
-    assert task.inputs == [image]
-    assert tg.files_sent_to(CHAT_ID) == task.results
-    await bot.wait_state(EditState.DELIVERED)
-    assert not paths(kie, "record-info")
+    async with family.serve(kie) as fake:
+        bot = await start_bot(family_settings(make_settings, family, fake, **settings))
+        await ready(bot, tg)
+        for index, (code, msg, http_status, fragment, _) in enumerate(rejections):
+            family.fail_next(fake, code, msg, http_status=http_status)
+            await expect_failure_text(bot, tg, f"edit {index}", fragment)
+        codes = [(await bot.edit(i + 1)).error_code for i in range(len(rejections))]
+        assert codes == [error_code for *_, error_code in rejections]
+        assert not fake.tasks
+        assert creates(fake) == [family.create_path] * len(rejections)
 
 
-async def test_4o_with_status_polling(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+@pytest.mark.parametrize(
+    ("family", "codes"),
+    [
+        pytest.param(PLAYGROUND, [500], id="playground"),
+        pytest.param(APIKLEY, [455], id="apikley-maintenance"),
+        pytest.param(GPT4O, [500], id="4o"),
+        pytest.param(ODKKK, [502, 500], id="odkkk"),
+    ],
+)
+async def test_server_errors_are_retried(
+    family: Family,
+    codes: list[int],
+    tg: FakeTelegram,
+    kie: FakeKie,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(make_settings(webhook=False, DEFAULT_MODEL=GPT4O_MODEL))
-    await ready(bot, tg)
-    await expect_edit_delivered(bot, tg, "replace the sky", make_jpeg(400, 600))
-    task = next(iter(kie.tasks.values()))
-    assert task.callback_url is None and task.request["size"] == "2:3"
-    assert paths(kie, "/api/v1/gpt4o-image/record-info")
-    await bot.wait_state(EditState.DELIVERED)
-
-
-async def test_4o_failed_task_by_callback(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(make_settings(DEFAULT_MODEL=GPT4O_MODEL))
-    await ready(bot, tg)
-    kie.next_outcome(fail=("400", "Content policy violation"))
-    await expect_failure_text(bot, tg, "a", "couldn't edit this photo: Content policy violation")
-    callback = (await kie.wait_callbacks())[0]
-    assert callback.body["data"] is None and callback.status == 200  # identified by URL
-    assert (await bot.wait_state(EditState.FAILED)).error_code == "task_failed:400"
-    assert not paths(kie, "record-info")
-
-
-async def test_4o_failed_task_by_polling(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(make_settings(webhook=False, DEFAULT_MODEL=GPT4O_MODEL))
-    await ready(bot, tg)
-    kie.next_outcome(fail=("451", "image download failed"))
-    await expect_failure_text(bot, tg, "a", "couldn't edit this photo: image download failed")
-    assert (await bot.wait_state(EditState.FAILED)).error_code == "task_failed:451"
-
-
-async def test_4o_documented_error_codes(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(make_settings(DEFAULT_MODEL=GPT4O_MODEL))
-    await ready(bot, tg)
-    generate = "/gpt4o-image/generate"
-    kie.fail_next(generate, 401)
-    await expect_failure_text(bot, tg, "a", "misconfigured")
-    kie.fail_next(generate, 402)
-    await expect_failure_text(bot, tg, "b", "out of credits")
-    kie.fail_next(generate, 422, 'size must be one of "1:1", "3:2", "2:3"')
-    await expect_failure_text(bot, tg, "c", "rejected the request (size)")
-    assert not kie.tasks
-
-
-async def test_4o_result_through_download_url_when_direct_fetch_is_refused(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    kie.refuse_direct_result_fetch = True
-    bot = await start_bot(make_settings(DEFAULT_MODEL=GPT4O_MODEL))
-    await ready(bot, tg)
-    await expect_edit_delivered(bot, tg, "replace the sky")
-    task = next(iter(kie.tasks.values()))
-    assert paths(kie, "/api/v1/gpt4o-image/download-url")
-    assert tg.files_sent_to(CHAT_ID) == task.results
-    await bot.wait_state(EditState.DELIVERED)
+    async with family.serve(kie) as fake:
+        bot = await start_bot(family_settings(make_settings, family, fake))
+        await ready(bot, tg)
+        for code in codes:
+            family.fail_next(fake, code)
+        await expect_edit_delivered(bot, tg, "x")
+        assert creates(fake) == [family.create_path] * (len(codes) + 1)
+        assert len(fake.tasks) == 1
+        await bot.wait_state(EditState.DELIVERED)
 
 
 # KIE webhook signatures ---------------------------------------------------------------------
@@ -430,44 +634,10 @@ async def test_stale_signature_is_refused_and_a_fresh_one_accepted(
 # odkkk --------------------------------------------------------------------------------------
 
 
-def odkkk_settings(make_settings: SettingsFactory, odkkk: FakeOdkkk, **extra: Any) -> Any:
-    return make_settings(
-        DEFAULT_MODEL=ODKKK_MODEL, ODKKK_API_KEY=ODKKK_KEY, ODKKK_API_URL=odkkk.url, **extra
-    )
-
-
-async def test_odkkk_with_callback_behind_an_https_proxy(
-    tg: FakeTelegram, odkkk: FakeOdkkk, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    port = free_port()
-    settings = odkkk_settings(
-        make_settings, odkkk, port=port, PUBLIC_BASE_URL="https://bot.test", STORAGE="local"
-    )
-    bot = await start_bot(settings)
-    # A TLS proxy would forward https://bot.test to the bot: both fakes rewrite the URL.
-    odkkk.url_rewrites = {"https://bot.test": bot.url}
-    await tg.wait_for("setWebhook")
-    assert tg.webhook_url == "https://bot.test/telegram"
-    tg.webhook_url = f"{bot.url}/telegram"
-    small = make_jpeg(200, 150)  # below odkkk's 384 px minimum side: upscaled
-    await expect_edit_delivered(bot, tg, "replace the background", small)
-    task = next(iter(odkkk.tasks.values()))
-    assert task.request["model"] == "qwen-image-edit"
-    assert task.request["prompt"] == "replace the background"
-    assert task.request["image_urls"][0].startswith("https://bot.test/files/")
-    assert task.callback_url is not None
-    assert task.callback_url.startswith("https://bot.test/callbacks/odkkk/1?token=")
-    assert odkkk.callbacks[0].status == 200
-    assert size_of(task.inputs[0]) == (512, 384)
-    assert tg.files_sent_to(CHAT_ID) == task.results
-    await bot.wait_state(EditState.DELIVERED)
-    assert not paths(odkkk, "/v1/tasks/")
-
-
 async def test_odkkk_with_http_public_url_falls_back_to_polling(
     tg: FakeTelegram, odkkk: FakeOdkkk, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
-    bot = await start_bot(odkkk_settings(make_settings, odkkk))
+    bot = await start_bot(family_settings(make_settings, ODKKK, odkkk))
     await ready(bot, tg)
     await expect_edit_delivered(bot, tg, "replace the background", make_jpeg(640, 480))
     task = next(iter(odkkk.tasks.values()))
@@ -475,61 +645,6 @@ async def test_odkkk_with_http_public_url_falls_back_to_polling(
     assert paths(odkkk, f"/v1/tasks/{task.task_id}")
     assert not odkkk.callbacks
     await bot.wait_state(EditState.DELIVERED)
-
-
-async def test_odkkk_long_polling_with_a_configured_task_path_and_a_large_photo(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    async with FakeOdkkk(ODKKK_KEY, query_path="/v2/query/{id}") as odkkk:
-        bot = await start_bot(
-            odkkk_settings(make_settings, odkkk, webhook=False, ODKKK_TASK_PATH="/v2/query/{id}")
-        )
-        await ready(bot, tg)
-        await expect_edit_delivered(bot, tg, "sharpen", make_jpeg(3500, 500))
-        task = next(iter(odkkk.tasks.values()))
-        assert task.request["image_urls"][0].startswith(f"{kie.url}/files/")  # KIE upload
-        assert size_of(task.inputs[0]) == (3072, 439)
-        assert paths(odkkk, "/v2/query/")
-        await bot.wait_state(EditState.DELIVERED)
-
-
-async def test_odkkk_failed_task(
-    tg: FakeTelegram, odkkk: FakeOdkkk, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(odkkk_settings(make_settings, odkkk))
-    await ready(bot, tg)
-    odkkk.next_outcome(fail=("500", "model crashed"))
-    await expect_failure_text(bot, tg, "x", "couldn't edit this photo: model crashed")
-    assert (await bot.wait_state(EditState.FAILED)).error_code == "task_failed:500"
-
-
-async def test_odkkk_documented_error_codes(
-    tg: FakeTelegram, odkkk: FakeOdkkk, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(odkkk_settings(make_settings, odkkk, PROVIDER_MAX_RETRIES=0))
-    await ready(bot, tg)
-    odkkk.fail_next(400)
-    await expect_failure_text(bot, tg, "a", "rejected the request (model)")
-    odkkk.fail_next(401)
-    await expect_failure_text(bot, tg, "b", "misconfigured")
-    odkkk.fail_next(429)
-    await expect_failure_text(bot, tg, "c", "overloaded")
-    odkkk.fail_next(503)
-    await expect_failure_text(bot, tg, "d", "unavailable right now")
-    codes = [(await bot.edit(i)).error_code for i in (1, 2, 3, 4)]
-    assert codes == ["validation:model", "provider_auth", "rate_limited", "unavailable"]
-    assert not odkkk.tasks
-
-
-async def test_odkkk_server_errors_are_retried(
-    tg: FakeTelegram, odkkk: FakeOdkkk, make_settings: SettingsFactory, start_bot: BotStarter
-) -> None:
-    bot = await start_bot(odkkk_settings(make_settings, odkkk))
-    await ready(bot, tg)
-    odkkk.fail_next(502)
-    odkkk.fail_next(500)
-    await expect_edit_delivered(bot, tg, "x")
-    assert len(paths(odkkk, "/v1/images/generations")) == 3 and len(odkkk.tasks) == 1
 
 
 # Shared KIE limiter, DEFAULT_MODEL, /credits ------------------------------------------------
@@ -599,7 +714,7 @@ async def test_credits_when_kie_is_not_configured(
     make_settings: SettingsFactory,
     start_bot: BotStarter,
 ) -> None:
-    bot = await start_bot(odkkk_settings(make_settings, odkkk, KIE_API_KEY=None))
+    bot = await start_bot(family_settings(make_settings, ODKKK, odkkk, KIE_API_KEY=None))
     await ready(bot, tg)
     assert set(bot.services.registry.providers) == {"odkkk"}
     await tg.post_webhook(tg.text_update(ADMIN_ID, tg.user(ADMIN_ID), "/credits"))
