@@ -21,7 +21,7 @@ import asyncio
 import io
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,7 +130,6 @@ class BenchTelegram(FakeTelegram):
         super().__init__(token)
         self.ledger = ledger
         self.method_counts: Counter[str] = Counter()
-        self.method_seconds: defaultdict[str, float] = defaultdict(float)
 
     def _register_photo(self, data: bytes) -> list[FileInfo]:
         """One PhotoSize from the image header (the real fake decodes and makes thumbnails)."""
@@ -177,7 +176,6 @@ class BenchTelegram(FakeTelegram):
         # _handle_api appends its call last with no await after it: this one is ours.
         call = self.calls.pop()
         self.method_counts[call.method] += 1
-        self.method_seconds[call.method] += seconds
         trace = self._trace_of(call.method, call.params)
         if call.method == "sendPhoto":
             result = call.result if isinstance(call.result, dict) else {}
@@ -198,7 +196,6 @@ class BenchTelegram(FakeTelegram):
         seconds = now() - started
         self.downloads.clear()
         self.method_counts["file"] += 1
-        self.method_seconds["file"] += seconds
         trace = self.ledger.by_file.get(info.file_id) if info is not None else None
         if trace is not None:
             trace.charge_submit(seconds)

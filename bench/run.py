@@ -57,9 +57,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-if __package__ in (None, ""):  # `python bench/run.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import aiohttp
 import sqlalchemy as sa
 from PIL import Image
@@ -79,8 +76,6 @@ EDIT_TIMEOUT = 30.0
 FILL_LIMIT = 30.0  # at most this long past the warmup for the pipeline to fill
 INGEST_CONCURRENCY = 64
 MB = 1024 * 1024
-EXTRA_BOT_PATH: list[str] = []  # --bot-pythonpath: what-if experiments (e.g. an extra package)
-EXTRA_BOT_ENV: dict[str, str] = {}  # --uvloop
 
 Json = dict[str, Any]
 
@@ -382,7 +377,7 @@ def bot_env(
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TZ") if key in os.environ}
     env.update(
         {
-            "PYTHONPATH": os.pathsep.join([*EXTRA_BOT_PATH, str(ROOT)]),
+            "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             "BOT_TOKEN": TOKEN,
             "TELEGRAM_API_URL": tg.url,
@@ -395,11 +390,8 @@ def bot_env(
             "TELEGRAM_MAX_RATE": str(TELEGRAM_MAX_RATE),
             "LOG_LEVEL": "INFO",
             "KIE_RATE_LIMIT": f"{KIE_SUBMITS_PER_10S}/10",
-            "BENCH_KIE_SUBMITS_PER_10S": str(KIE_SUBMITS_PER_10S),
         }
     )
-    if EXTRA_BOT_ENV:
-        env.update(EXTRA_BOT_ENV)
     if webhook:
         env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     env.update(extra)
@@ -437,7 +429,6 @@ async def phase(
         env = bot_env(tg, kie, workdir, port, webhook=webhook, **settings)
         if profile:
             env["BENCH_PROFILE"] = str(RESULTS / f"profile-{name}")
-            env["BENCH_PROFILER"] = os.environ.get("BENCH_PROFILER", "pyinstrument-cpu")
         bot = await Proc.start(f"bot-{name}", ["-m", "bench.botproc"], env, workdir, port)
         if webhook and tg.webhook_url is None:
             raise RuntimeError("the bot did not set its webhook")
@@ -878,7 +869,7 @@ class Target:
     note: str = ""
 
 
-def targets(results: Json, plan: Plan) -> list[Target]:
+def targets(results: Json) -> list[Target]:
     out: list[Target] = []
     hook = results["webhook_callback"]
     n100 = hook.get("100", {})
@@ -1045,8 +1036,6 @@ async def run(plan: Plan, *, phases: set[str], profile: bool, keep: bool) -> Jso
             "layout": "bot = separate process (python -m bench.botproc -> bot.__main__); "
             "fake Telegram + fake KIE + load generator = the benchmark process",
             "provider": "fake KIE, task_delay=0, result = the input photo",
-            "bot_extra_pythonpath": EXTRA_BOT_PATH,
-            "bot_extra_env": EXTRA_BOT_ENV,
         },
         "webhook_callback": {},
     }
@@ -1175,24 +1164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--users", default="", help="comma-separated N values for the webhook phase (e.g. 10)"
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument(
-        "--bot-pythonpath",
-        default="",
-        help="directories put first on the bot process's PYTHONPATH (what-if experiments)",
-    )
-    parser.add_argument(
-        "--uvloop", action="store_true", help="what-if: run the bot on uvloop (needs uvloop)"
-    )
     args = parser.parse_args(argv)
-    if args.uvloop:
-        EXTRA_BOT_ENV["BENCH_UVLOOP"] = "1"
-    EXTRA_BOT_PATH.extend(p for p in args.bot_pythonpath.split(os.pathsep) if p)
     plan = QUICK if args.quick else FULL
     if args.users:
         plan = replace(plan, users=tuple(int(n) for n in args.users.split(",")))
     phases = {name.strip() for name in args.phases.split(",") if name.strip()}
     results = asyncio.run(run(plan, phases=phases, profile=args.profile, keep=args.keep))
-    goals = targets(results, plan)
+    goals = targets(results)
     results["targets"] = [goal.__dict__ for goal in goals]
     table = markdown(results, goals)
     results["markdown"] = table

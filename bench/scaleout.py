@@ -45,9 +45,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python bench/scaleout.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.fakes import install_cheap_rendering, now
 from bench.run import (
     RESULTS,
