@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,19 +30,14 @@ from aiohttp import web
 from PIL import Image
 
 import tests.fakes._common as fake_common
+from bench.measure import Json, now
 from tests.fakes._common import FakeTask, Outcome
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram, FileInfo
 
-Json = dict[str, Any]
 GATE_PREFIX = "/bench-gate/"
 # Bot API calls the bot makes (and waits for) between an update and its createTask.
 SUBMIT_PATH_METHODS = frozenset({"getFile", "sendMessage"})
-
-
-def now() -> float:
-    """The benchmark's clock (monotonic, shared by every process of this machine)."""
-    return time.monotonic()
 
 
 @dataclass(eq=False)

@@ -40,34 +40,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.fakes import install_cheap_rendering, now
-from bench.run import (
-    RESULTS,
-    ROOT,
-    Phase,
-    Proc,
-    bot_env,
-    closed_loop,
-    fmt,
-    free_port,
-    machine,
-    make_photo,
-    phase,
-    proc_cpu_seconds,
-    progress,
-    system_busy_seconds,
-)
+from bench import RESULTS, ROOT
+from bench.childproc import Proc, child_env, free_port
+from bench.closed_loop import closed_loop
+from bench.fakes import install_cheap_rendering
+from bench.measure import MB, Json, machine, now, proc_cpu_seconds, system_busy_seconds
+from bench.phase import Phase, bot_env, make_photo, phase, progress
+from bench.report import fmt
 from tests.fakes.balancer import RoundRobin
 from tests.fakes.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from tests.pg import PostgresServer, start_postgres
 
-Json = dict[str, Any]
-MB = 1024 * 1024
 # More unattributed machine time than this (cores) means something else ran meanwhile.
 DISTURBED_CORES = 0.4
 
@@ -168,8 +156,6 @@ def services(buckets: int) -> Iterator[Services]:
     """Start moto (its own process, booting meanwhile) and PostgreSQL; stop both after."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     info = Path(tempfile.mkdtemp(prefix="bench-s3-")) / "s3.json"
-    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TZ") if key in os.environ}
-    env["PYTHONPATH"] = str(ROOT)
     with (RESULTS / "s3-moto.log").open("wb") as log:
         moto = subprocess.Popen(
             [sys.executable, "-m", "bench.s3proc", str(info), str(buckets)],
@@ -177,7 +163,7 @@ def services(buckets: int) -> Iterator[Services]:
             stdout=log,
             stderr=log,
             cwd=ROOT,
-            env=env,
+            env=child_env(),
         )
     try:
         with contextlib.contextmanager(start_postgres)() as postgres:
@@ -298,7 +284,9 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def start_setup(setup: Setup, shared: Services | None, plan: Plan, *, keep: bool) -> Any:
+async def start_setup(
+    setup: Setup, shared: Services | None, plan: Plan, *, keep: bool
+) -> AsyncIterator[Running]:
     """Fresh fakes, database, bucket and replicas (bench.run's `phase` starts the first)."""
     settings: dict[str, str] = {}
     if setup.postgres:
@@ -313,7 +301,7 @@ async def start_setup(setup: Setup, shared: Services | None, plan: Plan, *, keep
     try:
         name = f"scaleout-{setup.key}"
         async with phase(
-            name, webhook=True, profile=False, keep=keep, seed=0, grace=plan.grace, **settings
+            name, webhook=True, settings=settings, keep=keep, grace=plan.grace
         ) as first:
             ph: Phase = first
             try:
@@ -321,7 +309,7 @@ async def start_setup(setup: Setup, shared: Services | None, plan: Plan, *, keep
                     port = free_port()
                     workdir = ph.workdir / f"replica{n}"
                     workdir.mkdir()
-                    env = bot_env(ph.tg, ph.kie, workdir, port, webhook=True, **settings)
+                    env = bot_env(ph.tg, ph.kie, workdir, port, webhook=True, settings=settings)
                     proc = await Proc.start(
                         f"bot-{name}-r{n}", ["-m", "bench.botproc"], env, workdir, port
                     )
