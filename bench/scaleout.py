@@ -10,7 +10,7 @@ and N = 100 concurrent users, for three setups measured in the same session:
   scale-out tests (`tests.fakes.balancer.RoundRobin`): it is the public URL, so webhook
   updates and provider callbacks alternate between the replicas.
 
-The workload is bench/run.py's webhook + callback throughput phase (`closed_loop`): users
+The workload is bench.run's webhook + callback phase (`bench.closed_loop`): users
 each send a ~300 KB photo with a caption and wait for the result before sending the next;
 the fake provider finishes at once. Each setup gets fresh fakes, a fresh database and bucket.
 
@@ -287,7 +287,7 @@ class Running:
 async def start_setup(
     setup: Setup, shared: Services | None, plan: Plan, *, keep: bool
 ) -> AsyncIterator[Running]:
-    """Fresh fakes, database, bucket and replicas (bench.run's `phase` starts the first)."""
+    """Fresh fakes, database, bucket and replicas (`bench.phase.phase` starts the first)."""
     settings: dict[str, str] = {}
     if setup.postgres:
         assert shared is not None
@@ -406,7 +406,7 @@ async def run(plan: Plan, setups: Sequence[Setup], *, keep: bool) -> Json:
             "users": list(plan.users),
             "warmup_s": {str(k): v for k, v in plan.warmup.items()},
             "window_s": {str(k): v for k, v in plan.window.items()},
-            "workload": "bench.run closed_loop: webhook + callback mode, each user waits for "
+            "workload": "bench.closed_loop: webhook + callback mode, each user waits for "
             "its result before sending the next photo; fake KIE finishes at once",
             "layout": "bot replicas = python -m bench.botproc processes; PostgreSQL = its own "
             "processes (tests/pg.py); moto S3 = its own process (bench.s3proc); benchmark "
