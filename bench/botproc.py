@@ -1,18 +1,9 @@
 """`python -m bench.botproc`: `python -m bot` as the benchmark runs it.
 
-Two benchmark-only switches, both read from the environment:
-
-* ``BENCH_KIE_SUBMITS_PER_10S``: the KIE provider's client-side limit on createTask calls
-  (KIE documents 20 per 10 s per account). The fake provider has no such limit, and at
-  20 per 10 s every run would measure the limiter (2 edits/s), not the bot. The benchmark
-  sets ``KIE_RATE_LIMIT`` for that; this switch only matters for a bot version without that
-  setting, where it replaces the hard-coded limiter.
-* ``BENCH_PROFILE``: a path prefix; SIGUSR1 starts a profiler (``BENCH_PROFILER``:
-  ``pyinstrument-cpu``, the default, ``pyinstrument`` or ``cprofile``) and an SQL statement
-  count, SIGUSR2 stops both and writes them under that prefix (py-spy cannot attach to
-  this machine's Python).
-
-``BENCH_UVLOOP`` (what-if experiments only) runs the service on uvloop.
+One benchmark-only switch, read from the environment: ``BENCH_PROFILE``, a path prefix;
+SIGUSR1 starts a profiler (pyinstrument, sampling main-thread CPU time) and an SQL
+statement count, SIGUSR2 stops both and writes them under that prefix (py-spy cannot attach
+to this machine's Python).
 
 Everything else is the unmodified service: `bot.__main__.main()` with the environment's
 settings.
@@ -20,12 +11,8 @@ settings.
 
 from __future__ import annotations
 
-import cProfile
-import importlib
-import io
 import json
 import os
-import pstats
 import signal
 import sys
 import time
@@ -33,18 +20,6 @@ from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Any
-
-
-def lift_kie_limit(per_10s: int) -> None:
-    """Make `build_providers` create KIE's sliding-window limiter with `per_10s` calls."""
-    import bot.app
-    from bot.providers.transport import SlidingWindowLimiter
-
-    class BenchLimiter(SlidingWindowLimiter):
-        def __init__(self, max_calls: int, period: float) -> None:
-            super().__init__(max(max_calls, int(per_10s * period / 10.0)), period)
-
-    vars(bot.app)["SlidingWindowLimiter"] = BenchLimiter
 
 
 def install_sql_counter() -> Counter[str]:
@@ -73,14 +48,15 @@ def install_sql_counter() -> Counter[str]:
     return counts
 
 
-def install_profiler(prefix: str, kind: str) -> None:
+def install_profiler(prefix: str) -> None:
     """SIGUSR1 starts profiling the main thread, SIGUSR2 stops and writes the profile.
 
-    ``pyinstrument`` (wall-clock samples: idle time shows as ``epoll.poll``) and
-    ``pyinstrument-cpu`` (samples every millisecond of main-thread CPU time) write
-    ``<prefix>.txt``, ``.html`` and ``.pyisession``; ``cprofile`` (deterministic, charged in
-    main-thread CPU time) writes ``<prefix>.prof`` and a ``<prefix>.txt`` summary.
+    Writes ``<prefix>.txt``, ``.html`` and ``.pyisession`` (for `bench.profile_report`) and
+    ``<prefix>-sql.json``, the SQL statements run meanwhile.
     """
+    from pyinstrument import Profiler
+    from pyinstrument.stack_sampler import get_stack_sampler
+
     state: dict[str, Any] = {}
     sql = install_sql_counter()
 
@@ -88,19 +64,11 @@ def install_profiler(prefix: str, kind: str) -> None:
         if "profiler" in state:
             return
         state["sql_before"] = Counter(sql)
-        if kind == "cprofile":
-            profiler: Any = cProfile.Profile(time.thread_time)
-            profiler.enable()
-        else:
-            from pyinstrument import Profiler
-            from pyinstrument.stack_sampler import get_stack_sampler
-
-            if kind == "pyinstrument-cpu":
-                # Samples spaced in main-thread CPU time: descheduled time (a busy machine)
-                # and idle time are not sampled, so shares are shares of CPU.
-                get_stack_sampler().timer_func = time.thread_time
-            profiler = Profiler(interval=0.001, async_mode="disabled")
-            profiler.start()
+        # Samples spaced in main-thread CPU time: descheduled time (a busy machine) and idle
+        # time are not sampled, so shares are shares of CPU.
+        get_stack_sampler().timer_func = time.thread_time
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+        profiler.start()
         state["profiler"] = profiler
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -109,15 +77,6 @@ def install_profiler(prefix: str, kind: str) -> None:
             return
         statements = Counter(sql) - state.pop("sql_before", Counter())
         Path(f"{prefix}-sql.json").write_text(json.dumps(dict(statements.most_common())))
-        if kind == "cprofile":
-            profiler.disable()
-            profiler.dump_stats(f"{prefix}.prof")
-            out = io.StringIO()
-            stats = pstats.Stats(profiler, stream=out)
-            stats.sort_stats("cumulative").print_stats(60)
-            stats.sort_stats("tottime").print_stats(40)
-            Path(f"{prefix}.txt").write_text(out.getvalue(), encoding="utf-8")
-            return
         profiler.stop()
         Path(f"{prefix}.txt").write_text(
             profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8"
@@ -130,17 +89,9 @@ def install_profiler(prefix: str, kind: str) -> None:
 
 
 def main() -> int:
-    from bot.config import Settings
-
-    per_10s = os.environ.get("BENCH_KIE_SUBMITS_PER_10S")
-    if per_10s and "kie_rate_limit" not in Settings.model_fields:
-        lift_kie_limit(int(per_10s))
-    if os.environ.get("BENCH_UVLOOP"):
-        # what-if experiment only (--uvloop, with uvloop on the bot's PYTHONPATH)
-        importlib.import_module("uvloop").install()
     prefix = os.environ.get("BENCH_PROFILE")
     if prefix:
-        install_profiler(prefix, os.environ.get("BENCH_PROFILER", "pyinstrument-cpu"))
+        install_profiler(prefix)
     from bot.__main__ import main as bot_main
 
     return bot_main()

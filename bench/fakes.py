@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,19 +30,14 @@ from aiohttp import web
 from PIL import Image
 
 import tests.fakes._common as fake_common
+from bench.measure import Json, now
 from tests.fakes._common import FakeTask, Outcome
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram, FileInfo
 
-Json = dict[str, Any]
 GATE_PREFIX = "/bench-gate/"
 # Bot API calls the bot makes (and waits for) between an update and its createTask.
 SUBMIT_PATH_METHODS = frozenset({"getFile", "sendMessage"})
-
-
-def now() -> float:
-    """The benchmark's clock (monotonic, shared by every process of this machine)."""
-    return time.monotonic()
 
 
 @dataclass(eq=False)
@@ -130,7 +124,6 @@ class BenchTelegram(FakeTelegram):
         super().__init__(token)
         self.ledger = ledger
         self.method_counts: Counter[str] = Counter()
-        self.method_seconds: defaultdict[str, float] = defaultdict(float)
 
     def _register_photo(self, data: bytes) -> list[FileInfo]:
         """One PhotoSize from the image header (the real fake decodes and makes thumbnails)."""
@@ -177,7 +170,6 @@ class BenchTelegram(FakeTelegram):
         # _handle_api appends its call last with no await after it: this one is ours.
         call = self.calls.pop()
         self.method_counts[call.method] += 1
-        self.method_seconds[call.method] += seconds
         trace = self._trace_of(call.method, call.params)
         if call.method == "sendPhoto":
             result = call.result if isinstance(call.result, dict) else {}
@@ -198,7 +190,6 @@ class BenchTelegram(FakeTelegram):
         seconds = now() - started
         self.downloads.clear()
         self.method_counts["file"] += 1
-        self.method_seconds["file"] += seconds
         trace = self.ledger.by_file.get(info.file_id) if info is not None else None
         if trace is not None:
             trace.charge_submit(seconds)

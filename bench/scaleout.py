@@ -10,7 +10,7 @@ and N = 100 concurrent users, for three setups measured in the same session:
   scale-out tests (`tests.fakes.balancer.RoundRobin`): it is the public URL, so webhook
   updates and provider callbacks alternate between the replicas.
 
-The workload is bench/run.py's webhook + callback throughput phase (`closed_loop`): users
+The workload is bench.run's webhook + callback phase (`bench.closed_loop`): users
 each send a ~300 KB photo with a caption and wait for the result before sending the next;
 the fake provider finishes at once. Each setup gets fresh fakes, a fresh database and bucket.
 
@@ -40,37 +40,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python bench/scaleout.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.fakes import install_cheap_rendering, now
-from bench.run import (
-    RESULTS,
-    ROOT,
-    Phase,
-    Proc,
-    bot_env,
-    closed_loop,
-    fmt,
-    free_port,
-    machine,
-    make_photo,
-    phase,
-    proc_cpu_seconds,
-    progress,
-    system_busy_seconds,
-)
+from bench import RESULTS, ROOT
+from bench.childproc import Proc, child_env, free_port
+from bench.closed_loop import closed_loop
+from bench.fakes import install_cheap_rendering
+from bench.measure import MB, Json, machine, now, proc_cpu_seconds, system_busy_seconds
+from bench.phase import Phase, bot_env, make_photo, phase, progress
+from bench.report import fmt
 from tests.fakes.balancer import RoundRobin
 from tests.fakes.s3 import ACCESS_KEY, REGION, SECRET_KEY
 from tests.pg import PostgresServer, start_postgres
 
-Json = dict[str, Any]
-MB = 1024 * 1024
 # More unattributed machine time than this (cores) means something else ran meanwhile.
 DISTURBED_CORES = 0.4
 
@@ -171,8 +156,6 @@ def services(buckets: int) -> Iterator[Services]:
     """Start moto (its own process, booting meanwhile) and PostgreSQL; stop both after."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     info = Path(tempfile.mkdtemp(prefix="bench-s3-")) / "s3.json"
-    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TZ") if key in os.environ}
-    env["PYTHONPATH"] = str(ROOT)
     with (RESULTS / "s3-moto.log").open("wb") as log:
         moto = subprocess.Popen(
             [sys.executable, "-m", "bench.s3proc", str(info), str(buckets)],
@@ -180,7 +163,7 @@ def services(buckets: int) -> Iterator[Services]:
             stdout=log,
             stderr=log,
             cwd=ROOT,
-            env=env,
+            env=child_env(),
         )
     try:
         with contextlib.contextmanager(start_postgres)() as postgres:
@@ -301,8 +284,10 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def start_setup(setup: Setup, shared: Services | None, plan: Plan, *, keep: bool) -> Any:
-    """Fresh fakes, database, bucket and replicas (bench.run's `phase` starts the first)."""
+async def start_setup(
+    setup: Setup, shared: Services | None, plan: Plan, *, keep: bool
+) -> AsyncIterator[Running]:
+    """Fresh fakes, database, bucket and replicas (`bench.phase.phase` starts the first)."""
     settings: dict[str, str] = {}
     if setup.postgres:
         assert shared is not None
@@ -316,7 +301,7 @@ async def start_setup(setup: Setup, shared: Services | None, plan: Plan, *, keep
     try:
         name = f"scaleout-{setup.key}"
         async with phase(
-            name, webhook=True, profile=False, keep=keep, seed=0, grace=plan.grace, **settings
+            name, webhook=True, settings=settings, keep=keep, grace=plan.grace
         ) as first:
             ph: Phase = first
             try:
@@ -324,7 +309,7 @@ async def start_setup(setup: Setup, shared: Services | None, plan: Plan, *, keep
                     port = free_port()
                     workdir = ph.workdir / f"replica{n}"
                     workdir.mkdir()
-                    env = bot_env(ph.tg, ph.kie, workdir, port, webhook=True, **settings)
+                    env = bot_env(ph.tg, ph.kie, workdir, port, webhook=True, settings=settings)
                     proc = await Proc.start(
                         f"bot-{name}-r{n}", ["-m", "bench.botproc"], env, workdir, port
                     )
@@ -421,7 +406,7 @@ async def run(plan: Plan, setups: Sequence[Setup], *, keep: bool) -> Json:
             "users": list(plan.users),
             "warmup_s": {str(k): v for k, v in plan.warmup.items()},
             "window_s": {str(k): v for k, v in plan.window.items()},
-            "workload": "bench.run closed_loop: webhook + callback mode, each user waits for "
+            "workload": "bench.closed_loop: webhook + callback mode, each user waits for "
             "its result before sending the next photo; fake KIE finishes at once",
             "layout": "bot replicas = python -m bench.botproc processes; PostgreSQL = its own "
             "processes (tests/pg.py); moto S3 = its own process (bench.s3proc); benchmark "

@@ -28,7 +28,7 @@ from telegram import Bot, InputFile
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bench.fakes import BenchTelegram, Ledger
-from bench.run import TOKEN, make_photo
+from bench.phase import TOKEN, make_photo
 from bot.telegram_http import AiohttpRequest
 from domain import steps
 from domain.edit import InputPhoto, NewEdit
