@@ -15,10 +15,11 @@ from aiohttp import web
 from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ContextTypes
 
+from bot.albums import recover as recover_albums
 from bot.commands import publish_commands
 from bot.config import Settings
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
-from bot.handlers import album, register_all
+from bot.handlers import register_all
 from bot.i18n import Translator
 from bot.keys import DATABASE, HTTP, PTB, SERVICES, SETTINGS
 from bot.lifecycle.context import Timing
@@ -320,7 +321,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 await services.edits.sweep()
                 if time.monotonic() - last_cleanup > 60:
                     last_cleanup = time.monotonic()
-                    await album.recover(app[PTB].bot, services)
+                    await recover_albums(app[PTB].bot, services)
                 if time.monotonic() - last_blob_cleanup >= settings.blob_cleanup_interval:
                     # Input photos: those of ended edits after BLOB_GRACE, orphans after
                     # BLOB_MAX_AGE.
