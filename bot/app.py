@@ -15,12 +15,25 @@ from aiohttp import web
 from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ContextTypes
 
+from bot.albums import recover as recover_albums
 from bot.commands import publish_commands
 from bot.config import Settings
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
-from bot.handlers import album, register_all
+from bot.handlers import register_all
 from bot.i18n import Translator
-from bot.keys import DATABASE, HTTP, PTB, SERVICES, SETTINGS
+from bot.keys import (
+    BLOBS,
+    DATABASE,
+    HTTP,
+    METRICS,
+    PTB,
+    REGISTRY,
+    SERVICES,
+    SETTINGS,
+    TRACKER,
+    TRANSLATOR,
+    TRANSPORT,
+)
 from bot.lifecycle.context import Timing
 from bot.lifecycle.service import EditService
 from bot.metrics import Metrics
@@ -50,10 +63,22 @@ def create_app(settings: Settings, *, translator: Translator | None = None) -> w
     """Build the service; resources open on startup and close on cleanup, in order."""
     app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware])
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_http_session)
-    app.cleanup_ctx.append(_services(translator or Translator()))
-    app.cleanup_ctx.append(_sweeper)
+    app[TRANSLATOR] = translator or Translator()
+    app[METRICS] = Metrics()
+    # Opened in this order, closed in the reverse one.
+    app.cleanup_ctx.extend(
+        [
+            _database,
+            _http_session,
+            _providers,
+            _blob_store,
+            _telegram,
+            _background_tasks,
+            _edit_service,
+            _intake,
+            _sweeper,
+        ]
+    )
     setup_routes(app)
     return app
 
@@ -67,11 +92,22 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    """The outgoing HTTP session, and the provider transport over it (retries, timeouts)."""
+    settings = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=200, limit_per_host=100, ttl_dns_cache=300)
     async with aiohttp.ClientSession(
         connector=connector, headers={"User-Agent": "photo-edit-bot/0.1"}
     ) as session:
         app[HTTP] = session
+        app[TRANSPORT] = Transport(
+            session,
+            timeout=settings.provider_timeout,
+            retry=RetryPolicy(
+                max_retries=settings.provider_max_retries,
+                backoff_base=settings.provider_backoff_base,
+            ),
+            on_call=app[METRICS].observe_call,
+        )
         yield
 
 
@@ -203,107 +239,133 @@ def build_telegram(settings: Settings) -> Application:  # type: ignore[type-arg]
     return application
 
 
-def _services(translator: Translator):  # type: ignore[no-untyped-def]
-    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app[SETTINGS]
-        metrics = Metrics()
-        tracker = TaskTracker()
-        transport = Transport(
-            app[HTTP],
-            timeout=settings.provider_timeout,
-            retry=RetryPolicy(
-                max_retries=settings.provider_max_retries,
-                backoff_base=settings.provider_backoff_base,
-            ),
-            on_call=metrics.observe_call,
+async def _providers(app: web.Application) -> AsyncIterator[None]:
+    """The enabled providers; refuses to start if DEFAULT_MODEL is not one of their models."""
+    settings = app[SETTINGS]
+    registry = ProviderRegistry(build_providers(settings, app[TRANSPORT]))
+    if settings.default_model not in registry.models:
+        enabled = ", ".join(registry.models) or (
+            "none: set KIE_API_KEY, APIKLEY_API_KEY or ODKKK_API_KEY"
         )
-        registry = ProviderRegistry(build_providers(settings, transport))
-        if settings.default_model not in registry.models:
-            enabled = ", ".join(registry.models) or (
-                "none: set KIE_API_KEY, APIKLEY_API_KEY or ODKKK_API_KEY"
-            )
-            raise RuntimeError(
-                f"DEFAULT_MODEL={settings.default_model} is not offered by any enabled provider "
-                f"(enabled models: {enabled})"
-            )
-        blobs = build_blob_store(settings, transport)
-        await blobs.start()
-        ptb = build_telegram(settings)
-        notifier = TelegramNotifier(
-            ptb.bot,
-            translator,
-            ResultFetcher(app[HTTP], max_bytes=settings.max_result_bytes),
-            registry,
-            settings.admin_ids,
+        raise RuntimeError(
+            f"DEFAULT_MODEL={settings.default_model} is not offered by any enabled provider "
+            f"(enabled models: {enabled})"
         )
-        edits = EditService(
-            app[DATABASE],
-            registry,
-            blobs,
-            TelegramPhotoSource(ptb.bot),
-            notifier,
-            base_url=settings.base_url,
-            timing=Timing(
-                poll_interval=settings.poll_interval,
-                poll_max_interval=settings.poll_max_interval,
-                callback_grace=settings.callback_grace,
-                task_timeout=settings.task_timeout,
-                blob_grace=settings.blob_grace,
-                approval_timeout=settings.approval_timeout,
-            ),
-            tracker=tracker,
-            observe=metrics.observe_edit,
-        )
-        services = Services(
-            settings=settings,
-            db=app[DATABASE],
-            edits=edits,
-            translator=translator,
-            registry=registry,
-            blobs=blobs,
-            tracker=tracker,
-            metrics=metrics,
-            notifier=notifier,
-        )
-        ptb.bot_data[SERVICES_KEY] = services
-        app[SERVICES] = services
-        app[PTB] = ptb
-        await ptb.initialize()
-        await ptb.start()
-        await publish_commands(ptb.bot, translator)
-        if settings.webhook_mode:
-            await ptb.bot.set_webhook(
-                url=f"{settings.base_url}/telegram",
-                secret_token=settings.resolved_webhook_secret,
-                allowed_updates=Update.ALL_TYPES,
-                max_connections=100,
-            )
-            log.info("webhook mode", extra={"url": f"{settings.base_url}/telegram"})
-        else:
-            assert ptb.updater is not None
-            await ptb.updater.start_polling(
-                allowed_updates=Update.ALL_TYPES,
-                timeout=settings.telegram_poll_timeout,
-                poll_interval=0.0,
-            )
-            log.info("long polling mode")
-        try:
-            yield
-        finally:
-            # Stop taking new work, let in-flight handlers and deliveries finish, then close.
-            log.info("shutting down: finishing updates and background work")
-            edits.stop_submitting()
-            if ptb.updater is not None and ptb.updater.running:
-                await ptb.updater.stop()
-            if ptb.running:
-                await ptb.stop()
-            await tracker.drain(SHUTDOWN_GRACE)
-            log.info("background work drained", extra={"unfinished": len(tracker)})
-            await ptb.shutdown()
-            await registry.close()
-            await blobs.close()
+    app[REGISTRY] = registry
+    yield
+    await registry.close()
 
-    return services_ctx
+
+async def _blob_store(app: web.Application) -> AsyncIterator[None]:
+    blobs = build_blob_store(app[SETTINGS], app[TRANSPORT])
+    await blobs.start()
+    app[BLOBS] = blobs
+    yield
+    await blobs.close()
+
+
+async def _telegram(app: web.Application) -> AsyncIterator[None]:
+    """PTB's Application, its handlers registered; it takes updates only once `_intake` runs."""
+    ptb = build_telegram(app[SETTINGS])
+    app[PTB] = ptb
+    await ptb.initialize()
+    yield
+    await ptb.shutdown()
+
+
+async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
+    """Background work (deliveries, album flushes), drained once updates have stopped."""
+    tracker = TaskTracker()
+    app[TRACKER] = tracker
+    yield
+    await tracker.drain(SHUTDOWN_GRACE)
+    log.info("background work drained", extra={"unfinished": len(tracker)})
+
+
+async def _edit_service(app: web.Application) -> AsyncIterator[None]:
+    """The edit lifecycle and the services handlers and routes use (nothing to close: its
+    submissions are stopped by `_intake`, its work drained with the background tasks)."""
+    settings, translator, metrics = app[SETTINGS], app[TRANSLATOR], app[METRICS]
+    bot = app[PTB].bot
+    notifier = TelegramNotifier(
+        bot,
+        translator,
+        ResultFetcher(app[HTTP], max_bytes=settings.max_result_bytes),
+        app[REGISTRY],
+        settings.admin_ids,
+    )
+    edits = EditService(
+        app[DATABASE],
+        app[REGISTRY],
+        app[BLOBS],
+        TelegramPhotoSource(bot),
+        notifier,
+        base_url=settings.base_url,
+        timing=Timing(
+            poll_interval=settings.poll_interval,
+            poll_max_interval=settings.poll_max_interval,
+            callback_grace=settings.callback_grace,
+            task_timeout=settings.task_timeout,
+            blob_grace=settings.blob_grace,
+            approval_timeout=settings.approval_timeout,
+        ),
+        tracker=app[TRACKER],
+        observe=metrics.observe_edit,
+    )
+    services = Services(
+        settings=settings,
+        db=app[DATABASE],
+        edits=edits,
+        translator=translator,
+        registry=app[REGISTRY],
+        blobs=app[BLOBS],
+        tracker=app[TRACKER],
+        metrics=metrics,
+        notifier=notifier,
+    )
+    app[PTB].bot_data[SERVICES_KEY] = services
+    app[SERVICES] = services
+    yield
+
+
+async def _intake(app: web.Application) -> AsyncIterator[None]:
+    """New work coming in: Telegram updates (webhook or long polling) and the submissions
+    they start. Started last, stopped first."""
+    settings, ptb = app[SETTINGS], app[PTB]
+    await ptb.start()
+    try:
+        await publish_commands(ptb.bot, app[TRANSLATOR])
+        await _receive_updates(settings, ptb)
+    except BaseException:
+        await ptb.stop()  # so that `_telegram` can shut it down
+        raise
+    yield
+    # Stop taking new work, let in-flight handlers finish; background work drains next.
+    log.info("shutting down: finishing updates and background work")
+    app[SERVICES].edits.stop_submitting()
+    if ptb.updater is not None and ptb.updater.running:
+        await ptb.updater.stop()
+    if ptb.running:
+        await ptb.stop()
+
+
+async def _receive_updates(settings: Settings, ptb: Application) -> None:  # type: ignore[type-arg]
+    if settings.webhook_mode:
+        await ptb.bot.set_webhook(
+            url=f"{settings.base_url}/telegram",
+            secret_token=settings.resolved_webhook_secret,
+            allowed_updates=Update.ALL_TYPES,
+            max_connections=100,
+        )
+        log.info("webhook mode", extra={"url": f"{settings.base_url}/telegram"})
+        return
+    assert ptb.updater is not None
+    await ptb.updater.start_polling(
+        allowed_updates=Update.ALL_TYPES,
+        timeout=settings.telegram_poll_timeout,
+        poll_interval=0.0,
+    )
+    log.info("long polling mode")
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
@@ -320,7 +382,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 await services.edits.sweep()
                 if time.monotonic() - last_cleanup > 60:
                     last_cleanup = time.monotonic()
-                    await album.recover(app[PTB].bot, services)
+                    await recover_albums(app[PTB].bot, services)
                 if time.monotonic() - last_blob_cleanup >= settings.blob_cleanup_interval:
                     # Input photos: those of ended edits after BLOB_GRACE, orphans after
                     # BLOB_MAX_AGE.

@@ -42,6 +42,7 @@ from bot.i18n import Translator
 from bot.lifecycle.context import ChatUnreachable, DeliveryFailed, PhotoUnavailable
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
+from bot.rewrite import any_error, rewrite
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -360,17 +361,11 @@ class TelegramNotifier:
             lambda: self.bot.send_message(edit.chat_id, text, reply_parameters=self._reply_to(edit))
         )
         if edit.approval_message_id is not None and edit.error_code == "approval_expired":
-            await self._close_approval(edit)
-
-    async def _close_approval(self, edit: Edit) -> None:
-        """An approval request nobody decided on: drop its buttons (best effort)."""
-        text = self.translator.tr(edit.lang, "approval.panel.expired")
-        try:
-            await self.bot.edit_message_text(
-                text, chat_id=edit.chat_id, message_id=edit.approval_message_id
+            # The request nobody decided on loses its buttons (best effort).
+            text = self.translator.tr(edit.lang, "approval.panel.expired")
+            await rewrite(
+                self.bot, edit.chat_id, edit.approval_message_id, text, tolerate=any_error
             )
-        except TelegramError as exc:
-            log.info("approval request not closed", extra={"edit_id": edit.id, "error": str(exc)})
 
     async def alert_admins(self, incident: str, detail: str) -> None:
         for admin_id in self.admin_ids:

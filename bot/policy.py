@@ -26,7 +26,8 @@ from telegram import Bot
 
 from bot.blocklist import find_blocked
 from bot.config import Settings
-from bot.handlers.common import Origin, format_wait
+from bot.formats import format_wait
+from bot.origin import Origin
 from bot.providers.registry import ProviderRegistry
 from bot.services import Services
 from domain.edit import Edit, EditState

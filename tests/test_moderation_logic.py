@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from telegram import Chat
 
+from bot import approval_panel as approvals
 from bot.blocklist import find_blocked, normalize, parse_phrases
 from bot.buttons import parse_remove, remove_data
-from bot.handlers import approvals
+from bot.formats import format_wait
 from bot.handlers import moderation_views as views
-from bot.handlers.common import format_wait
 from bot.i18n import Translator
 from bot.preferences import reset
 from domain.edit import NewEdit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.handlers.common import clean_prompt, extract_prompt
+from bot.message_input import clean_prompt, extract_prompt
 
 
 @pytest.mark.parametrize(

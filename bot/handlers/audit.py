@@ -15,8 +15,8 @@ from telegram import Update
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, CommandHandler
 
-from bot.handlers.common import admin_command, reply
-from bot.handlers.credits import format_credits
+from bot.formats import format_credits
+from bot.handlers.common import admin_command, incoming, reply
 from bot.services import BotContext, Services
 from domain.edit import Edit, EditState
 from storage.moderation import PERIODS, Spend, recent_requests, top_spenders, usage
@@ -70,8 +70,7 @@ async def modlog_command(update: Update, context: BotContext) -> None:
     checked = await admin_command(update, context)
     if checked is None:
         return
-    message, _user, lang = checked
-    services = context.services
+    message, services, lang = checked.message, checked.services, checked.lang
     edits = await recent_requests(services.db, message.chat_id, limit=MODLOG_SIZE)
     if not edits:
         await reply(message, services.tr(lang, "modlog.empty"))
@@ -96,11 +95,10 @@ def _periods(services: Services, lang: str, spend: dict[str, Spend]) -> list[str
 
 async def usage_command(update: Update, context: BotContext) -> None:
     """Edits and credits: a group's (admins), one's own in a group (members) or in private."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+    asked = await incoming(update, context)
+    if asked is None:
         return
-    services = context.services
-    lang = await services.lang_for(user, message.chat)
+    message, user, services, lang = asked.message, asked.user, asked.services, asked.lang
     chat = message.chat
     if chat.type == ChatType.PRIVATE:
         spend = await usage(services.db, user_id=user.id)

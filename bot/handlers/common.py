@@ -1,90 +1,55 @@
-"""Helpers shared by handlers: who is asking, what photo, what prompt."""
+"""Helpers shared by handlers: who is asking and in what language, answering messages and
+button presses, and resolving a press that names an edit."""
 
 from __future__ import annotations
 
 import logging
-import math
-import mimetypes
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from telegram import Bot, CallbackQuery, Message, Update, User
+from telegram import CallbackQuery, Message, Update, User
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
 from bot.buttons import shorten
 from bot.delivery import reply_to
-from domain.edit import Edit, InputPhoto
+from bot.origin import Origin
+from bot.services import BotContext, Services
+from domain.edit import Edit
 
-if TYPE_CHECKING:
-    from bot.services import BotContext
-
-IMAGE_MIME_TYPES = frozenset(
-    {
-        "image/jpeg",
-        "image/png",
-        "image/webp",
-        "image/heic",
-        "image/heif",
-        "image/bmp",
-        "image/x-ms-bmp",
-        "image/tiff",
-        "image/gif",
-        "image/jpg",
-    }
-)
-MASK_MARKERS = frozenset({"mask", "#mask", "маска", "#маска"})
-_EDIT_COMMAND = re.compile(r"^/edit(?:@(\w+))?(?=\s|$)", re.IGNORECASE)
 CALLBACK_ANSWER_MAX = 200
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Origin:
-    """Where a request came from and where its answers go (a reply to `message_id`).
+class Incoming:
+    """A message for a handler, with who sent it, the services and where answers go (the
+    origin carries the reply language)."""
 
-    `as_group`: sent by an anonymous admin writing as the group itself.
-    """
-
-    chat_id: int
-    chat_type: str
-    message_id: int
-    user_id: int
-    lang: str
-    user_name: str = ""
-    as_group: bool = False
-
-    @classmethod
-    def of(cls, message: Message, user: User, lang: str) -> Origin:
-        sender_chat = message.sender_chat
-        as_group = sender_chat is not None and sender_chat.id == message.chat_id
-        return cls(
-            message.chat_id,
-            message.chat.type,
-            message.message_id,
-            user.id,
-            lang,
-            user_name=(sender_chat.title or "") if as_group and sender_chat else user.full_name,
-            as_group=as_group,
-        )
+    message: Message
+    user: User
+    services: Services
+    origin: Origin
 
     @property
-    def group(self) -> bool:
-        return self.chat_type != ChatType.PRIVATE
+    def lang(self) -> str:
+        return self.origin.lang
+
+    def tr(self, key: str, **params: Any) -> str:
+        return self.services.tr(self.origin.lang, key, **params)
 
 
-async def answer(bot: Bot, origin: Origin, text: str, **kwargs: Any) -> Message:
-    """Send `text` as a reply to the origin message (still sent if that was deleted)."""
-    return await bot.send_message(
-        origin.chat_id,
-        text,
-        reply_parameters=reply_to(origin.message_id),
-        **kwargs,
-    )
+async def incoming(update: Update, context: BotContext) -> Incoming | None:
+    """The update's message and sender (None for an update without both), in the reader's
+    language."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return None
+    services = context.services
+    lang = await services.lang_for(user, message.chat)
+    return Incoming(message, user, services, Origin.of(message, user, lang))
 
 
 async def reply(message: Message, text: str, **kwargs: Any) -> Message:
@@ -110,110 +75,24 @@ async def answer_press(
         log.info("button press answered before", extra={"query_id": query.id})
 
 
-def input_photo(message: Message) -> InputPhoto | None:
-    """The image a message carries (largest photo size, or an image document)."""
-    if message.photo:
-        largest = message.photo[-1]
-        return InputPhoto(
-            file_id=largest.file_id,
-            kind="photo",
-            mime_type="image/jpeg",
-            file_size=largest.file_size,
-            width=largest.width,
-            height=largest.height,
-        )
-    document = message.document
-    if document is not None:
-        mime = (document.mime_type or "").lower()
-        if not mime and document.file_name:
-            mime = (mimetypes.guess_type(document.file_name)[0] or "").lower()
-        if mime in IMAGE_MIME_TYPES:
-            return InputPhoto(
-                file_id=document.file_id,
-                kind="document",
-                mime_type=mime,
-                file_size=document.file_size,
-            )
-    return None
-
-
-def carries_file(message: Message) -> bool:
-    return bool(message.photo or message.document)
-
-
-def extract_prompt(text: str, bot_username: str, *, group: bool) -> str | None:
-    """The prompt in a caption or text; None when a group message is not meant for the bot.
-
-    In groups only `/edit ...` (optionally `/edit@bot`) and messages mentioning the bot count;
-    in private chats the whole text is the prompt.
-    """
-    stripped = text.strip()
-    match = _EDIT_COMMAND.match(stripped)
-    if match:
-        addressee = match.group(1)
-        if addressee and addressee.lower() != bot_username.lower():
-            return None
-        return stripped[match.end() :].strip()
-    mention = f"@{bot_username}"
-    if bot_username and mention.lower() in stripped.lower():
-        pattern = r"[ \t]*" + re.escape(mention) + r"[ \t]*"
-        return re.sub(pattern, " ", stripped, flags=re.IGNORECASE).strip()
-    return None if group else stripped
-
-
-def clean_prompt(text: str) -> str:
-    """Drop control and invisible format characters, keep line breaks, trim blank runs."""
-    kept = []
-    for char in text:
-        category = unicodedata.category(char)
-        if char in "\n\t":
-            kept.append(char)
-        elif category in ("Cc", "Cs", "Co") or (category == "Cf" and char != "\u200d"):
-            continue
-        else:
-            kept.append(char)
-    cleaned = "".join(kept)
-    cleaned = re.sub(r"[ \t]+", " ", cleaned)
-    cleaned = re.sub(r"\n{3,}", "\n\n", cleaned)
-    return cleaned.strip()
-
-
-def is_mask_caption(caption: str | None) -> bool:
-    """An album photo captioned `mask` (or `#mask`, `маска`) is the 4o inpainting mask."""
-    return caption is not None and caption.strip().lower() in MASK_MARKERS
-
-
-def format_wait(tr: Callable[..., str], seconds: float) -> str:
-    """A duration as people read it ("45 s", "12 min", "3 h 5 min"), rounded up."""
-    if seconds < 60:
-        return tr("time.seconds", n=max(1, math.ceil(seconds)))
-    hours, minutes = divmod(math.ceil(seconds / 60), 60)
-    if not hours:
-        return tr("time.minutes", n=minutes)
-    if not minutes:
-        return tr("time.hours", n=hours)
-    return tr("time.hours_minutes", h=hours, m=minutes)
-
-
 async def admin_command(
     update: Update, context: BotContext, *, refusal: str = "moderation.admins_only"
-) -> tuple[Message, User, str] | None:
-    """The command's message, sender and language if a group admin sent it (anonymous admins
-    included); otherwise answer why not (catalog key `refusal`) and return None."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+) -> Incoming | None:
+    """The command if a group admin sent it (anonymous admins included); otherwise answer
+    why not (catalog key `refusal`) and return None."""
+    asked = await incoming(update, context)
+    if asked is None:
         return None
-    services = context.services
-    lang = await services.lang_for(user, message.chat)
+    message, services = asked.message, asked.services
     if message.chat.type == ChatType.PRIVATE:
-        await reply(message, services.tr(lang, "moderation.groups_only"))
+        await reply(message, asked.tr("moderation.groups_only"))
         return None
     if not await services.admins.may_change(
-        context.bot, message.chat, user.id, sender_chat=message.sender_chat
+        context.bot, message.chat, asked.user.id, sender_chat=message.sender_chat
     ):
-        await reply(message, services.tr(lang, refusal))
+        await reply(message, asked.tr(refusal))
         return None
-    return message, user, lang
+    return asked
 
 
 P = TypeVar("P")
@@ -228,6 +107,11 @@ class EditPress(NamedTuple, Generic[P]):
     edit: Edit
     data: P
     lang: str
+
+    @property
+    def origin(self) -> Origin:
+        """Answers to the press go under the pressed message."""
+        return Origin.of_press(self.message, self.query.from_user, self.lang)
 
 
 async def edit_press(

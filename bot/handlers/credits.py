@@ -5,7 +5,8 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.handlers.common import reply
+from bot.formats import format_credits
+from bot.handlers.common import incoming, reply
 from bot.providers.http import HttpProvider
 from bot.providers.kie import account_credits
 from bot.services import BotContext
@@ -14,21 +15,13 @@ from domain.errors import ProviderError
 KIE_PROVIDER = "kie"
 
 
-def format_credits(amount: float) -> str:
-    """Whole numbers without decimals, others with up to two."""
-    if float(amount).is_integer():
-        return str(int(amount))
-    return f"{amount:.2f}".rstrip("0").rstrip(".")
-
-
 async def credits_command(update: Update, context: BotContext) -> None:
     """Ask KIE's credit endpoint and reply with the number (admins only)."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+    asked = await incoming(update, context)
+    if asked is None:
         return
-    services = context.services
-    lang = await services.lang_for(user, message.chat)
-    if user.id not in services.settings.admin_ids:
+    message, services, lang = asked.message, asked.services, asked.lang
+    if asked.user.id not in services.settings.admin_ids:
         await reply(message, services.tr(lang, "credits.admins_only"))
         return
     provider = services.registry.providers.get(KIE_PROVIDER)

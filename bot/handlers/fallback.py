@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, MessageHandler, filters
 
-from bot.handlers.common import answer_press, reply
+from bot.handlers.common import answer_press, incoming, reply
 from bot.services import BotContext
 
 log = logging.getLogger(__name__)
@@ -16,12 +16,10 @@ log = logging.getLogger(__name__)
 
 async def unknown_command(update: Update, context: BotContext) -> None:
     """A command the bot does not know (private chats only)."""
-    message = update.effective_message
-    if message is None:
+    asked = await incoming(update, context)
+    if asked is None:
         return
-    services = context.services
-    lang = await services.lang_for(update.effective_user, message.chat)
-    await reply(message, services.tr(lang, "error.unknown_command"))
+    await reply(asked.message, asked.tr("error.unknown_command"))
 
 
 async def unknown_button(update: Update, context: BotContext) -> None:

@@ -12,7 +12,7 @@ from telegram import (
     Message,
     Update,
 )
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
@@ -25,8 +25,9 @@ from bot.buttons import (
     shorten,
 )
 from bot.delivery import reply_to
-from bot.handlers.common import Origin, answer_press, edit_press, reply
-from bot.handlers.edit import start_edit
+from bot.edit_requests import start_edit
+from bot.handlers.common import answer_press, edit_press, incoming, reply
+from bot.origin import Origin
 from bot.services import BotContext, Services
 from domain.edit import TERMINAL_STATES, Edit
 
@@ -53,13 +54,11 @@ async def recent_edits(services: Services, user_id: int, chat_id: int, group: bo
 
 async def history_command(update: Update, context: BotContext) -> None:
     """List the user's recent edits with a button to get each one again."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
+    asked = await incoming(update, context)
+    if asked is None:
         return
-    services = context.services
-    lang = await services.lang_for(user, message.chat)
-    group = message.chat.type != ChatType.PRIVATE
-    edits = await recent_edits(services, user.id, message.chat_id, group)
+    message, services, lang = asked.message, asked.services, asked.lang
+    edits = await recent_edits(services, asked.user.id, message.chat_id, asked.origin.group)
     if not edits:
         await reply(message, services.tr(lang, "history.empty"))
         return
@@ -100,21 +99,14 @@ async def on_resend(update: Update, context: BotContext) -> None:
     if pressed is None:
         return
     services = context.services
-    query, message, edit, _edit_id, lang = pressed
+    query, _message, edit, _edit_id, lang = pressed
     if edit.user_id != query.from_user.id:
         await answer_press(query, services.tr(lang, "history.not_yours"), alert=True)
         return
     if edit.state not in TERMINAL_STATES:
         await answer_press(query, services.tr(lang, "history.busy"))
         return
-    origin = Origin(
-        message.chat_id,
-        message.chat.type,
-        message.message_id,
-        query.from_user.id,
-        lang,
-        user_name=query.from_user.full_name,
-    )
+    origin = pressed.origin
     if edit.result_file_ids:
         await answer_press(query, services.tr(lang, "history.resent"))
         await send_stored(services, context.bot, origin, edit)

@@ -26,7 +26,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.blocklist import parse_phrases
 from bot.handlers import moderation_views as views
 from bot.handlers.common import admin_command, answer_press, reply
-from bot.handlers.settings import redraw
+from bot.rewrite import redraw
 from bot.services import BotContext, Services
 from storage.chat_settings import ChatPrefs
 from storage.moderation import SAFETY_OPTION, Moderation, WhoMayEdit
@@ -61,8 +61,7 @@ async def moderation_command(update: Update, context: BotContext) -> None:
     checked = await admin_command(update, context)
     if checked is None:
         return
-    message, user, _lang = checked
-    services = context.services
+    message, user, services = checked.message, checked.user, checked.services
     ctx = await panel_context(services, user, message.chat)
     prefs = await services.prefs.get(message.chat_id, fresh=True)
     text, markup = views.home(ctx, prefs.moderation)
@@ -96,7 +95,7 @@ async def on_button(update: Update, context: BotContext) -> None:
         prefs = await services.prefs.get(message.chat_id, fresh=True)
         view, toast = views.home(ctx, prefs.moderation), ctx.tr("error.unknown_button")
     try:
-        await redraw(message, view)
+        await redraw(context.bot, message, view)
     finally:  # every press is answered, after the panel shows its effect
         await answer_press(query, toast)
 
@@ -173,8 +172,7 @@ async def _member_rule(update: Update, context: BotContext, role: Role, add: boo
     checked = await admin_command(update, context)
     if checked is None:
         return
-    message, user, lang = checked
-    services = context.services
+    message, user, services, lang = checked.message, checked.user, checked.services, checked.lang
     target = message.reply_to_message
     member = target.from_user if target is not None else None
     if (
@@ -239,8 +237,7 @@ async def _phrases(update: Update, context: BotContext, add: bool) -> None:
     checked = await admin_command(update, context)
     if checked is None:
         return
-    message, user, lang = checked
-    services = context.services
+    message, user, services, lang = checked.message, checked.user, checked.services, checked.lang
     parts = (message.text or "").split(maxsplit=1)
     phrases, too_long = parse_phrases(parts[1] if len(parts) > 1 else "")
     if not phrases:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from telegram import Chat, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.buttons import in_rows, shorten
-from bot.handlers.common import format_wait
+from bot.formats import format_wait
 from bot.i18n import Translator
 from storage.moderation import Moderation, WhoMayEdit
 

@@ -70,8 +70,7 @@ async def remove_command(update: Update, context: BotContext) -> None:
     checked = await admin_command(update, context, refusal="remove.admins_only")
     if checked is None:
         return
-    message, user, lang = checked
-    services = context.services
+    message, user, services, lang = checked.message, checked.user, checked.services, checked.lang
     target = message.reply_to_message
     if target is None or target.from_user is None or target.from_user.id != context.bot.id:
         await reply(message, services.tr(lang, "remove.usage"))

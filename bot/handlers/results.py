@@ -10,9 +10,10 @@ from telegram import Bot, Update
 from telegram.ext import Application, CallbackQueryHandler
 
 from bot.buttons import RESULT_PATTERN, parse_result
-from bot.handlers.common import Origin, answer, answer_press, edit_press
-from bot.handlers.edit import start_edit
+from bot.edit_requests import start_edit
+from bot.handlers.common import answer_press, edit_press
 from bot.lifecycle.context import ChatUnreachable, DeliveryFailed
+from bot.origin import Origin, answer
 from bot.preferences import SEED_MAX
 from bot.services import BotContext, Services
 from domain.edit import Edit
@@ -37,15 +38,8 @@ async def on_result_button(update: Update, context: BotContext) -> None:
     if pressed is None:
         return
     services = context.services
-    query, message, edit, press, lang = pressed
-    origin = Origin(
-        message.chat_id,
-        message.chat.type,
-        message.message_id,
-        query.from_user.id,
-        lang,
-        user_name=query.from_user.full_name,
-    )
+    query, _message, edit, press, lang = pressed
+    origin = pressed.origin
     if press.action == "again":
         if query.from_user.id != edit.user_id:
             await answer_press(query, services.tr(lang, "result.not_yours"), alert=True)

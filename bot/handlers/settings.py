@@ -24,7 +24,6 @@ from telegram import (
     User,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -35,8 +34,10 @@ from telegram.ext import (
 )
 from telegram.helpers import mention_html
 
+from bot import pending_prompts
 from bot.handlers import settings_views as views
-from bot.handlers.common import answer_press, carries_file, clean_prompt, reply
+from bot.handlers.common import answer_press, incoming, reply
+from bot.message_input import carries_file, clean_prompt
 from bot.preferences import (
     SEED_MAX,
     chosen_model,
@@ -49,6 +50,7 @@ from bot.preferences import (
     switch_model,
 )
 from bot.providers.base import ModelOption
+from bot.rewrite import redraw, rewrite
 from bot.services import BotContext, Services
 from storage.chat_settings import ChatPrefs, PendingInput
 
@@ -96,9 +98,9 @@ def checker(services: Services) -> Callable[[str, Any], None]:
     return check
 
 
-async def menu_context(services: Services, user: User | None, chat: Chat) -> views.MenuContext:
+def menu_context(services: Services, lang: str, chat: Chat) -> views.MenuContext:
     return views.MenuContext(
-        lang=await services.lang_for(user, chat),
+        lang=lang,
         translator=services.translator,
         registry=services.registry,
         default_model=services.settings.default_model,
@@ -108,22 +110,22 @@ async def menu_context(services: Services, user: User | None, chat: Chat) -> vie
 
 async def settings_command(update: Update, context: BotContext) -> None:
     """Open this chat's settings menu (everyone sees a group's; admins change them)."""
-    message = update.effective_message
-    if message is None:
+    asked = await incoming(update, context)
+    if asked is None:
         return
-    services = context.services
-    ctx = await menu_context(services, update.effective_user, message.chat)
+    message, services = asked.message, asked.services
+    ctx = menu_context(services, asked.lang, message.chat)
     text, markup = views.home(ctx, await services.prefs.get(message.chat_id, fresh=True))
     await reply(message, text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
 
 async def model_command(update: Update, context: BotContext) -> None:
     """Quick switch between the models of the enabled providers."""
-    message = update.effective_message
-    if message is None:
+    asked = await incoming(update, context)
+    if asked is None:
         return
-    services = context.services
-    ctx = await menu_context(services, update.effective_user, message.chat)
+    message, services = asked.message, asked.services
+    ctx = menu_context(services, asked.lang, message.chat)
     text, markup = views.model_view(ctx, await services.prefs.get(message.chat_id, fresh=True))
     await reply(message, text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
@@ -158,14 +160,14 @@ async def on_button(update: Update, context: BotContext) -> None:
     try:
         outcome = await _apply(services, context.bot, query, message, press)
     except _Stale:
-        ctx = await menu_context(services, query.from_user, message.chat)
+        ctx = menu_context(services, lang, message.chat)
         outcome = _Outcome(
             view=views.home(ctx, await services.prefs.get(message.chat_id, fresh=True)),
             toast=ctx.tr("error.unknown_button"),
         )
     try:
         if outcome.view is not None:
-            await redraw(message, outcome.view)
+            await redraw(context.bot, message, outcome.view)
     finally:  # every press is answered, after the menu shows its effect
         await answer_press(query, outcome.toast, alert=outcome.alert)
 
@@ -175,7 +177,7 @@ async def _apply(
 ) -> _Outcome:
     chat, user = message.chat, query.from_user
     prefs = await services.prefs.get(chat.id, fresh=True)
-    ctx = await menu_context(services, user, chat)
+    ctx = menu_context(services, await services.lang_for(user, chat), chat)
 
     async def change(edit: Callable[[ChatPrefs], ChatPrefs]) -> ChatPrefs:
         return await services.prefs.update(chat.id, edit, user_id=user.id)
@@ -206,7 +208,8 @@ async def _apply(
         if lang is not None and lang not in services.translator.catalogs:
             raise _Stale(press.arg)
         prefs = await change(lambda p: replace(p, lang=lang))
-        ctx = await menu_context(services, user, chat)  # the menu now speaks the new language
+        # The menu now speaks the new language.
+        ctx = menu_context(services, await services.lang_for(user, chat), chat)
         return _Outcome(views.home(ctx, prefs), ctx.tr("settings.saved"))
     option = _supported(services, prefs, press.arg)
     if press.action == "o":
@@ -271,16 +274,6 @@ async def _ask(
     )
 
 
-async def redraw(menu: Message, view: views.View) -> None:
-    """Edit the menu message in place (pressing the current value again changes nothing)."""
-    text, markup = view
-    try:
-        await menu.edit_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
-    except BadRequest as exc:
-        if "not modified" not in exc.message.lower():
-            raise
-
-
 async def on_input(update: Update, context: BotContext) -> None:
     """Text answering the bot's question for a setting; any other text goes on to edits."""
     message, user = update.effective_message, update.effective_user
@@ -320,7 +313,7 @@ async def _pending_for(
     pending = await services.prefs.pending_input(message.chat_id, user_id=user.id)
     if pending is None:
         return None
-    prompt_asked = await services.prefs.prompt_asked_at(message.chat_id, user.id)
+    prompt_asked = await pending_prompts.asked_at(services, message.chat_id, user.id)
     if prompt_asked is not None and prompt_asked > pending.created_at:
         return None  # the bot asked for an edit prompt more recently: this text is that
     return pending
@@ -331,7 +324,7 @@ async def _take_input(
 ) -> None:
     assert message.text is not None
     chat = message.chat
-    ctx = await menu_context(services, user, chat)
+    ctx = menu_context(services, await services.lang_for(user, chat), chat)
     prefs = await services.prefs.get(chat.id, fresh=True)
     spec = chosen_model(prefs, services.registry, services.settings.default_model)
     option = spec.options.get(pending.name)
@@ -359,8 +352,9 @@ async def _take_input(
     title = ctx.tr(f"settings.opt.{option.name}")
     label = views.value_label(ctx, option, value)
     if pending.menu_message_id is not None:
-        view = views.option_view(ctx, prefs, option)
-        await _refresh_menu(bot, chat.id, pending.menu_message_id, view)
+        text, markup = views.option_view(ctx, prefs, option)
+        # The menu may be gone, or already show this.
+        await rewrite(bot, chat.id, pending.menu_message_id, text, html=True, markup=markup)
     await reply(message, ctx.tr("settings.saved_value", setting=title, value=label))
 
 
@@ -384,20 +378,6 @@ def _parse_input(
     if refused is not None:
         return None, ctx.tr(f"error.input.{refused.code}", **refused.params)
     return value, None
-
-
-async def _refresh_menu(bot: Bot, chat_id: int, message_id: int, view: views.View) -> None:
-    text, markup = view
-    try:
-        await bot.edit_message_text(
-            text,
-            chat_id=chat_id,
-            message_id=message_id,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup,
-        )
-    except BadRequest as exc:  # the menu was deleted or already shows this
-        log.info("settings menu not refreshed", extra={"error": exc.message})
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

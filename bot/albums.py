@@ -4,7 +4,7 @@ Telegram delivers an album as one message per photo. Each is buffered in the dat
 once the group has been quiet for `ALBUM_QUIET` seconds, exactly one worker (of any
 replica) claims it and starts the edit. The photo captioned `mask` (or `#mask`, `маска`)
 is the inpainting mask for models that take one (KIE 4o Image); the other caption is the
-prompt.
+prompt. The edit then starts as a single photo's would (`bot.edit_requests`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from telegram import Bot, Message
 from telegram.constants import ChatType
 
-from bot.handlers.common import Origin, answer, extract_prompt, input_photo, is_mask_caption
-from bot.services import BotContext, Services
+from bot.edit_requests import edit_or_ask
+from bot.message_input import extract_prompt, input_photo, is_mask_caption
+from bot.origin import Origin, answer
+from bot.services import Services
 from domain.edit import AlbumItem, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,8 @@ log = logging.getLogger(__name__)
 ALBUM_QUIET = 1.2
 
 
-async def collect(context: BotContext, message: Message, origin: Origin) -> None:
+async def collect(bot: Bot, services: Services, message: Message, origin: Origin) -> None:
     """Buffer one album message and make sure someone flushes the album when it is complete."""
-    services = context.services
     assert message.media_group_id is not None
     photo = input_photo(message)
     added = await services.db.add_album_item(
@@ -44,7 +45,7 @@ async def collect(context: BotContext, message: Message, origin: Origin) -> None
     )
     if added:
         services.tracker.spawn(
-            flush_when_quiet(context.bot, services, origin.chat_id, message.media_group_id),
+            flush_when_quiet(bot, services, origin.chat_id, message.media_group_id),
             name=f"album-{origin.chat_id}-{message.media_group_id}",
         )
 
@@ -70,8 +71,6 @@ async def flush_when_quiet(bot: Bot, services: Services, chat_id: int, group_id:
 
 async def edit_album(bot: Bot, services: Services, items: list[AlbumItem]) -> None:
     """Turn a complete album into one edit (or one clear refusal)."""
-    from bot.handlers.edit import edit_or_ask  # the album path shares the single-photo path
-
     if not items:
         return
     group = items[0].chat_type != ChatType.PRIVATE
