@@ -18,7 +18,7 @@ from bot.metrics import Metrics
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker
 from storage.blobs import BlobStore
-from storage.chat_settings import ChatSettingsStore
+from storage.chat_settings import ChatSettings
 from storage.db import Database
 
 SERVICES_KEY = "services"
@@ -35,11 +35,11 @@ class Services:
     tracker: TaskTracker
     metrics: Metrics
     notifier: TelegramNotifier
-    prefs: ChatSettingsStore = field(init=False)
+    prefs: ChatSettings = field(init=False)
     admins: AdminCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.prefs = ChatSettingsStore(self.db)
+        self.prefs = self.db.chat_settings
         self.admins = AdminCache()
 
     async def lang_for(self, user: User | None, chat: Chat | None = None) -> str:

@@ -38,7 +38,7 @@ async def cancel_command(update: Update, context: BotContext) -> None:
         )
         return
     asked_setting = await services.prefs.drop_input(message.chat_id, user.id)
-    asked_prompt = await services.db.take_pending_prompt(
+    asked_prompt = await services.db.prompts.take(
         message.chat_id, user.id, max_age=PENDING_PROMPT_MAX_AGE
     )
     if asked_setting or asked_prompt is not None:

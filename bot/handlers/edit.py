@@ -28,7 +28,7 @@ from bot.providers.base import InputRejected
 from bot.services import BotContext, Services
 from domain.edit import Edit, EditState, InputPhoto
 from storage.chat_settings import ChatPrefs
-from storage.db import InsertGuard
+from storage.edits import InsertGuard
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ async def on_text(update: Update, context: BotContext) -> None:
             return
         await start_edit(context.bot, services, origin, [photo], message.text)
         return
-    pending = await services.db.take_pending_prompt(
+    pending = await services.db.prompts.take(
         message.chat_id, user.id, max_age=PENDING_PROMPT_MAX_AGE
     )
     if pending is not None:
@@ -117,7 +117,7 @@ async def edit_or_ask(
     if clean_prompt(prompt) or not policy.may_use(services.settings, origin):
         await start_edit(bot, services, origin, inputs, prompt)
         return
-    await services.db.put_pending_prompt(origin.chat_id, origin.user_id, origin.message_id, inputs)
+    await services.db.prompts.put(origin.chat_id, origin.user_id, origin.message_id, inputs)
     await answer(
         bot,
         origin,

@@ -323,7 +323,7 @@ async def _pending_for(
     pending = await services.prefs.pending_input(message.chat_id, user_id=user.id)
     if pending is None:
         return None
-    prompt_asked = await services.prefs.prompt_asked_at(message.chat_id, user.id)
+    prompt_asked = await services.db.prompts.asked_at(message.chat_id, user.id)
     if prompt_asked is not None and prompt_asked > pending.created_at:
         return None  # the bot asked for an edit prompt more recently: this text is that
     return pending
