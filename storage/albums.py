@@ -2,7 +2,8 @@
 
 Telegram sends an album as one message per photo. Each is kept in `album_items` under its
 group's row in `albums`; once the group went quiet, exactly one worker claims it (closing
-the row) and gets its messages.
+the row) and gets its messages. The closed row stays for a while, so a repeated update of
+one of its messages is recognised as late, not taken for a new album.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from domain.edit import AlbumItem
 from storage.dbconn import Backend, DbConn
 from storage.rows import album_item_from_row
 from storage.schema import album_items, albums
+
+# How long a closed album is remembered (after its last message): Telegram keeps an update
+# the bot has not taken for at most 24 hours, so no repeat of its messages comes later.
+CLOSED_RETENTION = 24 * 3600.0
 
 
 class Albums:
@@ -80,8 +85,12 @@ class Albums:
     async def claim(
         self, chat_id: int, media_group_id: str, *, quiet_since: float
     ) -> list[AlbumItem] | None:
-        """Close an album that got no new message since `quiet_since`; exactly one caller wins."""
+        """Close an album that got no new message since `quiet_since`; exactly one caller wins.
+
+        The same transaction forgets albums closed more than CLOSED_RETENTION ago.
+        """
         group = (album_items.c.chat_id == chat_id, album_items.c.media_group_id == media_group_id)
+        forget_before = time.time() - CLOSED_RETENTION
 
         async def body(conn: DbConn) -> list[AlbumItem] | None:
             result = await conn.execute(
@@ -100,6 +109,11 @@ class Albums:
                 sa.select(album_items).where(*group).order_by(album_items.c.message_id)
             )
             await conn.execute(album_items.delete().where(*group))
+            await conn.execute(
+                albums.delete().where(
+                    albums.c.state == "closed", albums.c.last_item_at < forget_before
+                )
+            )
             return [album_item_from_row(row) for row in rows.mappings().all()]
 
         return await self._db.transaction(body)

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from bot.config import load_settings
 from domain import steps
 from domain.edit import AlbumItem, EditState, InputPhoto, NewEdit
+from storage.albums import CLOSED_RETENTION
 from storage.db import Database
-from storage.schema import blocked_chats, edits
+from storage.schema import album_items, albums, blocked_chats, edits
 from tests.pg import PostgresServer
 
 
@@ -167,6 +168,31 @@ def album_item(chat_id: int, message_id: int, group: str = "g") -> AlbumItem:
         caption=None,
         photo=InputPhoto(file_id=f"f{message_id}"),
     )
+
+
+async def test_closed_albums_are_forgotten_after_the_retention(db: Database) -> None:
+    """Claiming an album forgets albums closed long enough ago that Telegram can no longer
+    repeat their messages; a recently closed one still recognises a repeat."""
+    now = time.time()
+    for chat_id, last_item_at in ((1, now - CLOSED_RETENTION - 60), (2, now - 3600)):
+        await db.execute(
+            albums.insert().values(
+                chat_id=chat_id,
+                media_group_id="old",
+                state="closed",
+                last_item_at=last_item_at,
+                created_at=last_item_at - 5,
+            )
+        )
+    assert await db.albums.add_item(album_item(3, 30))
+    claimed = await db.albums.claim(3, "g", quiet_since=time.time() + 1)
+    assert claimed is not None and [item.message_id for item in claimed] == [30]
+    rows = await db.execute(sa.select(albums.c.chat_id, albums.c.state).order_by(albums.c.chat_id))
+    assert [tuple(row) for row in rows.all()] == [(2, "closed"), (3, "closed")]
+    assert await db.albums.add_item(album_item(2, 20, "old")) is False  # a repeat: still known
+    assert await db.albums.add_item(album_item(3, 31)) is False
+    left = await db.execute(sa.select(sa.func.count()).select_from(album_items))
+    assert left.scalar_one() == 0
 
 
 async def blocked_chats_of(db: Database) -> dict[int, str]:
