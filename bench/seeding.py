@@ -16,6 +16,7 @@ from bench.measure import Json
 from domain import steps
 from domain.edit import InputPhoto, NewEdit
 from storage.db import Database
+from storage.dbconn import DbConn
 from storage.schema import edits
 from tests.fakes._common import FakeTask, Outcome
 
@@ -51,7 +52,7 @@ async def seed_in_flight(
     try:
         await db.migrate()
         stamp = time.time()
-        template = await db.create_edit(
+        template = await db.edits.create(
             NewEdit(
                 dedupe_key="seed:0",
                 chat_id=900_000,
@@ -67,16 +68,15 @@ async def seed_in_flight(
             )
         )
         assert template is not None
-        await db.transition(template.id, steps.BEGIN_SUBMIT)
-        await db.transition(
+        await db.edits.transition(template.id, steps.BEGIN_SUBMIT)
+        await db.edits.transition(
             template.id,
             steps.RECORD_TASK,
             task_id=uuid.uuid4().hex,
             submitted_at=stamp,
             next_check_at=stamp + 3600,
         )
-        async with db.connect() as conn:
-            row = dict((await conn.execute(sa.select(edits))).mappings().one())
+        row = dict((await db.execute(sa.select(edits))).mappings().one())
         rows: list[Json] = []
         for i in range(1, count):
             clone = dict(row)
@@ -90,15 +90,17 @@ async def seed_in_flight(
                 task_id=uuid.uuid4().hex,
             )
             rows.append(clone)
-        async with db.begin() as conn:
+
+        async def insert(conn: DbConn) -> None:
             for chunk in range(0, len(rows), 2000):
                 await conn.execute(edits.insert(), rows[chunk : chunk + 2000])
-        async with db.connect() as conn:
-            seeded = (
-                await conn.execute(
-                    sa.select(edits.c.id, edits.c.callback_token, edits.c.task_id, edits.c.prompt)
-                )
-            ).all()
+
+        await db.transaction(insert)
+        seeded = (
+            await db.execute(
+                sa.select(edits.c.id, edits.c.callback_token, edits.c.task_id, edits.c.prompt)
+            )
+        ).all()
     finally:
         await db.close()
     base = f"http://127.0.0.1:{port}"

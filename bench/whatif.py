@@ -65,7 +65,7 @@ async def db() -> None:
     await database.migrate()
     ids: list[int] = []
     for i in range(ROWS):
-        edit = await database.create_edit(
+        edit = await database.edits.create(
             NewEdit(
                 dedupe_key=f"whatif:{i}",
                 chat_id=i,
@@ -84,8 +84,8 @@ async def db() -> None:
         ids.append(edit.id)
 
     await _cpu_per_call(
-        "Database.transition (prepared statement, database thread)",
-        lambda i: database.transition(ids[i], steps.BEGIN_SUBMIT, lease_owner="x"),
+        "Database.edits.transition (prepared statement, database thread)",
+        lambda i: database.edits.transition(ids[i], steps.BEGIN_SUBMIT, lease_owner="x"),
         ROWS,
     )
     await database.close()

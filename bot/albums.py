@@ -31,7 +31,7 @@ async def collect(bot: Bot, services: Services, message: Message, origin: Origin
     """Buffer one album message and make sure someone flushes the album when it is complete."""
     assert message.media_group_id is not None
     photo = input_photo(message)
-    added = await services.db.add_album_item(
+    added = await services.db.albums.add_item(
         AlbumItem(
             chat_id=origin.chat_id,
             message_id=origin.message_id,
@@ -53,14 +53,14 @@ async def collect(bot: Bot, services: Services, message: Message, origin: Origin
 async def flush_when_quiet(bot: Bot, services: Services, chat_id: int, group_id: str) -> None:
     """Wait until the album got no new photo for ALBUM_QUIET seconds, then claim and edit it."""
     while True:
-        last = await services.db.album_last_item_at(chat_id, group_id)
+        last = await services.db.albums.last_item_at(chat_id, group_id)
         if last is None:
             return  # someone else flushed it
         remaining = last + ALBUM_QUIET - time.time()
         if remaining > 0:
             await asyncio.sleep(remaining)
             continue
-        items = await services.db.claim_album(
+        items = await services.db.albums.claim(
             chat_id, group_id, quiet_since=time.time() - ALBUM_QUIET
         )
         if items is None:
@@ -103,5 +103,5 @@ async def edit_album(bot: Bot, services: Services, items: list[AlbumItem]) -> No
 
 async def recover(bot: Bot, services: Services) -> None:
     """Flush albums left open by a restart (run by the sweeper)."""
-    for chat_id, group_id in await services.db.open_albums(quiet_since=time.time() - 10):
+    for chat_id, group_id in await services.db.albums.stalled(quiet_since=time.time() - 10):
         await flush_when_quiet(bot, services, chat_id, group_id)

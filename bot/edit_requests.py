@@ -25,7 +25,7 @@ from bot.providers.base import InputRejected
 from bot.services import Services
 from domain.edit import Edit, EditState, InputPhoto
 from storage.chat_settings import ChatPrefs
-from storage.db import InsertGuard
+from storage.edits import InsertGuard
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ async def start_edit(
     prompt = clean_prompt(raw_prompt)
     prefs = ChatPrefs()
     if model_params is None or origin.group:  # a group's moderation rules apply to repeats too
-        prefs = await services.prefs.get(origin.chat_id, fresh=True)
+        prefs = await services.db.chat_settings.get(origin.chat_id, fresh=True)
     if model_params is None:
         model_params = resolve(prefs, services.registry, services.settings.default_model)
     model_id, chosen = model_params

@@ -19,7 +19,7 @@ MAX_AGE = 3600.0
 
 async def ask(bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto]) -> None:
     """Keep the photos for the user's next text and ask for it."""
-    await services.db.put_pending_prompt(origin.chat_id, origin.user_id, origin.message_id, inputs)
+    await services.db.prompts.put(origin.chat_id, origin.user_id, origin.message_id, inputs)
     await answer(
         bot,
         origin,
@@ -30,7 +30,7 @@ async def ask(bot: Bot, services: Services, origin: Origin, inputs: list[InputPh
 
 async def take(services: Services, chat_id: int, user_id: int) -> list[InputPhoto] | None:
     """The photos waiting for this user's prompt (no longer waiting), or None."""
-    pending = await services.db.take_pending_prompt(chat_id, user_id, max_age=MAX_AGE)
+    pending = await services.db.prompts.take(chat_id, user_id, max_age=MAX_AGE)
     if pending is None:
         return None
     _photo_message_id, inputs = pending
@@ -39,4 +39,4 @@ async def take(services: Services, chat_id: int, user_id: int) -> list[InputPhot
 
 async def asked_at(services: Services, chat_id: int, user_id: int) -> float | None:
     """When the bot asked this user for a prompt here (photos are kept until taken)."""
-    return await services.prefs.prompt_asked_at(chat_id, user_id)
+    return await services.db.prompts.asked_at(chat_id, user_id)

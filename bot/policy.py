@@ -31,14 +31,13 @@ from bot.origin import Origin
 from bot.providers.registry import ProviderRegistry
 from bot.services import Services
 from domain.edit import Edit, EditState
-from storage.db import InsertGuard, LimitReached
+from storage.edits import InsertGuard, LimitReached
 from storage.moderation import (
     SAFETY_OPTION,
     Moderation,
     Quota,
     WhoMayEdit,
     quota_guard,
-    quota_hit,
 )
 
 log = logging.getLogger(__name__)
@@ -139,7 +138,7 @@ async def admit(
     state = EditState.AWAITING_APPROVAL if moderation.approval and not exempt else EditState.QUEUED
     for _attempt in range(ADMIT_ATTEMPTS):
         if quota.active:
-            hit = await quota_hit(services.db, quota)
+            hit = await services.db.moderation.quota_hit(quota)
             if hit is not None:
                 return Refusal(f"moderation.limit.{hit.kind}", {"limit": hit.limit}, hit.retry_at)
         try:

@@ -18,7 +18,6 @@ from bot.metrics import Metrics
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker
 from storage.blobs import BlobStore
-from storage.chat_settings import ChatSettingsStore
 from storage.db import Database
 
 SERVICES_KEY = "services"
@@ -35,21 +34,19 @@ class Services:
     tracker: TaskTracker
     metrics: Metrics
     notifier: TelegramNotifier
-    prefs: ChatSettingsStore = field(init=False)
     admins: AdminCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.prefs = ChatSettingsStore(self.db)
         self.admins = AdminCache()
 
     async def lang_for(self, user: User | None, chat: Chat | None = None) -> str:
         """The reply language: a group's chosen one, else the user's override, else Telegram's."""
         if chat is not None and chat.type != ChatType.PRIVATE:
-            lang = (await self.prefs.get(chat.id)).lang
+            lang = (await self.db.chat_settings.get(chat.id)).lang
             if lang in self.translator.catalogs:
                 return str(lang)
         if user is not None:
-            lang = (await self.prefs.get(user.id)).lang
+            lang = (await self.db.chat_settings.get(user.id)).lang
             if lang in self.translator.catalogs:
                 return str(lang)
         return self.translator.lang_for(user.language_code if user else None)
@@ -57,7 +54,7 @@ class Services:
     def lang_of(self, user: User | None) -> str:
         """Synchronous best effort (no database access): prefer `lang_for` in handlers."""
         if user is not None:
-            cached = self.prefs.cached(user.id)
+            cached = self.db.chat_settings.cached(user.id)
             if cached is not None and cached.lang in self.translator.catalogs:
                 return str(cached.lang)
         return self.translator.lang_for(user.language_code if user else None)

@@ -1,13 +1,13 @@
 """Every state change an edit may make, declared once.
 
 A `Step` names the states an edit may be in for the step to apply and the state it moves
-to. The database applies a step as one conditional UPDATE (`Database.transition`): it
-succeeds for exactly one caller, so a repeated callback, a restart or a second replica
-never applies a step twice. Nothing changes an edit's state except through these steps;
-updates that leave the state alone are `Database.update_fields`.
+to. The database applies a step as one conditional UPDATE (`storage/edits.py`,
+`Edits.transition`): it succeeds for exactly one caller, so a repeated callback, a restart
+or a second replica never applies a step twice. Nothing changes an edit's state except
+through these steps; updates that leave the state alone are `Edits.update_fields`.
 
-The table below is the whole state machine; `tests/test_steps.py` checks its shape (no
-step leaves a finished edit except LATE_SUCCESS, every state is reachable).
+The table below is the whole state machine; `tests/test_architecture.py` checks its shape
+(no step leaves a finished edit except LATE_SUCCESS, every state is reachable).
 """
 
 from __future__ import annotations

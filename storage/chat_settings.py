@@ -17,14 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from storage.db import Database
+from storage.dbconn import Backend, DbConn
 from storage.moderation import Moderation
-from storage.schema import chat_settings, pending_prompts, setting_inputs
+from storage.schema import chat_settings, setting_inputs
 
 CACHE_TTL = 30.0
 CACHE_MAX = 10_000
 CAS_ATTEMPTS = 8
-# Built once: executing a prepared statement is cheaper than building one (see storage.db).
+# Built once: executing a prepared statement is cheaper than building one (storage.statements).
 _LOAD = sa.select(chat_settings.c.settings, chat_settings.c.version).where(
     chat_settings.c.chat_id == sa.bindparam("w_chat")
 )
@@ -91,11 +91,12 @@ class PendingInput:
     created_at: float = 0.0
 
 
-class ChatSettingsStore:
-    """Reads and changes chat settings; also remembers settings the bot asked for as text."""
+class ChatSettings:
+    """Reads and changes chat settings (`Database.chat_settings`); also remembers settings
+    the bot asked for as text. Each instance has its own cache (one per replica)."""
 
-    def __init__(self, db: Database, *, ttl: float = CACHE_TTL, max_entries: int = CACHE_MAX):
-        self.db = db
+    def __init__(self, db: Backend, *, ttl: float = CACHE_TTL, max_entries: int = CACHE_MAX):
+        self._db = db
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: dict[int, tuple[float, ChatPrefs]] = {}
@@ -134,7 +135,7 @@ class ChatSettingsStore:
         raise SettingsConflict(f"settings of chat {chat_id} kept changing")
 
     async def _load(self, chat_id: int) -> tuple[ChatPrefs, int | None]:
-        row = (await self.db.execute(_LOAD, {"w_chat": chat_id})).first()
+        row = (await self._db.execute(_LOAD, {"w_chat": chat_id})).first()
         if row is None:
             return ChatPrefs(), None
         return ChatPrefs.from_json(row.settings), int(row.version)
@@ -145,10 +146,9 @@ class ChatSettingsStore:
         values = {"settings": prefs.to_json(), "updated_by": user_id, "updated_at": time.time()}
         if version is None:
             try:
-                async with self.db.begin() as conn:
-                    await conn.execute(
-                        chat_settings.insert().values(chat_id=chat_id, version=1, **values)
-                    )
+                await self._db.execute(
+                    chat_settings.insert().values(chat_id=chat_id, version=1, **values)
+                )
             except IntegrityError:
                 return False  # someone created the row meanwhile: load it and try again
             return True
@@ -157,7 +157,7 @@ class ChatSettingsStore:
             .where(chat_settings.c.chat_id == chat_id, chat_settings.c.version == version)
             .values(version=version + 1, **values)
         )
-        result = await self.db.execute(stmt)
+        result = await self._db.execute(stmt)
         return bool(result.rowcount)
 
     def _remember(self, chat_id: int, prefs: ChatPrefs) -> None:
@@ -170,7 +170,9 @@ class ChatSettingsStore:
 
     async def put_input(self, pending: PendingInput) -> None:
         """Remember that the next text of this user in this chat is a setting's value."""
-        async with self.db.begin() as conn:
+        now = time.time()
+
+        async def body(conn: DbConn) -> None:
             await conn.execute(
                 setting_inputs.delete().where(
                     setting_inputs.c.chat_id == pending.chat_id,
@@ -184,9 +186,11 @@ class ChatSettingsStore:
                     name=pending.name,
                     prompt_message_id=pending.prompt_message_id,
                     menu_message_id=pending.menu_message_id,
-                    created_at=time.time(),
+                    created_at=now,
                 )
             )
+
+        await self._db.transaction(body)
 
     async def pending_input(
         self, chat_id: int, *, user_id: int | None = None, prompt_message_id: int | None = None
@@ -203,7 +207,7 @@ class ChatSettingsStore:
             .order_by(setting_inputs.c.created_at.desc())
             .limit(1)
         )
-        row = (await self.db.execute(stmt)).mappings().first()
+        row = (await self._db.execute(stmt)).mappings().first()
         if row is None:
             return None
         return PendingInput(
@@ -220,13 +224,5 @@ class ChatSettingsStore:
         stmt = setting_inputs.delete().where(
             setting_inputs.c.chat_id == chat_id, setting_inputs.c.user_id == user_id
         )
-        result = await self.db.execute(stmt)
+        result = await self._db.execute(stmt)
         return bool(result.rowcount)
-
-    async def prompt_asked_at(self, chat_id: int, user_id: int) -> float | None:
-        """When the bot asked this user for an edit prompt (a photo came without caption)."""
-        stmt = sa.select(pending_prompts.c.created_at).where(
-            pending_prompts.c.chat_id == chat_id, pending_prompts.c.user_id == user_id
-        )
-        value = (await self.db.execute(stmt)).scalar()
-        return float(value) if value is not None else None

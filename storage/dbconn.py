@@ -6,23 +6,22 @@ sqlite3 under SQLAlchemy's synchronous Core): SQLite has one writer at a time an
 running a whole statement per thread hop costs a fraction of SQLAlchemy's asyncio adapter
 over aiosqlite, which hops threads for every cursor call (see README, Performance).
 
-Both hand out the same `DbConn`, whose `execute` returns a fully fetched `Rows`, so the
-storage code is written once. `Backend.transaction(body)` runs a whole transaction body in
-one go: on SQLite the body runs on the database thread in a single hop (its awaits on
-`DbConn.execute` complete at once there), on PostgreSQL as an ordinary coroutine.
+Both run the same jobs: a transaction body (`Backend.transaction`), which gets a `DbConn`
+whose `execute` returns a fully fetched `Rows`, or one statement as its own transaction
+(`Backend.execute`), so the storage code is written once. On SQLite a body runs on the
+database thread in a single hop (its awaits on `DbConn.execute` complete at once there), on
+PostgreSQL as an ordinary coroutine. Either way a body runs exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import contextvars
 import functools
-import queue
+import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row, RowMapping
@@ -84,22 +83,27 @@ class Mappings(_Fetched[RowMapping]):
 
 
 class DbConn(Protocol):
-    """A connection inside a transaction (or a read)."""
+    """A connection inside a transaction."""
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows: ...
 
 
 Body = Callable[[DbConn], Coroutine[Any, Any, T]]
+"""A transaction body: runs exactly once; it commits when it returns, its statements are
+undone when it raises (and the error is its caller's). On SQLite it may await nothing but
+its connection's `execute` (see `ThreadBackend`)."""
 
 
 class Backend(Protocol):
+    """What the repositories are built on (see storage.db)."""
+
     dialect: str
 
-    def begin(self) -> contextlib.AbstractAsyncContextManager[DbConn]: ...
-
-    def connect(self) -> contextlib.AbstractAsyncContextManager[DbConn]: ...
-
     async def transaction(self, body: Body[T]) -> T: ...
+
+    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
+        """One statement as its own transaction."""
+        ...
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T: ...
 
@@ -129,19 +133,13 @@ class AsyncBackend:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[DbConn]:
-        async with self.engine.begin() as conn:
-            yield _AsyncConn(conn)
-
-    @contextlib.asynccontextmanager
-    async def connect(self) -> AsyncIterator[DbConn]:
-        async with self.engine.connect() as conn:
-            yield _AsyncConn(conn)
-
     async def transaction(self, body: Body[T]) -> T:
-        async with self.begin() as conn:
-            return await body(conn)
+        async with self.engine.begin() as conn:
+            return await body(_AsyncConn(conn))
+
+    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
+        async with self.engine.begin() as conn:
+            return Rows.of(await conn.execute(statement, parameters))
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         async with self.engine.begin() as conn:
@@ -158,9 +156,6 @@ class AsyncBackend:
 # SQLite: one connection, owned by one thread ---------------------------------------------------
 
 
-_END = object()  # a session's last message: commit (True) or roll back (False)
-
-
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
     if future.cancelled():
         return
@@ -170,9 +165,8 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
-# A job's outcome (its future, value, error), and a body run but not yet committed.
+# A job's outcome: its future, its value, its error.
 Done = tuple[asyncio.Future[Any], Any, BaseException | None]
-Ran = tuple[Callable[[DbConn], Coroutine[Any, Any, Any]], asyncio.Future[Any], Any]
 
 
 def _settle_all(done: list[Done]) -> None:
@@ -180,42 +174,29 @@ def _settle_all(done: list[Done]) -> None:
         _settle(future, value, error)
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve a result nobody waits for (a rollback's), so asyncio does not warn about it."""
-    if not future.cancelled():
-        future.exception()
-
-
-class _Session:
-    """A transaction spanning several awaits: its statements go to the database thread, which
-    serves nothing else until the session ends (so no other statement can land inside it)."""
-
-    __slots__ = ("_loop", "inbox")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.inbox: queue.SimpleQueue[tuple[Any, Any, asyncio.Future[Rows] | None]] = (
-            queue.SimpleQueue()
-        )
-
-    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
-        future: asyncio.Future[Rows] = self._loop.create_future()
-        self.inbox.put((statement, parameters, future))
-        return await future
-
-    def end(self, commit: bool) -> None:
-        self.inbox.put((_END, commit, None))
-
-
 class _InlineConn:
-    """A `DbConn` used on the database thread itself: `execute` never suspends."""
+    """A `DbConn` used on the database thread itself: `execute` never suspends.
 
-    __slots__ = ("_conn",)
+    A body's first statement sets a savepoint when the transaction is already open (earlier
+    bodies of the group wrote something), so that undoing this body leaves theirs alone.
+    """
 
-    def __init__(self, conn: Connection) -> None:
+    __slots__ = ("_conn", "_raw", "saved", "started")
+
+    def __init__(self, conn: Connection, raw: sqlite3.Connection) -> None:
         self._conn = conn
+        self._raw = raw
+        self.started = False  # a statement ran
+        self.saved = False  # ... after a savepoint
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
+        if not self.started:
+            self.started = True
+            if self._raw.in_transaction:
+                # Straight to the driver: SQLAlchemy's nested transactions cost more than
+                # the statement, and they need the whole transaction under its control.
+                self._raw.execute("SAVEPOINT body")
+                self.saved = True
         return Rows.of(self._conn.execute(statement, parameters))
 
 
@@ -223,9 +204,18 @@ class BodySuspended(RuntimeError):
     """A transaction body awaited something other than its connection's `execute`."""
 
 
-def _run_inline(body: Body[T], conn: Connection) -> T:
+class NestedTransaction(RuntimeError):
+    """Database use inside a transaction body on the database thread (it would deadlock)."""
+
+
+class TransactionLost(RuntimeError):
+    """SQLite rolled the whole group's transaction back (I/O error, disk full...): this
+    body's changes, made before another body's statement failed that way, are gone."""
+
+
+def _run_inline(body: Body[T], conn: _InlineConn) -> T:
     """Run `body` to completion on this thread; its only awaits are `_InlineConn.execute`."""
-    coro = body(_InlineConn(conn))
+    coro = body(conn)
     try:
         coro.send(None)
     except StopIteration as done:
@@ -234,43 +224,34 @@ def _run_inline(body: Body[T], conn: Connection) -> T:
     raise BodySuspended("a transaction body may only await DbConn.execute")
 
 
-# The task whose `begin()` block is open in this context (tasks it starts inherit the value
-# but are other tasks: they just wait their turn).
-_SESSION_OWNER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
-    "session_owner", default=None
-)
-
-
-class NestedTransaction(RuntimeError):
-    """Database use inside an open `begin()` block of the same task (it would deadlock)."""
-
-
-GROUP_MAX = 256  # transaction bodies per COMMIT at most (bounds how long a caller waits)
+GROUP_MAX = 256  # jobs per COMMIT at most (bounds how long a caller waits)
 
 
 class ThreadBackend:
     """One synchronous connection, used only by one dedicated thread.
 
-    The thread runs its jobs in order, one at a time: a whole transaction body
-    (`transaction`), or a session (`begin`/`connect`) during which it serves only that
-    session's statements. Jobs wait in one queue; the thread takes all that are waiting and
-    hands their results to the event loop in one go, so a burst costs one thread wake-up, not
-    one per transaction.
+    The thread runs its jobs in order, one at a time: a transaction body (`transaction`), a
+    single statement (`execute`) or a synchronous function (`run_sync`). Jobs wait in one
+    queue; the thread takes all that are waiting and hands their results to the event loop
+    in one go, so a burst costs one thread wake-up, not one per transaction.
 
-    Group commit: consecutive transaction bodies of a batch (up to GROUP_MAX) run in one
-    SQLite transaction with one COMMIT, and their callers hear of them only after it. When a
-    body fails, the group is rolled back, run and committed again without it, and the body
-    then runs alone (if the COMMIT fails, each body runs alone): every caller gets exactly
-    what running the bodies one after another would give.
+    Group commit: consecutive bodies and statements of a batch (up to GROUP_MAX) run in one
+    SQLite transaction with one COMMIT, and their callers hear of them only after it. Each
+    runs exactly once. One that fails is undone alone (back to the savepoint its body set,
+    see `_InlineConn`; a failed statement is undone by SQLite itself) and its error goes to
+    its caller; the others of the group commit. Only when the database itself loses the
+    transaction (the COMMIT fails, or an I/O error rolls everything back) do all callers of
+    the group get an error: nothing of the group was committed.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        self._thread_id: int | None = None
         self._conn: Connection | None = None
-        # (kind, what to run, its future); kind: "body" (a transaction body), "session"
-        # (serves a `begin` block), "call" (a function of no arguments, own transaction)
+        # (kind, what to run, its future); kind: "body" (a transaction body), "statement"
+        # (statement and parameters), "call" (a function of no arguments, own transaction)
         self._jobs: list[tuple[str, Any, asyncio.Future[Any]]] = []
         self._jobs_lock = threading.Lock()
         self._draining = False  # a drain is queued or running on the thread
@@ -284,34 +265,6 @@ class ThreadBackend:
         if self._conn is None:
             self._conn = self.engine.connect()
         return self._conn
-
-    def _serve(self, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
-        conn = self._connection()
-        while True:
-            statement, parameters, future = session.inbox.get()
-            if statement is _END:
-                if parameters:
-                    conn.commit()
-                else:
-                    conn.rollback()
-                return
-            assert future is not None
-            try:
-                rows = Rows.of(conn.execute(statement, parameters))
-            except Exception as exc:  # noqa: BLE001 - the statement's error is its caller's
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, future, rows, None)
-
-    def _whole(self, body: Body[T]) -> T:
-        conn = self._connection()
-        try:
-            value = _run_inline(body, conn)
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-        return value
 
     def _sync(self, fn: Callable[[Connection], T]) -> T:
         conn = self._connection()
@@ -327,9 +280,8 @@ class ThreadBackend:
         """Queue a job for the database thread; its result arrives in the future."""
         if self._closed:
             raise RuntimeError("the database is closed")
-        owner = _SESSION_OWNER.get()
-        if owner is not None and owner is asyncio.current_task():
-            raise NestedTransaction("the database is already in use by this task's transaction")
+        if threading.get_ident() == self._thread_id:
+            raise NestedTransaction("a transaction body may not use the database itself")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._jobs_lock:
@@ -342,6 +294,7 @@ class ThreadBackend:
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the thread: run every waiting job, handing results back once per batch."""
+        self._thread_id = threading.get_ident()
         while True:
             with self._jobs_lock:
                 batch, self._jobs = self._jobs, []
@@ -349,94 +302,111 @@ class ThreadBackend:
                     self._draining = False
                     return
             done: list[Done] = []
-            group: list[Ran] = []  # bodies run in the open transaction, not yet committed
+            group: list[Done] = []  # run in the open transaction, not yet committed
             for kind, payload, future in batch:
-                if kind == "body":
-                    if len(group) >= GROUP_MAX:
-                        self._commit_group(group, done)
-                        loop.call_soon_threadsafe(_settle_all, done)
-                        group, done = [], []
+                if kind == "call":
+                    self._commit(group, done)
                     try:
-                        group.append((payload, future, _run_inline(payload, self._connection())))
-                    except BaseException:  # noqa: BLE001 - run alone below
-                        # Undo the group; commit it again without this body, then run this
-                        # one alone after it, as running them one after another would.
-                        self._connection().rollback()
-                        self._rerun_group(group, done)
-                        self._one_by_one([(payload, future, None)], done)
-                        group = []
+                        done.append((future, payload(), None))
+                    except BaseException as exc:  # noqa: BLE001 - the job's error is its caller's
+                        done.append((future, None, exc))
                     continue
-                self._commit_group(group, done)
-                group = []
-                if kind == "session" and done:
-                    # A session waits on the loop between its statements: deliver first.
+                if len(group) >= GROUP_MAX:
+                    self._commit(group, done)
                     loop.call_soon_threadsafe(_settle_all, done)
                     done = []
-                try:
-                    done.append((future, payload(), None))
-                except BaseException as exc:  # noqa: BLE001 - the job's error is its caller's
-                    done.append((future, None, exc))
-            self._commit_group(group, done)
+                self._run(kind, payload, future, group, done)
+            self._commit(group, done)
             loop.call_soon_threadsafe(_settle_all, done)
 
-    def _commit_group(self, group: list[Ran], done: list[Done]) -> None:
+    def _run(
+        self,
+        kind: str,
+        payload: Any,
+        future: asyncio.Future[Any],
+        group: list[Done],
+        done: list[Done],
+    ) -> None:
+        """Run a body or a statement in the group's transaction."""
+        conn = self._connection()
+        raw = cast(sqlite3.Connection, conn.connection.driver_connection)
+        pending = raw.in_transaction  # earlier jobs of the group wrote something
+        inline = None
+        try:
+            if kind == "body":
+                inline = _InlineConn(conn, raw)
+                value = _run_inline(payload, inline)
+                if inline.saved:
+                    raw.execute("RELEASE body")
+            else:
+                value = Rows.of(conn.execute(*payload))
+        except BaseException as exc:  # noqa: BLE001 - the job's error is its caller's
+            done.append((future, None, exc))
+            saved = inline is not None and inline.saved
+            self._undo(conn, raw, exc, pending=pending, saved=saved, group=group, done=done)
+        else:
+            group.append((future, value, None))
+
+    @staticmethod
+    def _undo(
+        conn: Connection,
+        raw: sqlite3.Connection,
+        error: BaseException,
+        *,
+        pending: bool,
+        saved: bool,
+        group: list[Done],
+        done: list[Done],
+    ) -> None:
+        """Undo a failed job's changes, and only its changes."""
+        cause: BaseException = error
+        try:
+            if not pending or raw.in_transaction:
+                if saved:
+                    raw.execute("ROLLBACK TO body")
+                    raw.execute("RELEASE body")
+                elif not pending and raw.in_transaction:
+                    conn.rollback()  # the job began the transaction: nothing else is in it
+                return
+            # else SQLite rolled back the whole transaction (an I/O error, a full disk...)
+        except BaseException as exc:  # noqa: BLE001 - then the group's changes are lost too
+            cause = exc
+        conn.rollback()
+        for future, _value, _error in group:
+            lost = TransactionLost(f"rolled back by the database: {cause!r}")
+            lost.__cause__ = cause
+            done.append((future, None, lost))
+        group.clear()
+
+    def _commit(self, group: list[Done], done: list[Done]) -> None:
         if not group:
             return
         conn = self._connection()
         try:
             conn.commit()
-        except BaseException:  # noqa: BLE001 - sorted out one by one
+        except BaseException as exc:  # noqa: BLE001 - every caller of the group hears of it
             conn.rollback()
-            self._one_by_one(group, done)
-            return
-        done.extend((future, value, None) for _body, future, value in group)
+            done.extend((future, None, exc) for future, _value, _error in group)
+        else:
+            done.extend(group)
+        group.clear()
 
-    def _rerun_group(self, group: list[Ran], done: list[Done]) -> None:
-        if not group:
-            return
-        conn = self._connection()
-        try:
-            again = [(body, future, _run_inline(body, conn)) for body, future, _ in group]
-        except BaseException:  # noqa: BLE001 - sorted out one by one
-            conn.rollback()
-            self._one_by_one(group, done)
-            return
-        self._commit_group(again, done)
-
-    def _one_by_one(self, group: list[Ran], done: list[Done]) -> None:
-        for body, future, _value in group:
-            try:
-                done.append((future, self._whole(body), None))
-            except BaseException as exc:  # noqa: BLE001 - the body's error is its caller's
-                done.append((future, None, exc))
-
-    @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[DbConn]:
-        loop = asyncio.get_running_loop()
-        session = _Session(loop)
-        served = self._queue("session", functools.partial(self._serve, session, loop))
-        token = _SESSION_OWNER.set(asyncio.current_task())
-        try:
-            yield session
-        except BaseException:
-            # Not waited for: the thread rolls back after the statements already sent.
-            session.end(commit=False)
-            served.add_done_callback(_consume)
-            raise
-        finally:
-            _SESSION_OWNER.reset(token)
-        session.end(commit=True)
-        # The commit's errors are this block's; a caller cancelled now still leaves the
-        # thread to finish the commit on its own.
-        await asyncio.shield(served)
-
-    def connect(self) -> contextlib.AbstractAsyncContextManager[DbConn]:
-        # One connection: a read is a session like a write (and ends its transaction).
-        return self.begin()
+    @staticmethod
+    def _lose(conn: Connection, group: list[Done], done: list[Done], cause: BaseException) -> None:
+        conn.rollback()
+        for future, _value, _error in group:
+            lost = TransactionLost(f"rolled back by the database: {cause!r}")
+            lost.__cause__ = cause
+            done.append((future, None, lost))
+        group.clear()
 
     async def transaction(self, body: Body[T]) -> T:
         value: T = await self._queue("body", body)
         return value
+
+    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
+        rows: Rows = await self._queue("statement", (statement, parameters))
+        return rows
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         value: T = await self._queue("call", functools.partial(self._sync, fn))

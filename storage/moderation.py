@@ -4,7 +4,7 @@ The rules live in the group's settings document (`storage/chat_settings.py`, und
 "moderation"), so they change by the same compare-and-set as every other setting. The
 limits are never kept in memory: every count comes from the `edits` table, so all replicas
 see the same numbers, and a guarded insert (`quota_guard`) re-checks them inside the
-transaction that records the edit (see `Database.create_edit`).
+transaction that records the edit (see `Edits.create`). The queries are `Database.moderation`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from domain.edit import Edit
-from storage.db import Database, InsertGuard
+from storage.dbconn import Backend, DbConn
+from storage.edits import InsertGuard
+from storage.rows import edit_from_row
 from storage.schema import edits
 
 DAY = 24 * 3600.0
@@ -134,7 +136,7 @@ class Moderation:
             banned=_members(data.get("banned")),
         )
 
-    # Changes (pure: used inside ChatSettingsStore.update) ----------------------------------
+    # Changes (pure: used inside ChatSettings.update) ---------------------------------------
 
     def with_member(
         self, role: Literal["allowed", "banned"], user_id: int, name: str | None
@@ -202,38 +204,6 @@ class QuotaHit:
     retry_at: float
 
 
-async def quota_hit(db: Database, quota: Quota, now: float | None = None) -> QuotaHit | None:
-    """The first limit the request would exceed (counted from the edits table), or None."""
-    now = time.time() if now is None else now
-    member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, _counted())
-    async with db.connect() as conn:
-        if quota.cooldown:
-            last = (
-                await conn.execute(sa.select(sa.func.max(edits.c.created_at)).where(*member))
-            ).scalar()
-            if last is not None and last + quota.cooldown > now:
-                return QuotaHit("cooldown", quota.cooldown, float(last) + quota.cooldown)
-        checks: list[tuple[QuotaKind, int, tuple[sa.ColumnElement[bool], ...]]] = [
-            ("member", quota.member_daily, member),
-            ("group", quota.group_daily, (edits.c.chat_id == quota.chat_id, _counted())),
-        ]
-        for kind, limit, scope in checks:
-            if not limit:
-                continue
-            # The limit-th newest request in the window: once it is a day old, one slot frees.
-            stmt = (
-                sa.select(edits.c.created_at)
-                .where(*scope, edits.c.created_at > now - DAY)
-                .order_by(edits.c.created_at.desc())
-                .offset(limit - 1)
-                .limit(1)
-            )
-            oldest = (await conn.execute(stmt)).scalar()
-            if oldest is not None:
-                return QuotaHit(kind, limit, float(oldest) + DAY)
-    return None
-
-
 LOCK_NAMESPACE = 0x6D6F64  # "mod": PostgreSQL advisory locks of guarded inserts
 
 
@@ -265,13 +235,6 @@ def quota_guard(quota: Quota) -> InsertGuard:
 # Audit and spend --------------------------------------------------------------------------
 
 
-async def recent_requests(db: Database, chat_id: int, *, limit: int = 15) -> list[Edit]:
-    """The newest edit requests of a chat (for /modlog)."""
-    stmt = sa.select(edits).where(edits.c.chat_id == chat_id).order_by(edits.c.id.desc())
-    rows = (await db.execute(stmt.limit(limit))).mappings().all()
-    return [Edit.from_row(row) for row in rows]
-
-
 PERIODS: tuple[tuple[str, float | None], ...] = (
     ("day", DAY),
     ("week", 7 * DAY),
@@ -292,32 +255,6 @@ def _sent() -> sa.ColumnElement[bool]:
     return edits.c.task_id.is_not(None)
 
 
-async def usage(
-    db: Database,
-    *,
-    chat_id: int | None = None,
-    user_id: int | None = None,
-    now: float | None = None,
-) -> dict[str, Spend]:
-    """Spend per period ("day", "week", "month", "all") of a chat, a user, or a user in a chat."""
-    now = time.time() if now is None else now
-    columns: list[sa.ColumnElement[Any]] = []
-    for _name, span in PERIODS:
-        inside = sa.true() if span is None else edits.c.created_at > now - span
-        columns.append(sa.func.sum(sa.case((inside, 1), else_=0)))
-        columns.append(sa.func.sum(sa.case((inside, sa.func.coalesce(edits.c.credits, 0.0)))))
-    conditions = [_sent()]
-    if chat_id is not None:
-        conditions.append(edits.c.chat_id == chat_id)
-    if user_id is not None:
-        conditions.append(edits.c.user_id == user_id)
-    row = (await db.execute(sa.select(*columns).where(*conditions))).one()
-    return {
-        name: Spend(int(row[2 * i] or 0), float(row[2 * i + 1] or 0.0))
-        for i, (name, _span) in enumerate(PERIODS)
-    }
-
-
 @dataclass(frozen=True)
 class MemberSpend:
     user_id: int
@@ -326,22 +263,91 @@ class MemberSpend:
     credits: float
 
 
-async def top_spenders(
-    db: Database, chat_id: int, *, since: float, limit: int = 5
-) -> list[MemberSpend]:
-    """The members of a chat who consumed the most credits since `since`."""
-    credits = sa.func.coalesce(sa.func.sum(edits.c.credits), 0.0)
-    stmt = (
-        sa.select(
-            edits.c.user_id, sa.func.max(edits.c.user_name), sa.func.count(), credits.label("c")
+class ModerationQueries:
+    """The counts behind a group's limits, its request log and its spend
+    (`Database.moderation`)."""
+
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+
+    async def quota_hit(self, quota: Quota, now: float | None = None) -> QuotaHit | None:
+        """The first limit the request would exceed (counted from the edits table), or None."""
+        now = time.time() if now is None else now
+        member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, _counted())
+        checks: list[tuple[QuotaKind, int, tuple[sa.ColumnElement[bool], ...]]] = [
+            ("member", quota.member_daily, member),
+            ("group", quota.group_daily, (edits.c.chat_id == quota.chat_id, _counted())),
+        ]
+
+        async def body(conn: DbConn) -> QuotaHit | None:
+            if quota.cooldown:
+                last = (
+                    await conn.execute(sa.select(sa.func.max(edits.c.created_at)).where(*member))
+                ).scalar()
+                if last is not None and last + quota.cooldown > now:
+                    return QuotaHit("cooldown", quota.cooldown, float(last) + quota.cooldown)
+            for kind, limit, scope in checks:
+                if not limit:
+                    continue
+                # The limit-th newest request in the window: once it is a day old, one slot frees.
+                stmt = (
+                    sa.select(edits.c.created_at)
+                    .where(*scope, edits.c.created_at > now - DAY)
+                    .order_by(edits.c.created_at.desc())
+                    .offset(limit - 1)
+                    .limit(1)
+                )
+                oldest = (await conn.execute(stmt)).scalar()
+                if oldest is not None:
+                    return QuotaHit(kind, limit, float(oldest) + DAY)
+            return None
+
+        return await self._db.transaction(body)
+
+    async def recent_requests(self, chat_id: int, *, limit: int = 15) -> list[Edit]:
+        """The newest edit requests of a chat (for /modlog)."""
+        stmt = sa.select(edits).where(edits.c.chat_id == chat_id).order_by(edits.c.id.desc())
+        rows = (await self._db.execute(stmt.limit(limit))).mappings().all()
+        return [edit_from_row(row) for row in rows]
+
+    async def usage(
+        self, *, chat_id: int | None = None, user_id: int | None = None, now: float | None = None
+    ) -> dict[str, Spend]:
+        """Spend per period ("day", "week", "month", "all") of a chat, a user, or a user in a
+        chat."""
+        now = time.time() if now is None else now
+        columns: list[sa.ColumnElement[Any]] = []
+        for _name, span in PERIODS:
+            inside = sa.true() if span is None else edits.c.created_at > now - span
+            columns.append(sa.func.sum(sa.case((inside, 1), else_=0)))
+            columns.append(sa.func.sum(sa.case((inside, sa.func.coalesce(edits.c.credits, 0.0)))))
+        conditions = [_sent()]
+        if chat_id is not None:
+            conditions.append(edits.c.chat_id == chat_id)
+        if user_id is not None:
+            conditions.append(edits.c.user_id == user_id)
+        row = (await self._db.execute(sa.select(*columns).where(*conditions))).one()
+        return {
+            name: Spend(int(row[2 * i] or 0), float(row[2 * i + 1] or 0.0))
+            for i, (name, _span) in enumerate(PERIODS)
+        }
+
+    async def top_spenders(
+        self, chat_id: int, *, since: float, limit: int = 5
+    ) -> list[MemberSpend]:
+        """The members of a chat who consumed the most credits since `since`."""
+        credits = sa.func.coalesce(sa.func.sum(edits.c.credits), 0.0)
+        stmt = (
+            sa.select(
+                edits.c.user_id, sa.func.max(edits.c.user_name), sa.func.count(), credits.label("c")
+            )
+            .where(edits.c.chat_id == chat_id, _sent(), edits.c.created_at > since)
+            .group_by(edits.c.user_id)
+            .order_by(sa.desc("c"), sa.func.count().desc(), edits.c.user_id)
+            .limit(limit)
         )
-        .where(edits.c.chat_id == chat_id, _sent(), edits.c.created_at > since)
-        .group_by(edits.c.user_id)
-        .order_by(sa.desc("c"), sa.func.count().desc(), edits.c.user_id)
-        .limit(limit)
-    )
-    rows = (await db.execute(stmt)).all()
-    return [
-        MemberSpend(int(user_id), name, int(count), float(total))
-        for user_id, name, count, total in rows
-    ]
+        rows = (await self._db.execute(stmt)).all()
+        return [
+            MemberSpend(int(user_id), name, int(count), float(total))
+            for user_id, name, count, total in rows
+        ]

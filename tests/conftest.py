@@ -50,12 +50,12 @@ class RunningBot:
     async def edits(self) -> list[Edit]:
         return [
             edit
-            for edit in [await self.services.db.get_edit(i) for i in range(1, 200)]
+            for edit in [await self.services.db.edits.get(i) for i in range(1, 200)]
             if edit is not None
         ]
 
     async def edit(self, edit_id: int = 1) -> Edit:
-        edit = await self.services.db.get_edit(edit_id)
+        edit = await self.services.db.edits.get(edit_id)
         assert edit is not None, f"no edit {edit_id}"
         return edit
 
@@ -64,9 +64,9 @@ class RunningBot:
         import time
 
         deadline = time.monotonic() + within
-        edit = await self.services.db.get_edit(edit_id)
+        edit = await self.services.db.edits.get(edit_id)
         while time.monotonic() < deadline:
-            edit = await self.services.db.get_edit(edit_id)
+            edit = await self.services.db.edits.get(edit_id)
             if edit is not None and edit.state is state:
                 return edit
             await asyncio.sleep(0.02)
@@ -80,9 +80,9 @@ class RunningBot:
         import time
 
         deadline = time.monotonic() + within
-        edit = await self.services.db.get_edit(edit_id)
+        edit = await self.services.db.edits.get(edit_id)
         while time.monotonic() < deadline:
-            edit = await self.services.db.get_edit(edit_id)
+            edit = await self.services.db.edits.get(edit_id)
             if edit is not None and check(edit):
                 return edit
             await asyncio.sleep(0.02)

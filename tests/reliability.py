@@ -255,9 +255,8 @@ async def read_rows(database_url: str) -> list[dict[str, Any]]:
 
     db = Database(database_url)
     try:
-        async with db.connect() as conn:
-            result = await conn.execute(sa.select(edits).order_by(edits.c.id))
-            return [dict(row) for row in result.mappings().all()]
+        result = await db.execute(sa.select(edits).order_by(edits.c.id))
+        return [dict(row) for row in result.mappings().all()]
     finally:
         await db.close()
 
@@ -270,17 +269,16 @@ async def let_leases_run_out(database_url: str) -> None:
 
     db = Database(database_url)
     try:
-        async with db.begin() as conn:
-            await conn.execute(
-                edits.update()
-                .where(edits.c.lease_until.is_not(None) | edits.c.next_check_at.is_not(None))
-                .values(
-                    lease_owner=None,
-                    lease_until=None,
-                    next_check_at=sa.case((edits.c.next_check_at.is_(None), None), else_=0.0),
-                    updated_at=edits.c.updated_at - 600,
-                )
+        await db.execute(
+            edits.update()
+            .where(edits.c.lease_until.is_not(None) | edits.c.next_check_at.is_not(None))
+            .values(
+                lease_owner=None,
+                lease_until=None,
+                next_check_at=sa.case((edits.c.next_check_at.is_(None), None), else_=0.0),
+                updated_at=edits.c.updated_at - 600,
             )
+        )
     finally:
         await db.close()
 

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from bot.config import load_settings
 from domain import steps
 from domain.edit import AlbumItem, EditState, InputPhoto, NewEdit
+from storage.albums import CLOSED_RETENTION
 from storage.db import Database
-from storage.schema import edits
+from storage.schema import album_items, albums, blocked_chats, edits
 from tests.pg import PostgresServer
 
 
@@ -57,68 +58,70 @@ def new_edit(key: str = "msg:1:1", **overrides: object) -> NewEdit:
 
 
 async def test_create_round_trips_and_dedupes(db: Database) -> None:
-    edit = await db.create_edit(new_edit())
+    edit = await db.edits.create(new_edit())
     assert edit is not None and edit.state is EditState.QUEUED
     assert edit.inputs == [InputPhoto(file_id="f1", width=10, height=20)]
     assert edit.params == {"seed": 1} and edit.chat_id == -100123456789
-    assert await db.create_edit(new_edit()) is None  # the same Telegram update again
-    fetched = await db.get_edit(edit.id)
+    assert await db.edits.create(new_edit()) is None  # the same Telegram update again
+    fetched = await db.edits.get(edit.id)
     assert fetched == edit
 
 
 async def test_transition_happens_once_under_concurrency(db: Database) -> None:
-    edit = await db.create_edit(new_edit())
+    edit = await db.edits.create(new_edit())
     assert edit is not None
     results = await asyncio.gather(
-        *(db.transition(edit.id, steps.BEGIN_SUBMIT, task_id=f"t{i}") for i in range(20))
+        *(db.edits.transition(edit.id, steps.BEGIN_SUBMIT, task_id=f"t{i}") for i in range(20))
     )
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    stored = await db.get_edit(edit.id)
+    stored = await db.edits.get(edit.id)
     assert stored is not None and stored.state is EditState.SUBMITTING
     assert stored.task_id == winners[0].task_id
-    assert await db.transition(edit.id, steps.CANCEL_UNSENT) is None
+    assert await db.edits.transition(edit.id, steps.CANCEL_UNSENT) is None
 
 
 async def test_leases_exclude_other_workers_until_they_expire(db: Database) -> None:
-    edit = await db.create_edit(new_edit(state=EditState.SUCCEEDED))
+    edit = await db.edits.create(new_edit(state=EditState.SUCCEEDED))
     assert edit is not None
     claims = await asyncio.gather(
-        *(db.claim(edit.id, [EditState.SUCCEEDED], f"w{i}", 60) for i in range(10))
+        *(db.edits.claim(edit.id, [EditState.SUCCEEDED], f"w{i}", 60) for i in range(10))
     )
     assert len([c for c in claims if c is not None]) == 1
-    assert await db.due_edits([EditState.SUCCEEDED], now=time.time()) == []
-    await db.release(edit.id, "someone-else")  # not the holder: nothing changes
-    assert await db.claim(edit.id, [EditState.SUCCEEDED], "w-late", 60) is None
-    assert await db.claim(edit.id, [EditState.QUEUED], "w-x", 60) is None
-    due = await db.due_edits([EditState.SUCCEEDED], now=time.time() + 120)
+    assert await db.edits.due([EditState.SUCCEEDED], now=time.time()) == []
+    await db.edits.release(edit.id, "someone-else")  # not the holder: nothing changes
+    assert await db.edits.claim(edit.id, [EditState.SUCCEEDED], "w-late", 60) is None
+    assert await db.edits.claim(edit.id, [EditState.QUEUED], "w-x", 60) is None
+    due = await db.edits.due([EditState.SUCCEEDED], now=time.time() + 120)
     assert [e.id for e in due] == [edit.id]
 
 
 async def test_due_edits_respect_next_check(db: Database) -> None:
-    first = await db.create_edit(new_edit("a", state=EditState.SUBMITTED))
-    second = await db.create_edit(new_edit("b", state=EditState.SUBMITTED))
+    first = await db.edits.create(new_edit("a", state=EditState.SUBMITTED))
+    second = await db.edits.create(new_edit("b", state=EditState.SUBMITTED))
     assert first and second
-    await db.update_fields(second.id, only_in=[EditState.SUBMITTED], next_check_at=time.time() + 60)
-    due = await db.due_edits([EditState.SUBMITTED], now=time.time())
+    await db.edits.update_fields(
+        second.id, only_in=[EditState.SUBMITTED], next_check_at=time.time() + 60
+    )
+    due = await db.edits.due([EditState.SUBMITTED], now=time.time())
     assert [e.id for e in due] == [first.id]
 
 
 async def test_failure_notice_is_marked_once(db: Database) -> None:
-    edit = await db.create_edit(new_edit(state=EditState.FAILED))
+    edit = await db.edits.create(new_edit(state=EditState.FAILED))
     assert edit is not None
-    pending = await db.unnotified(older_than=time.time() + 1)
+    pending = await db.edits.unnotified(older_than=time.time() + 1)
     assert [e.id for e in pending] == [edit.id]
-    assert await db.mark_notified(edit.id) is True
-    assert await db.mark_notified(edit.id) is False
-    assert await db.unnotified(older_than=time.time() + 1) == []
+    assert await db.edits.mark_notified(edit.id) is True
+    assert await db.edits.mark_notified(edit.id) is False
+    assert await db.edits.unnotified(older_than=time.time() + 1) == []
 
 
 async def test_pending_prompt_is_taken_once(db: Database) -> None:
     photo = InputPhoto(file_id="p", kind="document", mime_type="image/png")
-    await db.put_pending_prompt(1, 2, 3, [photo])
-    assert await db.take_pending_prompt(1, 2, max_age=60) == (3, [photo])
-    assert await db.take_pending_prompt(1, 2, max_age=60) is None
+    await db.prompts.put(1, 2, 3, [photo])
+    assert await db.prompts.take(1, 2, max_age=60) == (3, [photo])
+    assert await db.prompts.take(1, 2, max_age=60) is None
 
 
 async def test_album_is_claimed_by_exactly_one_worker(db: Database) -> None:
@@ -133,10 +136,10 @@ async def test_album_is_claimed_by_exactly_one_worker(db: Database) -> None:
             caption="x" if message_id == 10 else None,
             photo=InputPhoto(file_id=f"f{message_id}"),
         )
-        assert await db.add_album_item(item)
-    assert await db.claim_album(5, "g", quiet_since=time.time() - 60) is None  # not quiet yet
+        assert await db.albums.add_item(item)
+    assert await db.albums.claim(5, "g", quiet_since=time.time() - 60) is None  # not quiet yet
     claims = await asyncio.gather(
-        *(db.claim_album(5, "g", quiet_since=time.time() + 1) for _ in range(8))
+        *(db.albums.claim(5, "g", quiet_since=time.time() + 1) for _ in range(8))
     )
     won = [c for c in claims if c is not None]
     assert len(won) == 1
@@ -151,15 +154,66 @@ async def test_album_is_claimed_by_exactly_one_worker(db: Database) -> None:
         caption=None,
         photo=None,
     )
-    assert await db.add_album_item(late) is False
+    assert await db.albums.add_item(late) is False
+
+
+def album_item(chat_id: int, message_id: int, group: str = "g") -> AlbumItem:
+    return AlbumItem(
+        chat_id=chat_id,
+        message_id=message_id,
+        media_group_id=group,
+        user_id=7,
+        chat_type="private",
+        lang="en",
+        caption=None,
+        photo=InputPhoto(file_id=f"f{message_id}"),
+    )
+
+
+async def test_closed_albums_are_forgotten_after_the_retention(db: Database) -> None:
+    """Claiming an album forgets albums closed long enough ago that Telegram can no longer
+    repeat their messages; a recently closed one still recognises a repeat."""
+    now = time.time()
+    for chat_id, last_item_at in ((1, now - CLOSED_RETENTION - 60), (2, now - 3600)):
+        await db.execute(
+            albums.insert().values(
+                chat_id=chat_id,
+                media_group_id="old",
+                state="closed",
+                last_item_at=last_item_at,
+                created_at=last_item_at - 5,
+            )
+        )
+    assert await db.albums.add_item(album_item(3, 30))
+    claimed = await db.albums.claim(3, "g", quiet_since=time.time() + 1)
+    assert claimed is not None and [item.message_id for item in claimed] == [30]
+    rows = await db.execute(sa.select(albums.c.chat_id, albums.c.state).order_by(albums.c.chat_id))
+    assert [tuple(row) for row in rows.all()] == [(2, "closed"), (3, "closed")]
+    assert await db.albums.add_item(album_item(2, 20, "old")) is False  # a repeat: still known
+    assert await db.albums.add_item(album_item(3, 31)) is False
+    left = await db.execute(sa.select(sa.func.count()).select_from(album_items))
+    assert left.scalar_one() == 0
+
+
+async def blocked_chats_of(db: Database) -> dict[int, str]:
+    rows = await db.execute(sa.select(blocked_chats.c.chat_id, blocked_chats.c.reason))
+    return {int(chat_id): str(reason) for chat_id, reason in rows.all()}
 
 
 async def test_blocked_chats(db: Database) -> None:
-    await db.block_chat(9, "Forbidden: bot was blocked by the user")
-    await db.block_chat(9, "again")
-    assert await db.is_chat_blocked(9)
-    await db.unblock_chat(9)
-    assert not await db.is_chat_blocked(9)
+    await db.chats.block(9, "Forbidden: bot was blocked by the user")
+    await db.chats.block(9, "again")
+    assert await blocked_chats_of(db) == {9: "Forbidden: bot was blocked by the user"}
+    failed = await db.edits.create(new_edit("msg:9:1", chat_id=9, state=EditState.FAILED))
+    assert failed is not None
+    claimed = await db.edits.claim_for_chat(failed.id, [EditState.FAILED], "w", 60)
+    assert claimed is not None and claimed[1] is True  # the delivery sees the block
+    await db.edits.release(failed.id, "w")
+    # The chat writes to the bot again: the new edit's insert unblocks it.
+    assert await db.edits.create(new_edit("msg:9:2", chat_id=9), unblock_chat=True)
+    assert await blocked_chats_of(db) == {}
+    claimed = await db.edits.claim_for_chat(failed.id, [EditState.FAILED], "w", 60)
+    assert claimed is not None and claimed[1] is False
 
 
 async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) -> None:
@@ -182,30 +236,29 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
         return run
 
     await database.run_sync(upgrade_to("0001"))
-    async with database.begin() as conn:
-        # A row as revision 0001 knew it (columns of later revisions do not exist yet).
-        old = new_edit()
-        await conn.execute(
-            edits.insert().values(
-                dedupe_key=old.dedupe_key,
-                chat_id=old.chat_id,
-                chat_type=old.chat_type,
-                user_id=old.user_id,
-                message_id=old.message_id,
-                lang=old.lang,
-                provider=old.provider,
-                model=old.model,
-                prompt=old.prompt,
-                params=old.params,
-                inputs=[item.to_json() for item in old.inputs],
-                state=old.state.value,
-                callback_token=old.callback_token,
-                created_at=1.0,
-                updated_at=2.0,
-            )
+    # A row as revision 0001 knew it (columns of later revisions do not exist yet).
+    old = new_edit()
+    await database.execute(
+        edits.insert().values(
+            dedupe_key=old.dedupe_key,
+            chat_id=old.chat_id,
+            chat_type=old.chat_type,
+            user_id=old.user_id,
+            message_id=old.message_id,
+            lang=old.lang,
+            provider=old.provider,
+            model=old.model,
+            prompt=old.prompt,
+            params=old.params,
+            inputs=[item.to_json() for item in old.inputs],
+            state=old.state.value,
+            callback_token=old.callback_token,
+            created_at=1.0,
+            updated_at=2.0,
         )
+    )
     await database.migrate()
-    again = await database.get_edit(1)
+    again = await database.edits.get(1)
     assert again is not None
     assert (again.prompt, again.params, again.inputs, again.state) == (
         old.prompt,
@@ -219,30 +272,25 @@ async def test_migrations_upgrade_an_existing_database_in_place(tmp_path: Path) 
         None,
         None,
     )
-    newer = await database.create_edit(new_edit("msg:1:2", user_name="Bob"))
+    newer = await database.edits.create(new_edit("msg:1:2", user_name="Bob"))
     assert newer is not None and newer.user_name == "Bob"
-    async with database.connect() as conn:
-        version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+    version = (await database.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
     assert version is not None and version != "0001"
     await database.close()
 
 
 async def test_an_edit_that_ends_gives_its_lease_back(db: Database) -> None:
-    edit = await db.create_edit(new_edit(lease_owner="w1", lease_until=time.time() + 60))
+    edit = await db.edits.create(new_edit(lease_owner="w1", lease_until=time.time() + 60))
     assert edit is not None and edit.id
-    moved = await db.transition(edit.id, steps.BEGIN_SUBMIT)
+    moved = await db.edits.transition(edit.id, steps.BEGIN_SUBMIT)
     assert moved is not None  # not an end: the lease stays
-    async with db.connect() as conn:
-        row = (
-            await conn.execute(sa.select(edits.c.lease_owner).where(edits.c.id == edit.id))
-        ).one()
+    row = (await db.execute(sa.select(edits.c.lease_owner).where(edits.c.id == edit.id))).one()
     assert row[0] == "w1"
-    ended = await db.transition(edit.id, steps.INTERRUPT)
+    ended = await db.edits.transition(edit.id, steps.INTERRUPT)
     assert ended is not None
-    async with db.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(edits.c.lease_owner, edits.c.lease_until).where(edits.c.id == edit.id)
-            )
-        ).one()
+    row = (
+        await db.execute(
+            sa.select(edits.c.lease_owner, edits.c.lease_until).where(edits.c.id == edit.id)
+        )
+    ).one()
     assert tuple(row) == (None, None)

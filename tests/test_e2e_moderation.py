@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.handlers.moderation import change
 from domain.edit import EditState
-from storage.chat_settings import ChatSettingsStore
+from storage.chat_settings import ChatSettings
 from storage.moderation import Moderation, WhoMayEdit
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
@@ -88,7 +88,7 @@ async def test_anonymous_admin_opens_the_panel_and_admins_change_the_rules(
     refusal = await member.press(panel, data_of(panel, "✋ Admin approval: Off"))
     assert refusal.params["show_alert"] is True
     assert refusal.params["text"] == "🔒 Only group admins can do this."
-    assert (await ChatSettingsStore(webhook_bot.services.db).get(GROUP_ID)).moderation == (
+    assert (await ChatSettings(webhook_bot.services.db.backend).get(GROUP_ID)).moderation == (
         Moderation()
     )
 
@@ -111,12 +111,12 @@ async def test_anonymous_admin_opens_the_panel_and_admins_change_the_rules(
         "Per member per day: 5" in state["text"] and "Pause between edits: 5 min" in state["text"]
     )
 
-    stored = (await ChatSettingsStore(webhook_bot.services.db).get(GROUP_ID)).moderation
+    stored = (await ChatSettings(webhook_bot.services.db.backend).get(GROUP_ID)).moderation
     assert stored == Moderation(
         who=WhoMayEdit.APPROVED, approval=True, member_daily=5, cooldown=300, safety_locked=True
     )
     # The group's other settings are untouched by the panel, and /settings' reset keeps it.
-    assert (await ChatSettingsStore(webhook_bot.services.db).get(GROUP_ID)).params == {}
+    assert (await ChatSettings(webhook_bot.services.db.backend).get(GROUP_ID)).params == {}
     closed = await admin.tap(panel, "✖️ Close")
     assert closed["text"].startswith("🛡 Moderation settings saved") and "reply_markup" not in closed
 
@@ -207,7 +207,7 @@ async def test_a_pending_request_expires_and_the_member_is_told(
     assert edit.state is EditState.AWAITING_APPROVAL
 
     # Ten minutes pass (the row says so; the sweeper reads APPROVAL_TIMEOUT against it).
-    await bot.services.db.update_fields(
+    await bot.services.db.edits.update_fields(
         edit.id, only_in=[EditState.AWAITING_APPROVAL], updated_at=time.time() - 601
     )
     expired = await bot.wait_state(EditState.EXPIRED)
@@ -339,7 +339,7 @@ async def test_blocklisted_prompts_are_refused_whole_words_any_case(
     assert "• hot dog" in words["text"] and "• кот" in words["text"]
     words = await admin.tap(panel, "✖️ hot dog")
     assert "hot dog" not in words["text"]
-    stored = (await ChatSettingsStore(webhook_bot.services.db).get(GROUP_ID)).moderation
+    stored = (await ChatSettings(webhook_bot.services.db.backend).get(GROUP_ID)).moderation
     assert stored.blocklist == ("кот",)
     done = await admin.reply_of(await admin.send("/unblock КОТ"))
     assert done.params["text"] == "✅ No longer blocked: кот (0 on the list)."
@@ -424,7 +424,7 @@ async def test_admins_remove_results_members_cannot(
     assert edit.removed_by_name == "Ann"
 
     # Two results come as an album; its buttons follow in a message, Remove takes all three.
-    await ChatSettingsStore(webhook_bot.services.db).update(
+    await ChatSettings(webhook_bot.services.db.backend).update(
         GROUP_ID, lambda p: p.with_param("num_images", 2), user_id=ADMIN_ID
     )
     sent = await photo(tg, member, "/edit two hats")
@@ -436,7 +436,7 @@ async def test_admins_remove_results_members_cannot(
     assert all(tg.is_deleted(GROUP_ID, mid) for mid in [*photos, buttons["message_id"]])
 
     # /remove as a reply to a result.
-    await ChatSettingsStore(webhook_bot.services.db).update(
+    await ChatSettings(webhook_bot.services.db.backend).update(
         GROUP_ID, lambda p: p.with_param("num_images", None), user_id=ADMIN_ID
     )
     sent = await photo(tg, member, "/edit a scarf")
@@ -508,7 +508,7 @@ async def test_the_safety_checker_locked_on_for_the_group(
     menu = await admin.command("/settings")
     await admin.tap(menu, "🛡 Safety checker")
     await admin.tap(menu, "Off")  # before the lock an admin may turn it off
-    store = ChatSettingsStore(webhook_bot.services.db)
+    store = ChatSettings(webhook_bot.services.db.backend)
     assert (await store.get(GROUP_ID, fresh=True)).params == {"enable_safety_checker": False}
 
     panel = await admin.command("/moderation")

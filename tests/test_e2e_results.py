@@ -96,7 +96,7 @@ async def test_as_file_sends_the_original_bytes_or_says_they_expired(
 
     # Later the provider no longer keeps it (its links answer 404).
     gone = [f"{kie.url}/results/{task.task_id}/expired.png"]
-    await webhook_bot.services.db.update_fields(
+    await webhook_bot.services.db.edits.update_fields(
         edit.id, only_in=[EditState.DELIVERED], result_urls=gone
     )
     await me.press(message, data_of(message, "📎 As file"))

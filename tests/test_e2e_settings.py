@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.edit import EditState
-from storage.chat_settings import ChatPrefs, ChatSettingsStore
+from storage.chat_settings import ChatPrefs, ChatSettings
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
@@ -127,7 +127,7 @@ def force_reply(call: ApiCall) -> bool:
 
 async def stored(bot: RunningBot, chat_id: int) -> ChatPrefs:
     """The settings as the database has them (a fresh store: no cache)."""
-    return await ChatSettingsStore(bot.services.db).get(chat_id)
+    return await ChatSettings(bot.services.db.backend).get(chat_id)
 
 
 async def photo(tg: FakeTelegram, chat: Chat, caption: str, *, image: bytes | None = None) -> Json:

@@ -209,12 +209,12 @@ async def test_sqlite_writers_queue_for_one_connection(tmp_path: Any) -> None:
     await db.migrate()
     try:
         assert isinstance(db.backend, ThreadBackend)  # one connection, one thread
-        edits = [await db.create_edit(new_edit(f"k{i}")) for i in range(50)]
+        edits = [await db.edits.create(new_edit(f"k{i}")) for i in range(50)]
         loop = asyncio.get_running_loop()
         started = loop.time()
         claims = await asyncio.gather(
             *(
-                db.claim(edit.id, [EditState.QUEUED], f"w{n}", 60)
+                db.edits.claim(edit.id, [EditState.QUEUED], f"w{n}", 60)
                 for edit in edits
                 if edit is not None
                 for n in range(4)

@@ -23,7 +23,8 @@ from bot.i18n import Translator
 from bot.preferences import reset
 from domain.edit import NewEdit
 from storage.chat_settings import ChatPrefs
-from storage.db import Database, LimitReached
+from storage.db import Database
+from storage.edits import LimitReached
 from storage.moderation import (
     DAY,
     Moderation,
@@ -31,9 +32,6 @@ from storage.moderation import (
     QuotaHit,
     WhoMayEdit,
     quota_guard,
-    quota_hit,
-    top_spenders,
-    usage,
 )
 from tests.pg import PostgresServer
 from tests.test_db import new_edit
@@ -166,9 +164,9 @@ def test_waits_read_naturally_rounded_up(seconds: float, text: str) -> None:
 async def add(
     db: Database, key: str, *, user: int = 7, at: float, decision: str | None = None
 ) -> int:
-    edit = await db.create_edit(new_edit(key, chat_id=GROUP, user_id=user))
+    edit = await db.edits.create(new_edit(key, chat_id=GROUP, user_id=user))
     assert edit is not None
-    await db.update_fields(edit.id, created_at=at, decision=decision)
+    await db.edits.update_fields(edit.id, created_at=at, decision=decision)
     return edit.id
 
 
@@ -183,15 +181,18 @@ async def test_quotas_count_the_edits_table_and_say_when(db: Database) -> None:
 
     member = Quota(GROUP, 7, member_daily=2)
     # Two in the window for a limit of two: a slot frees when the older one is a day old.
-    assert await quota_hit(db, member, now) == QuotaHit("member", 2, now - 5000 + DAY)
-    assert await quota_hit(db, Quota(GROUP, 7, member_daily=3), now) is None
+    assert await db.moderation.quota_hit(member, now) == QuotaHit("member", 2, now - 5000 + DAY)
+    assert await db.moderation.quota_hit(Quota(GROUP, 7, member_daily=3), now) is None
     group = Quota(GROUP, 9, group_daily=3)
-    assert await quota_hit(db, group, now) == QuotaHit("group", 3, now - 5000 + DAY)
+    assert await db.moderation.quota_hit(group, now) == QuotaHit("group", 3, now - 5000 + DAY)
     cooldown = Quota(GROUP, 7, cooldown=3600)
-    assert await quota_hit(db, cooldown, now) == QuotaHit("cooldown", 3600, now - 3000 + 3600)
-    assert await quota_hit(db, Quota(GROUP, 7, cooldown=60), now) is None
+    assert await db.moderation.quota_hit(cooldown, now) == QuotaHit(
+        "cooldown", 3600, now - 3000 + 3600
+    )
+    assert await db.moderation.quota_hit(Quota(GROUP, 7, cooldown=60), now) is None
     assert (
-        await quota_hit(db, Quota(-1, 7, member_daily=1, group_daily=1, cooldown=60), now) is None
+        await db.moderation.quota_hit(Quota(-1, 7, member_daily=1, group_daily=1, cooldown=60), now)
+        is None
     )
 
 
@@ -202,20 +203,19 @@ async def test_simultaneous_requests_never_exceed_a_limit(db: Database) -> None:
     async def request(i: int) -> bool:
         edit = NewEdit(**{**new_edit(f"race:{i}").__dict__, "chat_id": GROUP, "user_id": 7})
         try:
-            return await db.create_edit(edit, guard=quota_guard(quota)) is not None
+            return await db.edits.create(edit, guard=quota_guard(quota)) is not None
         except LimitReached:
             return False
 
     outcomes = await asyncio.gather(*(request(i) for i in range(12)))
     assert outcomes.count(True) == 3
-    async with db.connect() as conn:
-        count = (await conn.execute(sa.text("SELECT count(*) FROM edits"))).scalar()
+    count = (await db.execute(sa.text("SELECT count(*) FROM edits"))).scalar()
     assert count == 3  # the losers' inserts were rolled back
 
     cooldown = Quota(GROUP, 8, cooldown=600)
     results = await asyncio.gather(
         *(
-            db.create_edit(
+            db.edits.create(
                 NewEdit(**{**new_edit(f"cd:{i}").__dict__, "chat_id": GROUP, "user_id": 8}),
                 guard=quota_guard(cooldown),
             )
@@ -230,8 +230,8 @@ async def test_simultaneous_requests_never_exceed_a_limit(db: Database) -> None:
 async def test_a_guarded_repeat_of_the_same_update_is_just_a_repeat(db: Database) -> None:
     guard = quota_guard(Quota(GROUP, 7, member_daily=5))
     first = NewEdit(**{**new_edit("same").__dict__, "chat_id": GROUP})
-    assert await db.create_edit(first, guard=guard) is not None
-    assert await db.create_edit(first, guard=guard) is None
+    assert await db.edits.create(first, guard=guard) is not None
+    assert await db.edits.create(first, guard=guard) is None
 
 
 async def test_spend_per_period_and_top_members(db: Database) -> None:
@@ -244,16 +244,16 @@ async def test_spend_per_period_and_top_members(db: Database) -> None:
         ("e", 9, 10, None, False),  # never sent to the provider
     ):
         edit_id = await add(db, key, user=user, at=now - age)
-        await db.update_fields(edit_id, credits=credits, task_id=f"t-{key}" if sent else None)
-    await db.update_fields(1, user_name="Bob")
-    spend = await usage(db, chat_id=GROUP, now=now)
+        await db.edits.update_fields(edit_id, credits=credits, task_id=f"t-{key}" if sent else None)
+    await db.edits.update_fields(1, user_name="Bob")
+    spend = await db.moderation.usage(chat_id=GROUP, now=now)
     assert (spend["day"].edits, spend["day"].credits) == (2, 4.0)
     assert (spend["week"].edits, spend["week"].credits) == (3, 6.5)
     assert (spend["all"].edits, spend["all"].credits) == (4, 16.5)
-    own = await usage(db, chat_id=GROUP, user_id=7, now=now)
+    own = await db.moderation.usage(chat_id=GROUP, user_id=7, now=now)
     assert (own["month"].edits, own["month"].credits) == (2, 6.5)
-    assert (await usage(db, user_id=99, now=now))["all"].edits == 0
-    top = await top_spenders(db, GROUP, since=now - 30 * DAY)
+    assert (await db.moderation.usage(user_id=99, now=now))["all"].edits == 0
+    top = await db.moderation.top_spenders(GROUP, since=now - 30 * DAY)
     assert [(m.user_id, m.name, m.edits, m.credits) for m in top] == [
         (7, "Bob", 2, 6.5),
         (8, None, 1, 0.0),
@@ -268,7 +268,7 @@ async def test_the_moderation_migration_goes_down_and_up(tmp_path: Path) -> None
 
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}")
     await database.migrate()
-    edit = await database.create_edit(new_edit(user_name="Bob"))
+    edit = await database.edits.create(new_edit(user_name="Bob"))
     assert edit is not None
 
     def downgrade(sync_conn: sa.Connection) -> None:
@@ -278,12 +278,11 @@ async def test_the_moderation_migration_goes_down_and_up(tmp_path: Path) -> None
         command.downgrade(cfg, "0003")
 
     await database.run_sync(downgrade)
-    async with database.connect() as conn:
-        info = await conn.execute(sa.text("PRAGMA table_info(edits)"))
-        columns = {row[1] for row in info.all()}
+    info = await database.execute(sa.text("PRAGMA table_info(edits)"))
+    columns = {row[1] for row in info.all()}
     assert "user_name" not in columns and "decision" not in columns and "prompt" in columns
     await database.migrate()
-    again = await database.get_edit(edit.id)
+    again = await database.edits.get(edit.id)
     assert again is not None and again.prompt == edit.prompt and again.user_name is None
     await database.close()
 

@@ -77,7 +77,7 @@ class Harness:
     def row(self, edit_id: int | None = None) -> Edit:
         """An edit's row (the victim's by default) as the bot's database has it now."""
         assert self.db is not None
-        edit = self.run(self.db.get_edit(self.victim.id if edit_id is None else edit_id))
+        edit = self.run(self.db.edits.get(self.victim.id if edit_id is None else edit_id))
         assert edit is not None
         return edit
 
@@ -87,7 +87,7 @@ class Harness:
         assert db is not None
 
         async def make() -> Edit:
-            new = await db.create_edit(
+            new = await db.edits.create(
                 NewEdit(
                     dedupe_key=f"fuzz:{uuid.uuid4().hex}",
                     chat_id=CHAT_ID,
@@ -105,7 +105,7 @@ class Harness:
             )
             assert new is not None
             now = time.time()
-            edit = await db.transition(
+            edit = await db.edits.transition(
                 new.id,
                 steps.RECORD_TASK,
                 task_id=uuid.uuid4().hex,
@@ -171,7 +171,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         h.db = app[SERVICES].db
         deadline = time.monotonic() + 10
         while h.edit is None and time.monotonic() < deadline:
-            edit = await h.db.get_edit(1)
+            edit = await h.db.edits.get(1)
             if edit is not None and edit.state is EditState.SUBMITTED:
                 h.edit = edit
             await asyncio.sleep(0.02)

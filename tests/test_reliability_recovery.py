@@ -79,9 +79,8 @@ async def _row(bot: RunningBot, edit_id: int) -> dict[str, Any]:
     """A raw row (leases included) read after the bot stopped, through a new connection."""
     db = Database(bot.settings.resolved_database_url)
     try:
-        async with db.connect() as conn:
-            result = await conn.execute(sa.select(edits).where(edits.c.id == edit_id))
-            row = result.mappings().one()
+        result = await db.execute(sa.select(edits).where(edits.c.id == edit_id))
+        row = result.mappings().one()
     finally:
         await db.close()
     return dict(row)
@@ -96,7 +95,7 @@ async def crashed_edit(
     update = tg.photo_update(CHAT_ID, tg.user(USER_ID), make_jpeg(300, 200), caption="add a hat")
     message = tg.message_of(update)
     photo = message["photo"][-1]
-    new = await db.create_edit(
+    new = await db.edits.create(
         NewEdit(
             dedupe_key=f"msg:{CHAT_ID}:{message['message_id']}",
             chat_id=CHAT_ID,
@@ -122,7 +121,7 @@ async def crashed_edit(
     assert new is not None
     now = time.time()
     values: dict[str, Any] = {"updated_at": now - 60, **fields}
-    edit = await db.update_fields(
+    edit = await db.edits.update_fields(
         new.id,
         only_in=[state],
         lease_owner="a-process-that-died",

@@ -8,10 +8,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from bot import delivery
 from domain import steps
 from domain.edit import EditState
+from storage.schema import blocked_chats
 from tests.conftest import CHAT_ID, TOKEN, RunningBot
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
@@ -152,14 +154,15 @@ async def test_a_chat_that_blocked_the_bot_gets_nothing_more(
     kie.release(tasks[0] or "")
     first = await webhook_bot.wait_state(EditState.UNDELIVERABLE, 1)
     assert first.error_code == "chat_unreachable"
-    assert await webhook_bot.services.db.is_chat_blocked(CHAT_ID)
+    blocked = sa.select(blocked_chats.c.chat_id).where(blocked_chats.c.chat_id == CHAT_ID)
+    assert (await webhook_bot.services.db.execute(blocked)).first() is not None
     [refused] = to_chat(tg, CHAT_ID, "sendPhoto")
     assert refused.status == 403
 
     kie.release(tasks[1] or "")  # another result for the same chat: not even attempted
     await webhook_bot.wait_state(EditState.UNDELIVERABLE, 2)
     kie.next_outcome()  # and a failure notice for it is not sent either
-    await webhook_bot.services.db.transition(3, steps.FAIL_TASK)
+    await webhook_bot.services.db.edits.transition(3, steps.FAIL_TASK)
     await webhook_bot.services.edits.notify(3)
     await eventually(lambda: _notified(webhook_bot, 3), what="notice 3 settled")
     await quiesce(webhook_bot)

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from domain.edit import EditState
-from storage.chat_settings import ChatSettingsStore
 from storage.db import Database
 from tests.conftest import CHAT_ID, USER_ID, free_port
 from tests.fakes.balancer import RoundRobin
@@ -196,9 +195,9 @@ async def test_group_limits_hold_across_replicas(
 ) -> None:
     group_id = -100_777
     tg.register_chat(group_id, chat_type="supergroup", title="Shared")
-    store = ChatSettingsStore(Database(_asyncpg(cluster.database_url)))
+    database = Database(_asyncpg(cluster.database_url))
     try:
-        await store.update(
+        await database.chat_settings.update(
             group_id,
             lambda prefs: replace(
                 prefs, moderation=replace(prefs.moderation, member_daily=1, group_daily=2)
@@ -206,7 +205,7 @@ async def test_group_limits_hold_across_replicas(
             user_id=USER_ID,
         )
     finally:
-        await store.db.close()
+        await database.close()
     members = [tg.user(3001, first_name="Bob"), tg.user(3002, first_name="Eve")]
     updates = [
         tg.photo_update(

@@ -29,7 +29,7 @@ from bot.providers.kie import jobs_models, validate_jobs_request
 from bot.providers.kie4o import kie4o_models, validate_4o_request
 from bot.providers.registry import ProviderRegistry
 from domain.edit import EditState
-from storage.chat_settings import CAS_ATTEMPTS, ChatPrefs, ChatSettingsStore
+from storage.chat_settings import CAS_ATTEMPTS, ChatPrefs, ChatSettings
 from storage.db import Database
 
 LONG_ID = "a-provider-with-a-long-name:some-vendor/an-image-edit-model-with-a-very-long-id"
@@ -282,7 +282,7 @@ async def test_concurrent_changes_are_never_lost(tmp_path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
     await db.migrate()
     try:
-        stores = [ChatSettingsStore(db) for _ in range(3)]  # like three replicas
+        stores = [ChatSettings(db.backend) for _ in range(3)]  # like three replicas
         names = [f"p{i}" for i in range(CAS_ATTEMPTS)]  # each failure is another's success
         await asyncio.gather(
             *(
@@ -290,10 +290,10 @@ async def test_concurrent_changes_are_never_lost(tmp_path: Path) -> None:
                 for i, name in enumerate(names)
             )
         )
-        prefs = await ChatSettingsStore(db).get(-100)
+        prefs = await ChatSettings(db.backend).get(-100)
         assert dict(prefs.params) == dict.fromkeys(names, 1)
         assert stores[0].cached(-100) is not None
         assert (await stores[1].get(-100, fresh=True)) == prefs
-        assert await ChatSettingsStore(db).get(-200) == ChatPrefs()  # nothing stored: defaults
+        assert await ChatSettings(db.backend).get(-200) == ChatPrefs()  # nothing stored: defaults
     finally:
         await db.close()

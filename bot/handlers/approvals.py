@@ -41,7 +41,7 @@ async def on_decision(update: Update, context: BotContext) -> None:
     else:
         decided = await services.edits.reject(edit.id, by=query.from_user.id, by_name=name)
     if decided is None:
-        current = await services.db.get_edit(edit.id) or edit
+        current = await services.db.edits.get(edit.id) or edit
         state = services.tr(lang, f"history.state.{current.state.value}")
         await answer_press(query, services.tr(lang, "approval.already", state=state))
         return

@@ -19,7 +19,7 @@ from bot.formats import format_credits
 from bot.handlers.common import admin_command, incoming, reply
 from bot.services import BotContext, Services
 from domain.edit import Edit, EditState
-from storage.moderation import PERIODS, Spend, recent_requests, top_spenders, usage
+from storage.moderation import PERIODS, Spend
 
 MODLOG_SIZE = 15
 PROMPT_PREVIEW = 60
@@ -71,7 +71,7 @@ async def modlog_command(update: Update, context: BotContext) -> None:
     if checked is None:
         return
     message, services, lang = checked.message, checked.services, checked.lang
-    edits = await recent_requests(services.db, message.chat_id, limit=MODLOG_SIZE)
+    edits = await services.db.moderation.recent_requests(message.chat_id, limit=MODLOG_SIZE)
     if not edits:
         await reply(message, services.tr(lang, "modlog.empty"))
         return
@@ -101,16 +101,16 @@ async def usage_command(update: Update, context: BotContext) -> None:
     message, user, services, lang = asked.message, asked.user, asked.services, asked.lang
     chat = message.chat
     if chat.type == ChatType.PRIVATE:
-        spend = await usage(services.db, user_id=user.id)
+        spend = await services.db.moderation.usage(user_id=user.id)
         lines = [services.tr(lang, "usage.title.own"), "", *_periods(services, lang, spend)]
     elif await services.admins.may_change(
         context.bot, chat, user.id, sender_chat=message.sender_chat
     ):
-        spend = await usage(services.db, chat_id=chat.id)
+        spend = await services.db.moderation.usage(chat_id=chat.id)
         title = services.tr(lang, "usage.title.group", title=html.escape(chat.title or ""))
         lines = [title, "", *_periods(services, lang, spend)]
-        top = await top_spenders(
-            services.db, chat.id, since=time.time() - TOP_SINCE, limit=TOP_MEMBERS
+        top = await services.db.moderation.top_spenders(
+            chat.id, since=time.time() - TOP_SINCE, limit=TOP_MEMBERS
         )
         if top:
             lines += ["", services.tr(lang, "usage.top")]
@@ -126,7 +126,7 @@ async def usage_command(update: Update, context: BotContext) -> None:
                 for number, member in enumerate(top, start=1)
             ]
     else:
-        spend = await usage(services.db, chat_id=chat.id, user_id=user.id)
+        spend = await services.db.moderation.usage(chat_id=chat.id, user_id=user.id)
         title = services.tr(lang, "usage.title.own_group", title=html.escape(chat.title or ""))
         lines = [title, "", *_periods(services, lang, spend)]
     lines += ["", services.tr(lang, "usage.note")]

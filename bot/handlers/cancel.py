@@ -33,7 +33,7 @@ async def cancel_command(update: Update, context: BotContext) -> None:
             await rewrite(context.bot, edit.chat_id, shown, services.tr(edit.lang, "cancel.status"))
         await reply(message, asked.tr("cancel.done_sent" if sent else "cancel.done_queued"))
         return
-    asked_setting = await services.prefs.drop_input(message.chat_id, user.id)
+    asked_setting = await services.db.chat_settings.drop_input(message.chat_id, user.id)
     asked_prompt = await pending_prompts.take(services, message.chat_id, user.id)
     if asked_setting or asked_prompt is not None:
         await reply(message, asked.tr("cancel.input"))

@@ -136,7 +136,7 @@ async def edit_press(
     message = query.message
     lang = await services.lang_for(query.from_user, message.chat if message else None)
     data = parse(query.data)
-    edit = await services.db.get_edit(edit_id(data)) if data is not None else None
+    edit = await services.db.edits.get(edit_id(data)) if data is not None else None
     if (
         data is None
         or edit is None

@@ -44,7 +44,7 @@ def _preview(prompt: str) -> str:
 
 async def recent_edits(services: Services, user_id: int, chat_id: int, group: bool) -> list[Edit]:
     """The user's latest edits: all of theirs in private, only this group's in a group."""
-    edits = await services.db.recent_edits(
+    edits = await services.db.edits.recent(
         user_id, limit=HISTORY_SIZE * 5 if group else HISTORY_SIZE
     )
     if group:

@@ -58,7 +58,7 @@ async def inline_query(update: Update, context: BotContext) -> None:
     if query is None:
         return
     services = context.services
-    edits = await services.db.recent_edits(query.from_user.id, limit=SEARCH_DEPTH)
+    edits = await services.db.edits.recent(query.from_user.id, limit=SEARCH_DEPTH)
     results = inline_results(edits, query.query)
     button = None
     if not results:

@@ -53,7 +53,7 @@ async def change(
             prefs = prefs.with_param(SAFETY_OPTION, None)  # back to the default: on
         return replace(prefs, moderation=moderation)
 
-    return (await services.prefs.update(chat_id, apply, user_id=user_id)).moderation
+    return (await services.db.chat_settings.update(chat_id, apply, user_id=user_id)).moderation
 
 
 async def moderation_command(update: Update, context: BotContext) -> None:
@@ -63,7 +63,7 @@ async def moderation_command(update: Update, context: BotContext) -> None:
         return
     message, user, services = checked.message, checked.user, checked.services
     ctx = await panel_context(services, user, message.chat)
-    prefs = await services.prefs.get(message.chat_id, fresh=True)
+    prefs = await services.db.chat_settings.get(message.chat_id, fresh=True)
     text, markup = views.home(ctx, prefs.moderation)
     await reply(message, text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
@@ -92,7 +92,7 @@ async def on_button(update: Update, context: BotContext) -> None:
     try:
         view, toast = await _apply(services, ctx, message.chat_id, query.from_user.id, parts)
     except _Stale:
-        prefs = await services.prefs.get(message.chat_id, fresh=True)
+        prefs = await services.db.chat_settings.get(message.chat_id, fresh=True)
         view, toast = views.home(ctx, prefs.moderation), ctx.tr("error.unknown_button")
     try:
         await redraw(context.bot, message, view)
@@ -103,7 +103,7 @@ async def on_button(update: Update, context: BotContext) -> None:
 async def _apply(
     services: Services, ctx: views.PanelContext, chat_id: int, user_id: int, parts: list[str]
 ) -> tuple[views.View, str | None]:
-    mod = (await services.prefs.get(chat_id, fresh=True)).moderation
+    mod = (await services.db.chat_settings.get(chat_id, fresh=True)).moderation
     saved = ctx.tr("moderation.saved")
 
     async def save(edit: Callable[[Moderation], Moderation]) -> Moderation:
@@ -244,7 +244,7 @@ async def _phrases(update: Update, context: BotContext, add: bool) -> None:
         key = "moderation.phrase_too_long" if too_long else "moderation.block_usage"
         await reply(message, services.tr(lang, key))
         return
-    before = (await services.prefs.get(message.chat_id, fresh=True)).moderation.blocklist
+    before = (await services.db.chat_settings.get(message.chat_id, fresh=True)).moderation.blocklist
     added = tuple(phrases)
     mod = await change(
         services,

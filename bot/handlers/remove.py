@@ -38,7 +38,7 @@ async def delete_result(bot: Bot, chat_id: int, message_ids: list[int]) -> str:
 
 async def _record(services: Services, edit_id: int, chat_id: int, admin: User) -> None:
     """Note who removed the result (for /modlog)."""
-    edit = await services.db.get_edit(edit_id)
+    edit = await services.db.edits.get(edit_id)
     if edit is None or edit.chat_id != chat_id:
         return
     await services.edits.note_removal(edit_id, by_name=admin.full_name, at=time.time())

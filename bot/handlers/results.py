@@ -68,7 +68,7 @@ async def send_as_files(services: Services, bot: Bot, origin: Origin, edit: Edit
         key = "result.expired" if exc.code in EXPIRED_CODES else "result.file_failed"
         await answer(bot, origin, services.tr(origin.lang, key))
     except ChatUnreachable:
-        await services.db.block_chat(origin.chat_id, "unreachable while sending a file")
+        await services.db.chats.block(origin.chat_id, "unreachable while sending a file")
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

@@ -115,7 +115,7 @@ async def settings_command(update: Update, context: BotContext) -> None:
         return
     message, services = asked.message, asked.services
     ctx = menu_context(services, asked.lang, message.chat)
-    text, markup = views.home(ctx, await services.prefs.get(message.chat_id, fresh=True))
+    text, markup = views.home(ctx, await services.db.chat_settings.get(message.chat_id, fresh=True))
     await reply(message, text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
 
@@ -126,7 +126,9 @@ async def model_command(update: Update, context: BotContext) -> None:
         return
     message, services = asked.message, asked.services
     ctx = menu_context(services, asked.lang, message.chat)
-    text, markup = views.model_view(ctx, await services.prefs.get(message.chat_id, fresh=True))
+    text, markup = views.model_view(
+        ctx, await services.db.chat_settings.get(message.chat_id, fresh=True)
+    )
     await reply(message, text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
 
@@ -162,7 +164,7 @@ async def on_button(update: Update, context: BotContext) -> None:
     except _Stale:
         ctx = menu_context(services, lang, message.chat)
         outcome = _Outcome(
-            view=views.home(ctx, await services.prefs.get(message.chat_id, fresh=True)),
+            view=views.home(ctx, await services.db.chat_settings.get(message.chat_id, fresh=True)),
             toast=ctx.tr("error.unknown_button"),
         )
     try:
@@ -176,11 +178,11 @@ async def _apply(
     services: Services, bot: Bot, query: CallbackQuery, message: Message, press: Press
 ) -> _Outcome:
     chat, user = message.chat, query.from_user
-    prefs = await services.prefs.get(chat.id, fresh=True)
+    prefs = await services.db.chat_settings.get(chat.id, fresh=True)
     ctx = menu_context(services, await services.lang_for(user, chat), chat)
 
     async def change(edit: Callable[[ChatPrefs], ChatPrefs]) -> ChatPrefs:
-        return await services.prefs.update(chat.id, edit, user_id=user.id)
+        return await services.db.chat_settings.update(chat.id, edit, user_id=user.id)
 
     if press.action == "home":
         return _Outcome(views.home(ctx, prefs))
@@ -263,7 +265,7 @@ async def _ask(
         parse_mode=ParseMode.HTML,
         reply_markup=ForceReply(selective=True),
     )
-    await services.prefs.put_input(
+    await services.db.chat_settings.put_input(
         PendingInput(
             chat_id=menu.chat_id,
             user_id=user.id,
@@ -284,7 +286,7 @@ async def on_input(update: Update, context: BotContext) -> None:
     if pending is None:
         return
     if pending.created_at < time.time() - INPUT_MAX_AGE:
-        await services.prefs.drop_input(pending.chat_id, pending.user_id)
+        await services.db.chat_settings.drop_input(pending.chat_id, pending.user_id)
         return
     if pending.user_id != user.id and not await services.admins.may_change(
         context.bot, message.chat, user.id, sender_chat=message.sender_chat
@@ -303,14 +305,14 @@ async def _pending_for(
     if replied is not None:
         if replied.from_user is None or replied.from_user.id != bot.id or carries_file(replied):
             return None  # a reply to a photo or someone's message: an edit, not a setting
-        question = await services.prefs.pending_input(
+        question = await services.db.chat_settings.pending_input(
             message.chat_id, prompt_message_id=replied.message_id
         )
         if question is not None:
             return question
         # A reply to a question sent a moment ago (a retry whose id is not stored yet).
-        return await services.prefs.pending_input(message.chat_id, user_id=user.id)
-    pending = await services.prefs.pending_input(message.chat_id, user_id=user.id)
+        return await services.db.chat_settings.pending_input(message.chat_id, user_id=user.id)
+    pending = await services.db.chat_settings.pending_input(message.chat_id, user_id=user.id)
     if pending is None:
         return None
     prompt_asked = await pending_prompts.asked_at(services, message.chat_id, user.id)
@@ -325,17 +327,17 @@ async def _take_input(
     assert message.text is not None
     chat = message.chat
     ctx = menu_context(services, await services.lang_for(user, chat), chat)
-    prefs = await services.prefs.get(chat.id, fresh=True)
+    prefs = await services.db.chat_settings.get(chat.id, fresh=True)
     spec = chosen_model(prefs, services.registry, services.settings.default_model)
     option = spec.options.get(pending.name)
     if option is None:
-        await services.prefs.drop_input(pending.chat_id, pending.user_id)
+        await services.db.chat_settings.drop_input(pending.chat_id, pending.user_id)
         await reply(message, ctx.tr("settings.unsupported"))
         return
     value, problem = _parse_input(services, ctx, option, spec.id, message.text)
     if problem is not None:
         again = await reply(message, problem, reply_markup=ForceReply(selective=True))
-        await services.prefs.put_input(
+        await services.db.chat_settings.put_input(
             PendingInput(
                 chat_id=pending.chat_id,
                 user_id=pending.user_id,
@@ -345,10 +347,10 @@ async def _take_input(
             )
         )
         return
-    prefs = await services.prefs.update(
+    prefs = await services.db.chat_settings.update(
         chat.id, lambda p: set_option(p, option, value), user_id=user.id
     )
-    await services.prefs.drop_input(pending.chat_id, pending.user_id)
+    await services.db.chat_settings.drop_input(pending.chat_id, pending.user_id)
     title = ctx.tr(f"settings.opt.{option.name}")
     label = views.value_label(ctx, option, value)
     if pending.menu_message_id is not None:

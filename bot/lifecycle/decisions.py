@@ -30,7 +30,7 @@ class Decisions:
 
         None when someone (another admin, the expiry, /cancel) decided first.
         """
-        approved = await self.ctx.db.transition(
+        approved = await self.ctx.db.edits.transition(
             edit_id,
             steps.APPROVE,
             decision="approved",
@@ -45,7 +45,7 @@ class Decisions:
     async def reject(self, edit_id: int, *, by: int, by_name: str) -> Edit | None:
         """awaiting_approval -> rejected: nothing was fetched or sent, nothing is spent."""
         now = time.time()
-        rejected = await self.ctx.db.transition(
+        rejected = await self.ctx.db.edits.transition(
             edit_id,
             steps.REJECT,
             decision="rejected",
@@ -62,7 +62,7 @@ class Decisions:
     async def expire_approval(self, edit: Edit) -> None:
         """No admin decided within APPROVAL_TIMEOUT: expire the request and tell the member."""
         now = time.time()
-        expired = await self.ctx.db.transition(
+        expired = await self.ctx.db.edits.transition(
             edit.id,
             steps.EXPIRE_APPROVAL,
             decision="expired",
@@ -84,11 +84,11 @@ class Decisions:
         `submitted`, which CANCEL_SENT leaves.
         """
         cancellable = steps.CANCEL_UNSENT.sources | steps.CANCEL_SENT.sources
-        for edit in await self.ctx.db.recent_edits(user_id, limit=CANCEL_SEARCH_DEPTH):
+        for edit in await self.ctx.db.edits.recent(user_id, limit=CANCEL_SEARCH_DEPTH):
             if edit.chat_id != chat_id or edit.state not in cancellable:
                 continue
             for step, sent in ((steps.CANCEL_UNSENT, False), (steps.CANCEL_SENT, True)):
-                cancelled = await self.ctx.db.transition(
+                cancelled = await self.ctx.db.edits.transition(
                     edit.id,
                     step,
                     error_code="cancelled",

@@ -34,29 +34,29 @@ class Notices:
     async def notify(self, edit_id: int) -> None:
         """Tell the user about a failure-like end, once."""
         db, owner = self.ctx.db, self.ctx.owner
-        claimed = await db.claim_for_chat(edit_id, list(NOTIFY_STATES), owner, NOTIFY_LEASE)
+        claimed = await db.edits.claim_for_chat(edit_id, list(NOTIFY_STATES), owner, NOTIFY_LEASE)
         if claimed is None:
             return
         edit, blocked = claimed
         if edit.notified_at is not None:
-            await db.release(edit.id, owner)
+            await db.edits.release(edit.id, owner)
             return
         if blocked:
-            await db.mark_notified(edit.id)  # nothing more is sent to a blocked chat
+            await db.edits.mark_notified(edit.id)  # nothing more is sent to a blocked chat
             return
         try:
             await self.ctx.notifier.notify_failure(edit)
         except ChatUnreachable as exc:
-            await db.block_chat(edit.chat_id, str(exc)[:200])
+            await db.chats.block(edit.chat_id, str(exc)[:200])
         except DeliveryFailed as exc:
             log.warning("failure notice not sent", extra={"edit_id": edit.id, "error": exc.code})
             if not exc.permanent:
-                await db.release(edit.id, owner)
+                await db.edits.release(edit.id, owner)
                 return
         except asyncio.CancelledError:
-            await db.release(edit.id, owner)
+            await db.edits.release(edit.id, owner)
             raise
-        await db.mark_notified(edit.id)
+        await db.edits.mark_notified(edit.id)
 
 
 class Delivery:
@@ -74,7 +74,7 @@ class Delivery:
         Bot API round trip itself.
         """
         ctx = self.ctx
-        claimed = await ctx.db.claim_for_chat(
+        claimed = await ctx.db.edits.claim_for_chat(
             edit_id, [EditState.SUCCEEDED], ctx.owner, DELIVERY_LEASE
         )
         if claimed is None:
@@ -87,16 +87,16 @@ class Delivery:
         try:
             file_ids = await ctx.notifier.deliver_result(edit)
         except ChatUnreachable as exc:
-            await ctx.db.block_chat(edit.chat_id, str(exc)[:200])
+            await ctx.db.chats.block(edit.chat_id, str(exc)[:200])
             await self._undeliverable(edit, str(exc))
             return
         except DeliveryFailed as exc:
             await self._failed(edit, exc)
             return
         except asyncio.CancelledError:
-            await ctx.db.release(edit.id, ctx.owner)  # the next run sends it (at least once)
+            await ctx.db.edits.release(edit.id, ctx.owner)  # the next run sends it (at least once)
             raise
-        await ctx.db.transition(edit.id, steps.DELIVER, result_file_ids=file_ids)
+        await ctx.db.edits.transition(edit.id, steps.DELIVER, result_file_ids=file_ids)
         log.info("edit delivered", extra={"edit_id": edit.id, "task_id": edit.task_id})
         ctx.observe(
             "delivered",
@@ -109,7 +109,7 @@ class Delivery:
             "chat unreachable, result not delivered",
             extra={"edit_id": edit.id, "chat_id": edit.chat_id, "reason": reason[:200]},
         )
-        await self.ctx.db.transition(edit.id, steps.GIVE_UP, error_code="chat_unreachable")
+        await self.ctx.db.edits.transition(edit.id, steps.GIVE_UP, error_code="chat_unreachable")
         self.ctx.observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
 
     async def _failed(self, edit: Edit, exc: DeliveryFailed) -> None:
@@ -125,7 +125,7 @@ class Delivery:
         )
         self.ctx.observe("delivery_failed", {"edit_id": edit.id, "provider": edit.provider})
         if exc.permanent or attempts >= MAX_DELIVERY_ATTEMPTS:
-            failed = await self.ctx.db.transition(
+            failed = await self.ctx.db.edits.transition(
                 edit.id,
                 steps.FAIL_DELIVERY,
                 error_code=exc.code,
@@ -135,7 +135,7 @@ class Delivery:
             if failed is not None:
                 await self.notices.notify(failed.id)
             return
-        await self.ctx.db.release(
+        await self.ctx.db.edits.release(
             edit.id,
             self.ctx.owner,
             delivery_attempts=attempts,

@@ -15,7 +15,7 @@ from bot.lifecycle.context import SUBMIT_LEASE, Lifecycle
 from bot.providers.base import InputRejected, SubmitRequest
 from bot.providers.registry import UnknownModel
 from domain.edit import Edit, EditState, InputPhoto, NewEdit
-from storage.db import InsertGuard
+from storage.edits import InsertGuard
 
 
 class Intake:
@@ -80,7 +80,7 @@ class Intake:
         ctx = self.ctx
         spec = ctx.registry.model(model_id)
         leased = claim and state is EditState.QUEUED and ctx.submitting
-        edit = await ctx.db.create_edit(
+        edit = await ctx.db.edits.create(
             NewEdit(
                 dedupe_key=dedupe_key,
                 chat_id=chat_id,

@@ -51,7 +51,7 @@ class Outcomes:
         settled = await self._settle_callback(provider_name, edit_id, token, body, headers)
         if settled is not None:
             return settled
-        edit = await self.ctx.db.get_edit(edit_id)
+        edit = await self.ctx.db.edits.get(edit_id)
         if edit is None or edit.provider != provider_name:
             raise CallbackRejected("unknown edit", status=404)
         if not secrets.compare_digest(edit.callback_token.encode(), token.encode()):
@@ -88,7 +88,7 @@ class Outcomes:
         if not status.state.finished:
             return None
         step, fields = _outcome(status)
-        updated = await self.ctx.db.settle_callback(
+        updated = await self.ctx.db.edits.settle_callback(
             edit_id,
             step,
             provider=provider_name,
@@ -135,12 +135,12 @@ class Outcomes:
         step, fields = _outcome(status)
         if edit.task_id is None and status.task_id:
             fields["task_id"] = status.task_id
-        updated = await self.ctx.db.transition(edit.id, step, **fields)
+        updated = await self.ctx.db.edits.transition(edit.id, step, **fields)
         if updated is None and step is steps.SUCCEED and edit.task_id is None and status.task_id:
             # The user was told we could not tell whether the task started (the create
             # request timed out or was cut off); the provider's authenticated callback says
             # it did. Deliver the result after all rather than lose it.
-            updated = await self.ctx.db.transition(
+            updated = await self.ctx.db.edits.transition(
                 edit.id,
                 steps.LATE_SUCCESS,
                 **{**fields, "error_code": None, "error_detail": None},
@@ -157,13 +157,13 @@ class Outcomes:
     async def poll(self, edit: Edit) -> None:
         """Ask the provider about a submitted task whose outcome is due."""
         ctx = self.ctx
-        claimed = await ctx.db.claim(edit.id, [EditState.SUBMITTED], ctx.owner, POLL_LEASE)
+        claimed = await ctx.db.edits.claim(edit.id, [EditState.SUBMITTED], ctx.owner, POLL_LEASE)
         if claimed is None or claimed.task_id is None:
             return
         try:
             status = await self._query(claimed, claimed.task_id)
         except asyncio.CancelledError:
-            await ctx.db.release(claimed.id, ctx.owner)
+            await ctx.db.edits.release(claimed.id, ctx.owner)
             raise
         if status.state.finished:
             if status.task_id and status.task_id != claimed.task_id:
@@ -183,7 +183,7 @@ class Outcomes:
             timing.poll_max_interval,
             timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
         )
-        await ctx.db.release(
+        await ctx.db.edits.release(
             claimed.id, ctx.owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
         )
 
@@ -203,7 +203,7 @@ class Outcomes:
 
     async def _expire(self, edit: Edit) -> None:
         """TASK_TIMEOUT passed without an outcome: give up and tell the user."""
-        expired = await self.ctx.db.transition(
+        expired = await self.ctx.db.edits.transition(
             edit.id, steps.EXPIRE_TASK, error_code="timeout", finished_at=time.time()
         )
         if expired is not None:

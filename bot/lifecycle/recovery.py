@@ -51,17 +51,17 @@ class Recovery:
         # Queued edits get a grace period for the handler that queued them to submit them
         # itself; those left by an earlier run (e.g. queued during its shutdown) are due now.
         queued_before = max(now - timing.queued_grace, ctx.started_at)
-        for edit in await db.due_edits([EditState.QUEUED], now=now, updated_before=queued_before):
+        for edit in await db.edits.due([EditState.QUEUED], now=now, updated_before=queued_before):
             jobs.append(self.submission.submit(edit.id))
-        for edit in await db.due_edits([EditState.SUBMITTING], now=now, updated_before=now - 5.0):
+        for edit in await db.edits.due([EditState.SUBMITTING], now=now, updated_before=now - 5.0):
             jobs.append(self.submission.interrupt(edit))
-        for edit in await db.due_edits([EditState.SUBMITTED], now=now):
+        for edit in await db.edits.due([EditState.SUBMITTED], now=now):
             jobs.append(self.outcomes.poll(edit))
-        for edit in await db.due_edits([EditState.SUCCEEDED], now=now):
+        for edit in await db.edits.due([EditState.SUCCEEDED], now=now):
             jobs.append(self.delivery.deliver(edit.id))
-        for edit in await db.unnotified(older_than=now - 2.0):
+        for edit in await db.edits.unnotified(older_than=now - 2.0):
             jobs.append(self.notices.notify(edit.id))
-        for edit in await db.due_edits(
+        for edit in await db.edits.due(
             [EditState.AWAITING_APPROVAL],
             now=now,
             updated_before=now - timing.approval_timeout,
@@ -87,9 +87,9 @@ class Recovery:
         ctx = self.ctx
         removed = 0
         grace = ctx.timing.blob_grace if grace is None else grace
-        for edit in await ctx.db.finished_with_blobs(before=time.time() - grace):
+        for edit in await ctx.db.edits.finished_with_blobs(before=time.time() - grace):
             for key in edit.blob_keys:
                 await ctx.blobs.delete(key)
                 removed += 1
-            await ctx.db.update_fields(edit.id, only_in=[edit.state], blob_keys=None)
+            await ctx.db.edits.update_fields(edit.id, only_in=[edit.state], blob_keys=None)
         return removed

@@ -80,14 +80,14 @@ class EditService:
 
     async def note_status_message(self, edit_id: int, message_id: int) -> None:
         """The edit's "working on it" message, so whatever ends the edit can clear it."""
-        await self.ctx.db.update_fields(edit_id, status_message_id=message_id)
+        await self.ctx.db.edits.update_fields(edit_id, status_message_id=message_id)
 
     async def note_approval_panel(self, edit: Edit, message_id: int) -> None:
         """The admins' Approve/Reject message, so the expiry can close it (if still pending)."""
-        await self.ctx.db.update_fields(
+        await self.ctx.db.edits.update_fields(
             edit.id, only_in=steps.APPROVE.sources, approval_message_id=message_id
         )
 
     async def note_removal(self, edit_id: int, *, by_name: str, at: float) -> None:
         """An admin removed the edit's result from the chat (for /modlog)."""
-        await self.ctx.db.update_fields(edit_id, removed_by_name=by_name[:128], removed_at=at)
+        await self.ctx.db.edits.update_fields(edit_id, removed_by_name=by_name[:128], removed_at=at)

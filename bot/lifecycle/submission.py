@@ -71,11 +71,13 @@ class Submission:
         if not ctx.submitting:
             log.info("shutting down: submission left to the next run", extra={"edit_id": edit_id})
             if claimed is not None:
-                await ctx.db.release(claimed.id, ctx.owner, **await noted)
+                await ctx.db.edits.release(claimed.id, ctx.owner, **await noted)
             else:
                 await noted
             return None
-        edit = claimed or await ctx.db.claim(edit_id, [EditState.QUEUED], ctx.owner, SUBMIT_LEASE)
+        edit = claimed or await ctx.db.edits.claim(
+            edit_id, [EditState.QUEUED], ctx.owner, SUBMIT_LEASE
+        )
         if edit is None:
             await noted
             return None
@@ -86,10 +88,10 @@ class Submission:
             return await self._fail(edit, exc, **await noted)
         except asyncio.CancelledError:
             # Nothing was sent: start again later.
-            await ctx.db.release(edit.id, ctx.owner, **await noted)
+            await ctx.db.edits.release(edit.id, ctx.owner, **await noted)
             raise
         status_field = await noted
-        sending = await ctx.db.transition(
+        sending = await ctx.db.edits.transition(
             edit.id,
             steps.BEGIN_SUBMIT,
             blob_keys=prepared.blob_keys,
@@ -122,7 +124,7 @@ class Submission:
         now = time.time()
         callback = prepared.request.callback_url is not None
         next_check = now + (ctx.timing.callback_grace if callback else ctx.timing.poll_interval)
-        done = await ctx.db.transition(
+        done = await ctx.db.edits.transition(
             edit.id,
             steps.RECORD_TASK,
             task_id=task_id,
@@ -133,7 +135,7 @@ class Submission:
         )
         if done is None:
             # The callback beat us to it (it moved the edit on); just record the task id.
-            done = await ctx.db.update_fields(edit.id, task_id=task_id, submitted_at=now)
+            done = await ctx.db.edits.update_fields(edit.id, task_id=task_id, submitted_at=now)
         log.info(
             "edit submitted",
             extra={"edit_id": edit.id, "task_id": task_id, "provider": edit.provider},
@@ -190,7 +192,7 @@ class Submission:
         meanwhile (e.g. cancelled), so it is not left behind."""
         if not status_field:
             return
-        edit = await self.ctx.db.update_fields(edit_id, **status_field)
+        edit = await self.ctx.db.edits.update_fields(edit_id, **status_field)
         if edit is not None and edit.state in TERMINAL_STATES:
             await self.ctx.notifier.clear_status(edit)
 
@@ -203,7 +205,7 @@ class Submission:
         )
         if isinstance(exc, ProviderAuthError | InsufficientCredits):
             await ctx.incident(code, f"{edit.provider}: {detail}")
-        failed = await ctx.db.transition(
+        failed = await ctx.db.edits.transition(
             edit.id,
             steps.FAIL_SUBMISSION,
             error_code=code,
@@ -221,7 +223,7 @@ class Submission:
     async def interrupt(self, edit: Edit, *, notify: bool = True) -> None:
         """A submission cut off by a crash: never resubmit silently, tell the user instead."""
         log.warning("submission interrupted", extra={"edit_id": edit.id, "provider": edit.provider})
-        failed = await self.ctx.db.transition(
+        failed = await self.ctx.db.edits.transition(
             edit.id, steps.INTERRUPT, error_code="submit_interrupted", finished_at=time.time()
         )
         if failed is not None:

@@ -43,7 +43,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     meters = services.metrics
-    counts = await services.db.count_by_state_and_provider()
+    counts = await services.db.edits.count_by_state_and_provider()
     meters.edits_by_state.clear()  # states that emptied must not keep their last value
     for (state, provider), count in counts.items():
         meters.edits_by_state.labels(state=state, provider=provider).set(count)
@@ -56,7 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
         total(EditState.SUBMITTING, EditState.SUBMITTED)
     )
     meters.queue_depth.labels(queue="delivery").set(total(EditState.SUCCEEDED))
-    meters.queue_depth.labels(queue="notify").set(await services.db.count_unnotified())
+    meters.queue_depth.labels(queue="notify").set(await services.db.edits.count_unnotified())
     meters.queue_depth.labels(queue="telegram_updates").set(request.app[PTB].update_queue.qsize())
     meters.background_tasks.set(len(services.tracker))
     return web.Response(

@@ -1,0 +1,385 @@
+"""The `edits` table: the edit state machine's storage (`Database.edits`).
+
+Every state change of an edit is one conditional UPDATE (`transition`): it names the states
+the edit may be in and succeeds for exactly one caller, so a repeated callback, a restart or
+a second replica can never apply the same step twice. The hot statements are prepared once
+per shape (see storage.statements).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from domain.edit import NOTIFY_STATES, TERMINAL_STATES, Edit, EditState, NewEdit, Settled
+from domain.steps import Step
+from storage.dbconn import Backend, DbConn
+from storage.rows import edit_from_row
+from storage.schema import blocked_chats, edits
+from storage.statements import bound, listed, one_of, prepared, setters
+
+
+class LimitReached(Exception):
+    """A guarded insert found its condition (a quota) no longer holding: nothing recorded."""
+
+
+@dataclass(frozen=True)
+class InsertGuard:
+    """A condition an insert must satisfy with its own row counted (see `Edits.create`).
+
+    `holds(new_id, now)` builds the condition; `lock` names the PostgreSQL advisory lock
+    (two int4 keys) that serializes guarded inserts of one scope. SQLite needs no lock: the
+    insert takes the database's single write lock, held until the check commits.
+    """
+
+    holds: Callable[[int, float], sa.ColumnElement[bool]]
+    lock: tuple[int, int]
+
+
+_CLAIM_SETS = ("lease_owner", "lease_until", "updated_at")
+_SETTLED = (edits.c.id, edits.c.state, edits.c.provider, edits.c.task_id, edits.c.error_code)
+_GET = sa.select(edits).where(edits.c.id == sa.bindparam("w_id"))
+_UNBLOCK = blocked_chats.delete().where(blocked_chats.c.chat_id == sa.bindparam("w_chat"))
+
+
+def _claim_statement(with_blocked: bool, states: int) -> sa.Update:
+    """Lease an edit in one of `w_states` unless someone else holds a live lease."""
+    stmt = (
+        edits.update()
+        .where(
+            edits.c.id == sa.bindparam("w_id"),
+            one_of(edits.c.state, "w_states", states),
+            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < sa.bindparam("w_now")),
+        )
+        .values(setters(edits, _CLAIM_SETS))
+    )
+    if with_blocked:
+        blocked = (
+            sa.exists().where(blocked_chats.c.chat_id == edits.c.chat_id).label("chat_blocked")
+        )
+        return stmt.returning(edits, blocked)
+    return stmt.returning(edits)
+
+
+def _claim(
+    edit_id: int,
+    states: Iterable[EditState],
+    owner: str,
+    lease_seconds: float,
+    *,
+    with_blocked: bool,
+) -> tuple[sa.Update, dict[str, Any]]:
+    wanted = [state.value for state in states]
+    stmt = prepared(
+        ("claim", with_blocked, len(wanted)),
+        lambda: _claim_statement(with_blocked, len(wanted)),
+    )
+    now = time.time()
+    values = {"lease_owner": owner, "lease_until": now + lease_seconds, "updated_at": now}
+    return stmt, bound(values, w_id=edit_id, w_now=now, **listed("w_states", wanted))
+
+
+class Edits:
+    """Creating edits, their state changes and leases, and the queries over them."""
+
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+
+    async def create(
+        self, new: NewEdit, *, unblock_chat: bool = False, guard: InsertGuard | None = None
+    ) -> Edit | None:
+        """Insert an edit; None when its dedupe key exists (a repeated Telegram update).
+
+        `unblock_chat`: the chat is talking to the bot again, so it is no longer blocked
+        (in the same transaction). `guard`: a condition (e.g. a quota counted from `edits`)
+        checked in the same transaction with the new row counted; LimitReached, and nothing
+        recorded, when it does not hold.
+        """
+        now = time.time()
+        values = {
+            "dedupe_key": new.dedupe_key,
+            "chat_id": new.chat_id,
+            "chat_type": new.chat_type,
+            "user_id": new.user_id,
+            "message_id": new.message_id,
+            "lang": new.lang,
+            "provider": new.provider,
+            "model": new.model,
+            "prompt": new.prompt,
+            "params": new.params,
+            "inputs": [item.to_json() for item in new.inputs],
+            "state": new.state.value,
+            "callback_token": new.callback_token,
+            "lease_owner": new.lease_owner,
+            "lease_until": new.lease_until,
+            "user_name": new.user_name,
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert = prepared(
+            ("create_edit", tuple(values)),
+            lambda: edits.insert().values(setters(edits, values)).returning(edits),
+        )
+        postgres = self._db.dialect == "postgresql"
+
+        async def body(conn: DbConn) -> RowMapping:
+            if guard is not None and postgres:
+                # READ COMMITTED would let two guarded inserts miss each other's rows.
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                    {"a": guard.lock[0], "b": guard.lock[1]},
+                )
+            if unblock_chat:
+                await conn.execute(_UNBLOCK, {"w_chat": new.chat_id})
+            row = (await conn.execute(insert, bound(values))).mappings().one()
+            if guard is not None:
+                check = sa.select(guard.holds(row["id"], now))
+                if not (await conn.execute(check)).scalar():
+                    raise LimitReached(new.dedupe_key)  # rolls the insert back
+            return row
+
+        try:
+            row = await self._db.transaction(body)
+        except IntegrityError:
+            return None
+        return edit_from_row(row)
+
+    async def get(self, edit_id: int) -> Edit | None:
+        row = (await self._db.execute(_GET, {"w_id": edit_id})).mappings().first()
+        return edit_from_row(row) if row else None
+
+    async def transition(self, edit_id: int, step: Step, **fields: Any) -> Edit | None:
+        """Apply `step` to an edit, setting `fields`, in one conditional UPDATE.
+
+        An edit that ends (`step.ends`) gives its lease back in the same change. Returns the
+        updated edit, or None when the edit was not in `step.sources` (someone else already
+        took this step, or another one): the caller must then do nothing.
+        """
+        values: dict[str, Any] = {"updated_at": time.time(), **fields, "state": step.target.value}
+        if step.ends:
+            values.setdefault("lease_owner", None)
+            values.setdefault("lease_until", None)
+        return await self._update(edit_id, values, step.sources, step.error_codes)
+
+    async def update_fields(
+        self, edit_id: int, *, only_in: Iterable[EditState] | None = None, **fields: Any
+    ) -> Edit | None:
+        """Set fields of an edit without changing its state (`only_in`: if it is in one of
+        those states). None when there is no such edit (or it is in another state)."""
+        if "state" in fields:
+            raise ValueError("state changes go through transition() and a Step")
+        values: dict[str, Any] = {"updated_at": time.time(), **fields}
+        return await self._update(edit_id, values, only_in, None)
+
+    async def _update(
+        self,
+        edit_id: int,
+        values: dict[str, Any],
+        states: Iterable[EditState] | None,
+        error_codes: Iterable[str] | None,
+    ) -> Edit | None:
+        names = tuple(values)
+        wanted = None if states is None else sorted(state.value for state in states)
+        codes = None if error_codes is None else list(error_codes)
+
+        def build() -> sa.Update:
+            conditions = [edits.c.id == sa.bindparam("w_id")]
+            if wanted is not None:
+                conditions.append(one_of(edits.c.state, "w_states", len(wanted)))
+            if codes is not None:
+                conditions.append(one_of(edits.c.error_code, "w_codes", len(codes)))
+            return edits.update().where(*conditions).values(setters(edits, names))
+
+        shape = (
+            "update",
+            names,
+            None if wanted is None else len(wanted),
+            None if codes is None else len(codes),
+        )
+        stmt = prepared(shape, lambda: build().returning(edits))
+        params = bound(values, w_id=edit_id)
+        if wanted is not None:
+            params.update(listed("w_states", wanted))
+        if codes is not None:
+            params.update(listed("w_codes", codes))
+        row = (await self._db.execute(stmt, params)).mappings().first()
+        return edit_from_row(row) if row else None
+
+    async def claim(
+        self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
+    ) -> Edit | None:
+        """Take a lease on an edit in one of `states` unless someone else holds a live one."""
+        stmt, params = _claim(edit_id, states, owner, lease_seconds, with_blocked=False)
+        row = (await self._db.execute(stmt, params)).mappings().first()
+        return edit_from_row(row) if row else None
+
+    async def claim_for_chat(
+        self, edit_id: int, states: Iterable[EditState], owner: str, lease_seconds: float
+    ) -> tuple[Edit, bool] | None:
+        """`claim`, also telling whether the edit's chat blocked the bot (one statement)."""
+        stmt, params = _claim(edit_id, states, owner, lease_seconds, with_blocked=True)
+        row = (await self._db.execute(stmt, params)).mappings().first()
+        return (edit_from_row(row), bool(row["chat_blocked"])) if row else None
+
+    async def settle_callback(
+        self,
+        edit_id: int,
+        step: Step,
+        *,
+        provider: str,
+        callback_token: str,
+        task_id: str | None,
+        **fields: Any,
+    ) -> Settled | None:
+        """`transition` (SUCCEED or FAIL_TASK) for a provider callback, checking its credentials in
+        the same statement.
+
+        Matches only the edit of `provider` whose callback token is `callback_token` and, if
+        the callback names a `task_id`, whose task id is that one or still unknown (then it
+        is recorded). None when anything does not match: the caller looks the edit up to say
+        what (unknown edit, bad token, another task, already settled).
+        """
+        values: dict[str, Any] = {"updated_at": time.time(), **fields, "state": step.target.value}
+        names = tuple(values)
+        with_task = task_id is not None
+        states = sorted(state.value for state in step.sources)
+
+        def build() -> sa.Update:
+            conditions = [
+                edits.c.id == sa.bindparam("w_id"),
+                one_of(edits.c.state, "w_states", len(states)),
+                edits.c.provider == sa.bindparam("w_provider"),
+                edits.c.callback_token == sa.bindparam("w_token"),
+            ]
+            values_of: dict[str, Any] = setters(edits, names)
+            if with_task:
+                task = edits.c.task_id
+                conditions.append(sa.or_(task.is_(None), task == sa.bindparam("w_task")))
+                values_of["task_id"] = sa.func.coalesce(task, sa.bindparam("w_new_task"))
+            return edits.update().where(*conditions).values(values_of).returning(*_SETTLED)
+
+        stmt = prepared(("settle_callback", names, with_task, len(states)), build)
+        params = bound(
+            values,
+            w_id=edit_id,
+            w_provider=provider,
+            w_token=callback_token,
+            **listed("w_states", states),
+        )
+        if task_id is not None:
+            params["w_task"] = params["w_new_task"] = task_id
+        row = (await self._db.execute(stmt, params)).first()
+        return Settled(row[0], EditState(row[1]), row[2], row[3], row[4]) if row else None
+
+    async def release(self, edit_id: int, owner: str, **fields: Any) -> None:
+        """Give up a lease (and set `fields`) if we still hold it."""
+        values = {"lease_owner": None, "lease_until": None, "updated_at": time.time(), **fields}
+        names = tuple(values)
+        stmt = prepared(
+            ("release", names),
+            lambda: (
+                edits.update()
+                .where(
+                    edits.c.id == sa.bindparam("w_id"),
+                    edits.c.lease_owner == sa.bindparam("w_owner"),
+                )
+                .values(setters(edits, names))
+            ),
+        )
+        await self._db.execute(stmt, bound(values, w_id=edit_id, w_owner=owner))
+
+    async def mark_notified(self, edit_id: int) -> bool:
+        """Record that the user was told about a failure; False if someone already did."""
+        stmt = (
+            edits.update()
+            .where(edits.c.id == edit_id, edits.c.notified_at.is_(None))
+            .values(notified_at=time.time(), lease_owner=None, lease_until=None)
+        )
+        return bool((await self._db.execute(stmt)).rowcount)
+
+    # Queries -----------------------------------------------------------------------------------
+
+    async def _select(self, stmt: sa.Select[Any]) -> list[Edit]:
+        return [edit_from_row(row) for row in (await self._db.execute(stmt)).mappings().all()]
+
+    async def due(
+        self,
+        states: Sequence[EditState],
+        *,
+        now: float,
+        limit: int = 100,
+        updated_before: float | None = None,
+    ) -> list[Edit]:
+        """Edits in `states` that are due: next check passed (or unset) and not leased."""
+        conditions = [
+            edits.c.state.in_([state.value for state in states]),
+            sa.or_(edits.c.next_check_at.is_(None), edits.c.next_check_at <= now),
+            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+        ]
+        if updated_before is not None:
+            conditions.append(edits.c.updated_at < updated_before)
+        return await self._select(
+            sa.select(edits).where(*conditions).order_by(edits.c.id).limit(limit)
+        )
+
+    async def unnotified(self, *, limit: int = 100, older_than: float) -> list[Edit]:
+        """Failure-like edits whose user has not been told yet."""
+        now = time.time()
+        stmt = (
+            sa.select(edits)
+            .where(
+                edits.c.state.in_([state.value for state in NOTIFY_STATES]),
+                edits.c.notified_at.is_(None),
+                edits.c.updated_at < older_than,
+                sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
+            )
+            .order_by(edits.c.id)
+            .limit(limit)
+        )
+        return await self._select(stmt)
+
+    async def finished_with_blobs(self, *, before: float, limit: int = 200) -> list[Edit]:
+        """Ended edits (finished before `before`) whose input photos are still stored."""
+        ended = [state.value for state in TERMINAL_STATES]
+        stmt = (
+            sa.select(edits)
+            .where(
+                edits.c.state.in_(ended),
+                edits.c.blob_keys.is_not(None),
+                edits.c.updated_at < before,
+            )
+            .order_by(edits.c.id)
+            .limit(limit)
+        )
+        return [edit for edit in await self._select(stmt) if edit.blob_keys]
+
+    async def recent(self, user_id: int, *, limit: int = 10) -> list[Edit]:
+        """A user's newest edits."""
+        stmt = (
+            sa.select(edits)
+            .where(edits.c.user_id == user_id)
+            .order_by(edits.c.id.desc())
+            .limit(limit)
+        )
+        return await self._select(stmt)
+
+    async def count_by_state_and_provider(self) -> dict[tuple[str, str], int]:
+        stmt = sa.select(edits.c.state, edits.c.provider, sa.func.count()).group_by(
+            edits.c.state, edits.c.provider
+        )
+        rows = (await self._db.execute(stmt)).all()
+        return {(str(state), str(provider)): int(count) for state, provider, count in rows}
+
+    async def count_unnotified(self) -> int:
+        """Failure-like edits whose user has not been told yet."""
+        stmt = sa.select(sa.func.count()).where(
+            edits.c.state.in_([state.value for state in NOTIFY_STATES]),
+            edits.c.notified_at.is_(None),
+        )
+        return int((await self._db.execute(stmt)).scalar_one())
