@@ -62,9 +62,10 @@ class Decisions:
     async def expire_approval(self, edit: Edit) -> None:
         """No admin decided within APPROVAL_TIMEOUT: expire the request and tell the member."""
         now = time.time()
-        expired = await self.ctx.db.edits.transition(
-            edit.id,
+        expired = await self.notices.end(
+            edit,
             steps.EXPIRE_APPROVAL,
+            event="approval_expired",
             decision="expired",
             decided_at=now,
             error_code="approval_expired",
@@ -72,8 +73,6 @@ class Decisions:
         )
         if expired is not None:
             log.info("approval request expired", extra={"edit_id": edit.id})
-            self.ctx.observe("approval_expired", {"edit_id": edit.id, "provider": edit.provider})
-            await self.notices.notify(expired.id)
 
     async def cancel_latest(self, user_id: int, chat_id: int) -> tuple[Edit, bool] | None:
         """Cancel the newest edit of this user in this chat that is still in progress.

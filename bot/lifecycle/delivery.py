@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from bot.lifecycle.context import (
     DELIVERY_BACKOFF_MAX,
@@ -21,6 +22,7 @@ from bot.lifecycle.context import (
 )
 from domain import steps
 from domain.edit import NOTIFY_STATES, Edit, EditState
+from domain.steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,26 @@ class Notices:
 
     def __init__(self, ctx: Lifecycle) -> None:
         self.ctx = ctx
+
+    async def end(
+        self, edit: Edit, step: Step, *, event: str | None, notify: bool = True, **fields: Any
+    ) -> Edit | None:
+        """End an edit without a result: apply `step`, record `event`, tell the user once.
+
+        None when the step did not apply (someone else ended or moved the edit first); then
+        nothing is recorded or sent.
+        """
+        ended = await self.ctx.db.edits.transition(edit.id, step, **fields)
+        if ended is None:
+            return None
+        if event is not None:
+            observed: dict[str, Any] = {"edit_id": edit.id, "provider": edit.provider}
+            if step.target is EditState.FAILED:
+                observed["code"] = ended.error_code
+            self.ctx.observe(event, observed)
+        if notify:
+            await self.notify(ended.id)
+        return ended
 
     async def notify(self, edit_id: int) -> None:
         """Tell the user about a failure-like end, once."""
@@ -125,15 +147,14 @@ class Delivery:
         )
         self.ctx.observe("delivery_failed", {"edit_id": edit.id, "provider": edit.provider})
         if exc.permanent or attempts >= MAX_DELIVERY_ATTEMPTS:
-            failed = await self.ctx.db.edits.transition(
-                edit.id,
+            await self.notices.end(
+                edit,
                 steps.FAIL_DELIVERY,
+                event=None,  # counted as delivery_failed above
                 error_code=exc.code,
                 error_detail=str(exc)[:1000],
                 delivery_attempts=attempts,
             )
-            if failed is not None:
-                await self.notices.notify(failed.id)
             return
         await self.ctx.db.edits.release(
             edit.id,

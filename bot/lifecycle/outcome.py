@@ -203,13 +203,11 @@ class Outcomes:
 
     async def _expire(self, edit: Edit) -> None:
         """TASK_TIMEOUT passed without an outcome: give up and tell the user."""
-        expired = await self.ctx.db.edits.transition(
-            edit.id, steps.EXPIRE_TASK, error_code="timeout", finished_at=time.time()
+        expired = await self.notices.end(
+            edit, steps.EXPIRE_TASK, event="expired", error_code="timeout", finished_at=time.time()
         )
         if expired is not None:
             log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})
-            self.ctx.observe("expired", {"edit_id": edit.id, "provider": edit.provider})
-            await self.notices.notify(expired.id)
 
 
 def _outcome(status: TaskStatus) -> tuple[steps.Step, dict[str, Any]]:

@@ -205,34 +205,30 @@ class Submission:
         )
         if isinstance(exc, ProviderAuthError | InsufficientCredits):
             await ctx.incident(code, f"{edit.provider}: {detail}")
-        failed = await ctx.db.edits.transition(
-            edit.id,
+        failed = await self.notices.end(
+            edit,
             steps.FAIL_SUBMISSION,
+            event="failed",
             error_code=code,
             error_detail=detail[:1000],
             finished_at=time.time(),
             **fields,
         )
-        if failed is not None:
-            ctx.observe("failed", {"edit_id": edit.id, "provider": edit.provider, "code": code})
-            await self.notices.notify(failed.id)
-        else:
+        if failed is None:
             await self._keep_status(edit.id, fields)
         return failed
 
     async def interrupt(self, edit: Edit, *, notify: bool = True) -> None:
         """A submission cut off by a crash: never resubmit silently, tell the user instead."""
         log.warning("submission interrupted", extra={"edit_id": edit.id, "provider": edit.provider})
-        failed = await self.ctx.db.edits.transition(
-            edit.id, steps.INTERRUPT, error_code="submit_interrupted", finished_at=time.time()
+        await self.notices.end(
+            edit,
+            steps.INTERRUPT,
+            event="failed",
+            notify=notify,
+            error_code="submit_interrupted",
+            finished_at=time.time(),
         )
-        if failed is not None:
-            self.ctx.observe(
-                "failed",
-                {"edit_id": edit.id, "provider": edit.provider, "code": "submit_interrupted"},
-            )
-            if notify:
-                await self.notices.notify(failed.id)
 
 
 async def _status_field(status: Awaitable[int | None] | None) -> dict[str, Any]:
