@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from bot.providers.base import ModelSpec, SubmitRequest, TaskStatus
 from bot.providers.transport import ErrorMapper, SlidingWindowLimiter, Transport
-from domain.errors import CallbackRejected, ProtocolError
+from domain.errors import CallbackRejected, ProtocolError, ProviderError
 
 # (key, headers, body, the edit's task id) -> None, or raise CallbackRejected.
 CallbackVerifier = Callable[[str, Mapping[str, str], Any, str | None], None]
@@ -32,8 +32,9 @@ class FamilyApi:
     """One API family, as paths and pure functions; no I/O of its own.
 
     `status_path` may hold "{id}" for the URL-quoted task id; `status_param` names the query
-    parameter that carries it instead. `verify_callback` runs when the provider has an HMAC
-    key; `fallback_download_url` is the family's other way to a result the CDN refused.
+    parameter that carries it instead. `says_failed` tells whether a status answer's own
+    record says its task failed. `verify_callback` runs when the provider has an HMAC key;
+    `fallback_download_url` is the family's other way to a result the CDN refused.
     """
 
     submit_path: str
@@ -44,6 +45,7 @@ class FamilyApi:
     build_body: Callable[[SubmitRequest], dict[str, Any]]
     parse_submit: Callable[[Any], str]
     parse_status: Callable[[Any], TaskStatus]
+    says_failed: Callable[[Any], bool]
     parse_callback: Callable[[Any], TaskStatus]
     accepts_callback_url: Callable[[str], bool] = any_http_url
     verify_callback: CallbackVerifier | None = None
@@ -77,13 +79,14 @@ class HttpProvider:
         params: Mapping[str, str] | None = None,
         idempotent: bool = True,
         limited: bool = False,
+        error_mapper: ErrorMapper | None = None,
     ) -> Any:
         """Send one request of this family (auth, error mapping) and return the JSON body."""
         return await self.transport.request(
             method,
             f"{self.base_url}{path}",
             family=self.name,
-            error_mapper=self.api.error_mapper,
+            error_mapper=error_mapper or self.api.error_mapper,
             headers={"Authorization": f"Bearer {self.api_key}"},
             json_body=json_body,
             params=params,
@@ -109,7 +112,19 @@ class HttpProvider:
 
     async def status(self, task_id: str) -> TaskStatus:
         path, params = self.api.status_query(task_id)
-        return self.api.parse_status(await self.call("GET", path, params=params))
+        body = await self.call("GET", path, params=params, error_mapper=self._status_error)
+        return self.api.parse_status(body)
+
+    def _status_error(self, status: int, body: Any) -> ProviderError | None:
+        """A record saying its task failed is the answer, whatever code comes with it.
+
+        KIE's failure callback carries code 501 and its documents call the query answer
+        identical to the callback: mapped to an error, the failure would read as a failed
+        query ("ask again later") and the edit would wait out TASK_TIMEOUT.
+        """
+        if self.api.says_failed(body):
+            return None
+        return self.api.error_mapper(status, body)
 
     def parse_callback(
         self, body: Any, headers: Mapping[str, str], *, task_id: str | None = None

@@ -272,6 +272,14 @@ def parse_submit(body: Any) -> str:
     return str(task_id)
 
 
+def record_failed(body: Any) -> bool:
+    """Whether a recordInfo answer's own record says the task failed (whatever its `code`)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return False
+    return STATE_MAP.get(str(data.get("state") or "").lower()) is TaskState.FAILED
+
+
 def parse_record(body: Any) -> TaskStatus:
     """Parse a recordInfo answer or a callback (identical shapes in the docs)."""
     if not isinstance(body, dict):
@@ -391,6 +399,7 @@ def jobs_api(prefix: str = JOBS_PREFIX) -> FamilyApi:
         build_body=build_create_body,
         parse_submit=parse_submit,
         parse_status=parse_record,
+        says_failed=record_failed,
         parse_callback=parse_record,
         verify_callback=verify_callback,
     )

@@ -191,6 +191,24 @@ _STATUS_FLAGS = {
 }
 
 
+def _flag(data: dict[str, Any]) -> int | None:
+    """The record's successFlag (0, 1 or 2), also when named by `status`; None if unknown."""
+    raw_flag = data.get("successFlag")
+    if raw_flag is None:
+        raw_flag = _STATUS_FLAGS.get(str(data.get("status") or "").upper())
+    try:
+        flag = int(raw_flag) if raw_flag is not None else None
+    except (TypeError, ValueError):
+        return None
+    return flag if flag in (0, 1, 2) else None
+
+
+def record_failed_4o(body: Any) -> bool:
+    """Whether a record-info answer's own record says the task failed (whatever its `code`)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    return isinstance(data, dict) and _flag(data) == 2
+
+
 def parse_4o_record(body: Any) -> TaskStatus:
     """Parse a record-info answer: successFlag 0 generating, 1 success, 2 failed."""
     if not isinstance(body, dict):
@@ -198,15 +216,9 @@ def parse_4o_record(body: Any) -> TaskStatus:
     data = body.get("data")
     if not isinstance(data, dict):
         raise ProtocolError("record has no data object")
-    raw_flag = data.get("successFlag")
-    if raw_flag is None:
-        raw_flag = _STATUS_FLAGS.get(str(data.get("status") or "").upper())
-    try:
-        flag = int(raw_flag) if raw_flag is not None else None
-    except (TypeError, ValueError):
-        flag = None
-    if flag not in (0, 1, 2):
-        raise ProtocolError(f"unknown successFlag {raw_flag!r}")
+    flag = _flag(data)
+    if flag is None:
+        raise ProtocolError(f"unknown successFlag {data.get('successFlag')!r}")
     task_id = task_id_of(body)
     progress = _progress(data.get("progress"))
     if flag == 0:
@@ -219,7 +231,10 @@ def parse_4o_record(body: Any) -> TaskStatus:
         return TaskStatus(
             state=TaskState.SUCCEEDED, task_id=task_id, result_urls=urls, progress=1.0
         )
+    top_code = body.get("code")
     code = data.get("errorCode") or data.get("failCode")
+    if code in (None, "") and top_code not in (None, 200, "200"):
+        code = top_code  # the record's own code is missing: the answer's code says why
     message = data.get("errorMessage") or data.get("failMsg") or body.get("msg")
     return TaskStatus(
         state=TaskState.FAILED,
@@ -292,6 +307,7 @@ def kie4o_api() -> FamilyApi:
         build_body=build_4o_body,
         parse_submit=parse_4o_submit,
         parse_status=parse_4o_record,
+        says_failed=record_failed_4o,
         parse_callback=parse_4o_callback,
         verify_callback=verify_callback,
         fallback_download_url=download_url,

@@ -182,6 +182,14 @@ def result_urls(task: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
+def task_failed(body: Any) -> bool:
+    """Whether a task answer's own status says the task failed (whatever the HTTP status)."""
+    if not isinstance(body, dict):
+        return False
+    status = str(_unwrap(body).get("status") or "").lower()
+    return STATE_MAP.get(status) is TaskState.FAILED
+
+
 def parse_odkkk_task(body: Any) -> TaskStatus:
     """A task query answer or a callback (the document says they are the same body)."""
     task = _unwrap(body)
@@ -202,7 +210,7 @@ def parse_odkkk_task(body: Any) -> TaskStatus:
             raise ProtocolError("completed task without result URLs")
     error_code = error_message = None
     if state is TaskState.FAILED:
-        error = task.get("error")
+        error = task.get("error") or body.get("error")  # beside a wrapped task, too
         if isinstance(error, dict):
             code = error.get("code")
             error_code = str(code) if code not in (None, "") else None
@@ -240,6 +248,7 @@ def odkkk_api(task_path: str = DEFAULT_TASK_PATH) -> FamilyApi:
         build_body=build_odkkk_body,
         parse_submit=parse_odkkk_submit,
         parse_status=parse_odkkk_task,
+        says_failed=task_failed,
         parse_callback=parse_odkkk_task,
         accepts_callback_url=callback_allowed,
     )

@@ -22,7 +22,9 @@ Choices where the documents leave room (each documented form is served somewhere
   successfully." / "Playground task failed.".
 * A failed task's callback has top-level code `fail_callback_code` (default 501, as the
   playground and Apikley documents show) for both the jobs and the playground API; the
-  recordInfo query of a failed task answers code 200 with state "fail".
+  query of a failed task (recordInfo, 4o record-info) answers top-level code
+  `fail_record_code`: 200 by default, as the jobs query example; 501 answers it like the
+  failure callback, which both jobs documents call identical to the query answer.
 * Input download failures: failCode "451" when the URL cannot be fetched, "422" when it
   is not an accepted image or is over 10 MB; failMsg starts "image download failed: ".
   4o: callback code 451 (unreachable) or 400 (bad or over 25 MB content).
@@ -306,6 +308,7 @@ class FakeKie(FakeServer):
         error_http_status: bool = False,
         rate_limit_http_status: bool = True,
         fail_callback_code: int = 501,
+        fail_record_code: int = 200,
         refuse_direct_result_fetch: bool = False,
     ) -> None:
         super().__init__(
@@ -322,6 +325,7 @@ class FakeKie(FakeServer):
         self.error_http_status = error_http_status
         self.rate_limit_http_status = rate_limit_http_status
         self.fail_callback_code = fail_callback_code
+        self.fail_record_code = fail_record_code
         self.refuse_direct_result_fetch = refuse_direct_result_fetch
         self.download_url_ttl = 20 * 60.0
         self.uploads: list[FakeUpload] = []
@@ -452,7 +456,16 @@ class FakeKie(FakeServer):
         task = self.tasks.get(task_id)
         if task is None or task.api != api:
             return self._err(request, 404, f"task {task_id} not found")
-        return self._ok(request, self.record_data(task))
+        return self._record_answer(request, task, self.record_data(task), FAIL_MSG)
+
+    def _record_answer(
+        self, request: web.Request, task: FakeTask, data: JSON, fail_msg: str | None
+    ) -> web.Response:
+        """A query answer: a failed task's carries `fail_record_code` at the top."""
+        if task.phase != "fail" or self.fail_record_code == 200:
+            return self._ok(request, data)
+        body = {"code": self.fail_record_code, self._msg_key(request): fail_msg, "data": data}
+        return web.json_response(body)
 
     def record_data(self, task: FakeTask) -> JSON:
         """`data` of a jobs/playground recordInfo answer."""
@@ -612,7 +625,7 @@ class FakeKie(FakeServer):
         task = self.tasks.get(task_id)
         if task is None or task.api != "gpt4o":
             return self._err(request, 404, f"task {task_id} not found")
-        return self._ok(request, self.gpt4o_data(task))
+        return self._record_answer(request, task, self.gpt4o_data(task), task.fail_msg)
 
     async def _gpt4o_download_url(self, request: web.Request) -> web.Response:
         body = await self.read_json(request)

@@ -12,7 +12,9 @@ Where the document is silent: results are given OpenAI-style as
 images are downloaded while the POST is answered, so an unusable image is a 400
 `invalid_request_error` with `param: image_urls`. Callbacks (HTTPS only, no internal IPs,
 checked on the URL as given, before `url_rewrites`) carry the query body and are retried
-3 times after 1/2/4 s (`callback_backoff`).
+3 times after 1/2/4 s (`callback_backoff`). A failed task's query answer has HTTP status
+`failed_query_status` (200 by default; the document shows no other, but an error status
+beside the failed task's own `error` is served on request).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class FakeOdkkk(FakeServer):
         callback_backoff: tuple[float, ...] = (1.0, 2.0, 4.0),
         callback_retries: int = 3,
         rate_limit: tuple[int, float] | None = None,
+        failed_query_status: int = 200,
     ) -> None:
         if "{id}" not in query_path:
             raise ValueError("query_path must contain {id}")
@@ -121,6 +124,7 @@ class FakeOdkkk(FakeServer):
             rate_limit=rate_limit,
         )
         self.query_path = query_path
+        self.failed_query_status = failed_query_status
         self.max_image_bytes = 50 * MB
 
     def fail_next(
@@ -272,7 +276,8 @@ class FakeOdkkk(FakeServer):
         task = self.tasks.get(request.match_info["id"])
         if task is None:
             return self.error(404, "Task not found", "not_found_error", param="id")
-        return web.json_response(self.task_body(task))
+        status = self.failed_query_status if task.state == "failed" else 200
+        return web.json_response(self.task_body(task), status=status)
 
     async def send_callbacks(self, task: FakeTask) -> None:
         assert task.callback_url is not None
