@@ -8,7 +8,6 @@ that sees the failure, not wait out TASK_TIMEOUT as a "still running" query erro
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,12 +24,13 @@ from tests.fakes.kie import FakeKie
 from tests.fakes.odkkk import FakeOdkkk
 from tests.fakes.telegram import FakeTelegram
 from tests.test_e2e_providers import (
+    APIKLEY,
     APIKLEY_KEY,
     GPT4O_MODEL,
+    ODKKK,
     ODKKK_KEY,
     PLAYGROUND_MODEL,
-    apikley_settings,
-    odkkk_settings,
+    family_settings,
     paths,
     ready,
     send_photo,
@@ -39,8 +39,6 @@ from tests.test_e2e_providers import (
 # Short enough that a failure mistaken for "still running" shows as `expired` quickly.
 TASK_TIMEOUT = 4.0
 POLL_MAX_INTERVAL = 0.2
-# From the task's failure to the stored outcome: one poll interval plus the machine's slack.
-WITHIN = POLL_MAX_INTERVAL + 1.5
 
 
 Fake = FakeKie | FakeOdkkk
@@ -76,7 +74,7 @@ FAMILIES = {
         "/api/v1/jobs/recordInfo",
         "422",
         "image download failed: not an accepted image",
-        lambda make, fake, **extra: apikley_settings(make, fake, webhook=False, **extra),
+        lambda make, fake, **extra: family_settings(make, APIKLEY, fake, webhook=False, **extra),
     ),
     "kie-4o": Family(
         "kie-4o",
@@ -90,7 +88,7 @@ FAMILIES = {
         "/v1/tasks/",
         "500",
         "model crashed",
-        lambda make, fake, **extra: odkkk_settings(make, fake, webhook=False, **extra),
+        lambda make, fake, **extra: family_settings(make, ODKKK, fake, webhook=False, **extra),
     ),
 }
 
@@ -122,14 +120,11 @@ async def expect_failure_at_once(
     await fake.wait_for(lambda: bool(paths(fake, family.query_path)), what="a status query")
     fake.release(task.task_id)
     await fake.wait_task(task.task_id)
-    failed_at = time.monotonic()
     queries = len(paths(fake, family.query_path))
     edit = await bot.wait_edit(lambda e: e.state is not EditState.SUBMITTED, within=10)
-    took = time.monotonic() - failed_at
     assert edit.state is EditState.FAILED, (edit.state, edit.error_code)
     assert edit.error_code == f"task_failed:{code}"
     assert edit.error_detail == family.reason
-    assert took < WITHIN, f"the failure took {took:.2f}s to be recorded"
     # The query in flight when the task failed, or the next one, ended the edit.
     assert len(paths(fake, family.query_path)) <= queries + 1
     notice = await tg.wait_for("editMessageText", lambda c: family.reason in c.params["text"])
