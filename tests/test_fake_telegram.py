@@ -531,7 +531,7 @@ async def test_members_and_commands(fake: FakeTelegram, bot: Bot) -> None:
         {"command": "help", "description": "Help"},
     ]
     assert fake.commands(language_code="ru") == []
-    with pytest.raises(BadRequest, match="(?i)BOT_COMMAND_INVALID"):
+    with pytest.raises(BadRequest, match=r"(?i)BOT_COMMAND_INVALID"):
         await bot.set_my_commands([("Edit", "Edit a photo")])
 
 
