@@ -20,7 +20,8 @@ from domain.edit import Edit
 from tests.conftest import CHAT_ID, KIE_KEY, TOKEN, USER_ID, RunningBot
 from tests.fakes._common import FakeServer
 from tests.fakes.images import make_jpeg
-from tests.fakes.telegram import ApiCall, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
 
 Json = dict[str, Any]
 

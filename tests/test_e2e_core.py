@@ -8,7 +8,8 @@ from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg, make_png
 from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import ApiCall, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
 
 
 async def deliver(bot: RunningBot, tg: FakeTelegram, update: dict[str, Any]) -> None:

@@ -19,7 +19,8 @@ from storage.moderation import Moderation, WhoMayEdit
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import ApiCall, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
 from tests.test_e2e_settings import Chat, data_of, keyboard, photo
 
 Json = dict[str, Any]

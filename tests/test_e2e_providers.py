@@ -40,7 +40,8 @@ from tests.conftest import (
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
 from tests.fakes.odkkk import FakeOdkkk
-from tests.fakes.telegram import ApiCall, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
 
 APIKLEY_KEY = "apikley-test-key"
 ODKKK_KEY = "odkkk-test-key"

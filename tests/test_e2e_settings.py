@@ -14,7 +14,8 @@ from storage.chat_settings import ChatPrefs, ChatSettings
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import ApiCall, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
 
 Json = dict[str, Any]
 GROUP_ID = -100_555
