@@ -33,7 +33,8 @@ import tests.fakes._common as fake_common
 from bench.measure import Json, now
 from tests.fakes._common import FakeTask, Outcome
 from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import FakeTelegram, FileInfo
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_files import FileInfo
 
 GATE_PREFIX = "/bench-gate/"
 # Bot API calls the bot makes (and waits for) between an update and its createTask.

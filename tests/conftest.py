@@ -112,6 +112,9 @@ async def tg() -> AsyncIterator[FakeTelegram]:
     await fake.start()
     yield fake
     await fake.stop()
+    # A Bot API use the fake does not model (or a fault in the fake) must fail the test, not
+    # pass as a 500 the bot happened to tolerate.
+    assert fake.server_errors == []
 
 
 @pytest.fixture

@@ -61,12 +61,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from tests.fakes.telegram_files import FileInfo
 from tests.fakes.telegram_messages import MessageMethods
 from tests.fakes.telegram_server import ApiServer
 
-# FileInfo is what FakeTelegram.file() and add_file() answer (bench/fakes.py imports it here).
-__all__ = ["FakeTelegram", "FileInfo"]
+__all__ = ["FakeTelegram"]
 
 DEFAULT_TOKEN: Final = "123456:TEST-token-for-the-fake-telegram-api-0"
 
