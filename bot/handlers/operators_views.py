@@ -177,7 +177,7 @@ def oplog_text(tr: Tr, entries: Sequence[LogEntry], *, now: float | None = None)
                 operator=entry.operator_id,
                 action=tr(f"operators.action.{entry.action}"),
                 user=entry.user_id if entry.user_id is not None else "—",
-                detail=html.escape(entry.detail or ""),
+                detail=f" {html.escape(entry.detail)}" if entry.detail else "",
             )
         )
     return "\n".join(lines)
