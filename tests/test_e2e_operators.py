@@ -15,6 +15,7 @@ from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.pg import PostgresServer
+from tests.test_e2e_low_credits import alerts, looks
 from tests.test_e2e_settings import Chat
 
 Json = dict[str, Any]
@@ -181,7 +182,14 @@ async def test_runtime_ban_and_allow_hold_at_once_on_both_replicas(
 ) -> None:
     database_url = postgres.new_database()
     replicas = [
-        await start_bot(make_settings(DATABASE_URL=database_url, ALLOWED_USER_IDS="4242"))
+        await start_bot(
+            make_settings(
+                DATABASE_URL=database_url,
+                ALLOWED_USER_IDS="4242",
+                LOW_CREDITS_ALERT="10",
+                CREDITS_CHECK_INTERVAL="0.05",
+            )
+        )
         for _ in range(2)
     ]
     await tg.wait_for("setWebhook", count=2)
@@ -211,3 +219,9 @@ async def test_runtime_ban_and_allow_hold_at_once_on_both_replicas(
     assert len(kie.tasks) == 1
     entries = await second.services.db.user_controls.log()
     assert [entry.action for entry in entries] == ["disallow", "unban", "ban", "allow"]
+
+    # Both replicas look at the credit balance: one alert between them for one incident.
+    kie.credits = 5
+    await tg.wait_for("sendMessage", lambda c: c in alerts(tg))
+    await looks(kie, 6)
+    assert len(alerts(tg)) == 1
