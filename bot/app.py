@@ -18,6 +18,7 @@ from telegram.ext import AIORateLimiter, Application, ContextTypes
 from bot.albums import recover as recover_albums
 from bot.commands import publish_commands
 from bot.config import Settings
+from bot.credit_watch import CREDIT_WATCH, CreditWatch, watch_credits
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
 from bot.handlers import register_all
 from bot.i18n import Translator
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, translator: Translator | None = None) -> w
             _edit_service,
             _intake,
             _sweeper,
+            watch_credits,
         ]
     )
     setup_routes(app)
@@ -294,6 +296,15 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
         app[REGISTRY],
         settings.admin_ids,
     )
+    watch = CreditWatch(
+        app[DATABASE],
+        app[REGISTRY],
+        notifier.alert_admins,
+        translator,
+        threshold=settings.low_credits_alert,
+        interval=settings.credits_check_interval,
+    )
+    app[CREDIT_WATCH] = watch
     edits = EditService(
         app[DATABASE],
         app[REGISTRY],
@@ -310,7 +321,7 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
             approval_timeout=settings.approval_timeout,
         ),
         tracker=app[TRACKER],
-        observe=metrics.observe_edit,
+        observe=watch.observer(metrics.observe_edit),
     )
     services = Services(
         settings=settings,

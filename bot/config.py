@@ -86,6 +86,20 @@ class Settings(BaseSettings):
     )
     approval_timeout: float = Field(default=3600.0, gt=0, validation_alias="APPROVAL_TIMEOUT")
 
+    # Operators' runtime control (README: "Operating users at runtime")
+    as_file_result_limit: RateLimitSetting = Field(
+        default=RateLimit(1, 300.0), validation_alias="AS_FILE_RESULT_LIMIT"
+    )
+    as_file_user_limit: RateLimitSetting = Field(
+        default=RateLimit(20, 3600.0), validation_alias="AS_FILE_USER_LIMIT"
+    )
+    low_credits_alert: float | None = Field(
+        default=None, ge=0, validation_alias="LOW_CREDITS_ALERT"
+    )
+    credits_check_interval: float = Field(
+        default=900.0, gt=0, validation_alias="CREDITS_CHECK_INTERVAL"
+    )
+
     # Providers
     kie_api_key: SecretStr | None = Field(default=None, validation_alias="KIE_API_KEY")
     kie_api_url: AnyHttpUrl = Field(

@@ -34,7 +34,7 @@ async def edit_or_ask(
     bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto], prompt: str
 ) -> None:
     """Start the edit, or (no prompt yet) keep the photos and ask for one."""
-    if clean_prompt(prompt) or not policy.may_use(services.settings, origin):
+    if clean_prompt(prompt) or await policy.access_refusal(services, origin):
         await start_edit(bot, services, origin, inputs, prompt)
         return
     await pending_prompts.ask(bot, services, origin, inputs)
@@ -56,8 +56,9 @@ async def start_edit(
     repeat of an earlier edit); `dedupe_key` defaults to the origin message. Who may ask and
     on what terms (allowlist, group moderation) is decided by `bot.policy`.
     """
-    if not policy.may_use(services.settings, origin):
-        await answer(bot, origin, services.tr(origin.lang, "access.denied"))
+    refused = await policy.access_refusal(services, origin)
+    if refused is not None:
+        await answer(bot, origin, services.tr(origin.lang, refused))
         return
     prompt = clean_prompt(raw_prompt)
     prefs = ChatPrefs()

@@ -2,10 +2,10 @@
 are applied to a request (every path that creates an edit goes through `start_edit`, which
 asks here).
 
-Order: the deployment's allowlist (`may_use`, before anything else is looked at), then, in a
-group with moderation rules, bans, who may edit, the blocklist and the limits; a request that
-passes is recorded, waiting for an admin's approval when the group asks for it. Nothing is
-downloaded, uploaded or spent for a refused or waiting request.
+Order: bot-wide bans and the allowlist (`access_refusal`, before anything else is looked
+at), then, in a group with moderation rules, bans, who may edit, the blocklist and the
+limits; a request that passes is recorded, waiting for an admin's approval when the group
+asks for it. Nothing is downloaded, uploaded or spent for a refused or waiting request.
 
 Limits are counted from the edits table, never in memory, so every replica agrees. Two
 simultaneous requests cannot both take the last slot: the insert that records an edit
@@ -25,7 +25,6 @@ from typing import Any
 from telegram import Bot
 
 from bot.blocklist import find_blocked
-from bot.config import Settings
 from bot.formats import format_wait
 from bot.origin import Origin
 from bot.providers.registry import ProviderRegistry
@@ -58,16 +57,29 @@ class Refusal:
 Create = Callable[[EditState, InsertGuard | None], Awaitable[Edit | None]]
 
 
-def may_use(settings: Settings, origin: Origin) -> bool:
-    """The deployment's allowlist: open to all unless ALLOWED_USER_IDS/ALLOWED_CHAT_IDS are set,
-    then only listed users (anywhere), listed chats (everyone in them) and the operators."""
-    if not settings.allowed_user_ids and not settings.allowed_chat_ids:
-        return True
-    return (
-        origin.user_id in settings.allowed_user_ids
+async def access_refusal(services: Services, origin: Origin) -> str | None:
+    """Whether the user may ask for edits here: None, or the refusal's catalog key.
+
+    Operators (ADMIN_IDS) always may; a user an operator banned bot-wide may not, anywhere.
+    Then the allowlist: open to all unless ALLOWED_USER_IDS/ALLOWED_CHAT_IDS are set, then
+    only listed users (anywhere; the runtime allowlist adds to them) and listed chats
+    (everyone in them). Read from the database on every request, so an operator's change
+    holds on every replica at once.
+    """
+    settings = services.settings
+    if origin.user_id in settings.admin_ids:
+        return None
+    control = await services.db.user_controls.get(origin.user_id)
+    if control is not None and control.banned:
+        return "access.banned"
+    if (
+        not (settings.allowed_user_ids or settings.allowed_chat_ids)
+        or origin.user_id in settings.allowed_user_ids
         or origin.chat_id in settings.allowed_chat_ids
-        or origin.user_id in settings.admin_ids
-    )
+        or (control is not None and control.allowed)
+    ):
+        return None
+    return "access.denied"
 
 
 def enforced_params(

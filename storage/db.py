@@ -2,7 +2,8 @@
 
 Each table family has its repository, built on the connection owner (storage.dbconn) and
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
-(pending prompts), `db.chats` (blocked chats), `db.chat_settings` and `db.moderation`.
+(pending prompts), `db.chats` (blocked chats), `db.chat_settings` and `db.moderation`;
+operators' runtime control: `db.user_controls`, `db.throttle` and `db.alerts`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.albums import Albums
+from storage.alerts import OperatorAlerts
 from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
 from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
 from storage.edits import Edits
 from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
+from storage.throttle import ActionThrottle
+from storage.user_controls import UserControls
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -69,6 +73,9 @@ class Database:
         self.chats = BlockedChats(self.backend)
         self.chat_settings = ChatSettings(self.backend)
         self.moderation = ModerationQueries(self.backend)
+        self.user_controls = UserControls(self.backend)
+        self.throttle = ActionThrottle(self.backend)
+        self.alerts = OperatorAlerts(self.backend)
 
     @property
     def dialect(self) -> str:

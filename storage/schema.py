@@ -128,3 +128,55 @@ setting_inputs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_setting_inputs_prompt", "chat_id", "prompt_message_id"),
 )
+
+# Operators' runtime control of users (0005, storage/user_controls.py): a bot-wide ban, the
+# runtime allowlist (adds to ALLOWED_USER_IDS) and one user's own limits (None: the
+# deployment's). One row per user an operator ever touched.
+user_controls = sa.Table(
+    "user_controls",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("banned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("allowed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("max_in_flight", sa.Integer, nullable=True),
+    sa.Column("daily_edits", sa.Integer, nullable=True),
+    sa.Column("daily_credits", sa.Float, nullable=True),
+    sa.Column("updated_by", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Every change an operator made (who, what, when), for /oplog.
+operator_log = sa.Table(
+    "operator_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("operator_id", sa.BigInteger, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+)
+
+# Repeated actions counted for throttling (storage/throttle.py), e.g. "As file" presses.
+action_marks = sa.Table(
+    "action_marks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("subject", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_action_marks_user", "action", "user_id", "at"),
+    sa.Index("ix_action_marks_subject", "action", "subject", "at"),
+)
+
+# Operator incidents shared by every replica (storage/alerts.py): open while it lasts, so
+# operators hear about it once however many replicas notice it.
+operator_alerts = sa.Table(
+    "operator_alerts",
+    metadata,
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("open", sa.Boolean, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("changed_at", sa.Float, nullable=False),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.edit import EditState
-from tests.conftest import CHAT_ID, USER_ID, RunningBot
+from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
@@ -80,8 +80,10 @@ async def test_again_is_only_for_the_person_who_asked(
 
 
 async def test_as_file_sends_the_original_bytes_or_says_they_expired(
-    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
+    # Two presses under one result (the As-file throttle is tested on its own).
+    webhook_bot = await start_bot(make_settings(AS_FILE_RESULT_LIMIT="2/300"))
     await tg.wait_for("setWebhook")
     me = Chat(tg, CHAT_ID, tg.user(USER_ID))
     _, result = await edited(tg, me, "make it a painting", make_jpeg(500, 400))

@@ -14,6 +14,7 @@ from bot.handlers import (
     history,
     inline,
     moderation,
+    operators,
     remove,
     results,
     settings,
@@ -25,6 +26,7 @@ def register_all(application: Application) -> None:  # type: ignore[type-arg]
     """Register every feature; earlier modules win when filters overlap."""
     start.register(application)
     credits.register(application)
+    operators.register(application)
     settings.register(application)  # its text-answer handler runs in a group before edits
     moderation.register(application)
     audit.register(application)

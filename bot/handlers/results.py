@@ -1,9 +1,12 @@
-"""The buttons under every result: "Again" (same photos and prompt, new seed) and "As file"."""
+"""The buttons under every result: "Again" (same photos and prompt, new seed) and "As file"
+(throttled: each press downloads and posts the result again)."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
+from functools import partial
 from typing import Any
 
 from telegram import Bot, Update
@@ -11,12 +14,14 @@ from telegram.ext import Application, CallbackQueryHandler
 
 from bot.buttons import RESULT_PATTERN, parse_result
 from bot.edit_requests import start_edit
+from bot.formats import format_wait
 from bot.handlers.common import answer_press, edit_press
 from bot.lifecycle.context import ChatUnreachable, DeliveryFailed
 from bot.origin import Origin, answer
 from bot.preferences import SEED_MAX
 from bot.services import BotContext, Services
 from domain.edit import Edit
+from storage.throttle import Rule
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,29 @@ async def on_result_button(update: Update, context: BotContext) -> None:
             model_params=(edit.model, repeat_params(services, edit)),
         )
         return
+    retry_at = await take_file_slot(services, query.from_user.id, edit.id)
+    if retry_at is not None:
+        wait = format_wait(partial(services.tr, lang), max(0.0, retry_at - time.time()))
+        await answer_press(query, services.tr(lang, "result.file_throttled", wait=wait), alert=True)
+        return
     await answer_press(query, services.tr(lang, "result.sending_file"))
     await send_as_files(services, context.bot, origin, edit)
+
+
+async def take_file_slot(services: Services, user_id: int, edit_id: int) -> float | None:
+    """Count an "As file" press (None), or refuse it: when one is allowed again.
+
+    Each press downloads and posts the result again: AS_FILE_RESULT_LIMIT per result (any
+    presser) and AS_FILE_USER_LIMIT per user, counted in the database; operators are exempt.
+    """
+    settings = services.settings
+    if user_id in settings.admin_ids:
+        return None
+    rules = (
+        Rule("subject", *settings.as_file_result_limit),
+        Rule("user", *settings.as_file_user_limit),
+    )
+    return await services.db.throttle.take("as_file", user_id, edit_id, rules)
 
 
 async def send_as_files(services: Services, bot: Bot, origin: Origin, edit: Edit) -> None:

@@ -11,13 +11,13 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from bot.lifecycle.context import POLL_LEASE, Lifecycle
 from bot.lifecycle.delivery import Delivery, Notices
-from bot.providers.base import TaskState, TaskStatus
+from bot.providers.base import TaskState, TaskStatus, requested_results
 from domain import steps
 from domain.edit import Edit, EditState, Settled
 from domain.errors import CallbackRejected, ProviderError
@@ -85,8 +85,8 @@ class Outcomes:
             status = provider.parse_callback(body, headers, task_id=None)
         except CallbackRejected:
             return None  # the full path looks the edit up first: 404/403 before 400/401
-        if not status.state.finished:
-            return None
+        if not status.state.finished or len(status.result_urls) > 1:
+            return None  # several results: the full path caps them at what the edit asked
         step, fields = _outcome(status)
         updated = await self.ctx.db.edits.settle_callback(
             edit_id,
@@ -98,6 +98,7 @@ class Outcomes:
         )
         if updated is None:
             return None
+        self._report_credits(provider_name, status)
         self._settled(updated)
         log.info(
             "callback accepted",
@@ -121,6 +122,12 @@ class Outcomes:
             )
             self.ctx.outbox.submit(partial(self.notices.notify, edit.id))
 
+    def _report_credits(self, provider_name: str, status: TaskStatus) -> None:
+        """An authenticated answer told the account's balance (low-balance alerts)."""
+        if status.credits_left is not None:
+            credits = {"provider": provider_name, "credits": status.credits_left}
+            self.ctx.observe("credits_left", credits)
+
     async def apply_status(self, edit: Edit, status: TaskStatus) -> Edit | None:
         """Record a finished task once; schedule delivery or the failure message."""
         if not status.state.finished:
@@ -130,8 +137,16 @@ class Outcomes:
             and edit.error_code in steps.UNCERTAIN_SUBMISSIONS
             and edit.task_id is None
         )
+        self._report_credits(edit.provider, status)
         if edit.state not in steps.AWAITING_OUTCOME and not uncertain:
             return None  # settled before (the edit was just read; it cannot go back)
+        asked = requested_results(edit.params)
+        if len(status.result_urls) > asked:
+            log.warning(
+                "more results than the edit asked for: the rest ignored",
+                extra={"edit_id": edit.id, "returned": len(status.result_urls), "kept": asked},
+            )
+            status = replace(status, result_urls=status.result_urls[:asked])
         step, fields = _outcome(status)
         if edit.task_id is None and status.task_id:
             fields["task_id"] = status.task_id

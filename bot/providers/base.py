@@ -38,6 +38,19 @@ class TaskStatus:
     credits_left: float | None = None
 
 
+# Result URLs kept per edit, whatever a provider returns (see `requested_results`).
+MAX_RESULTS = 10
+
+
+def requested_results(params: Mapping[str, Any]) -> int:
+    """How many results an edit asked for (`num_images`, 1 unless set), at most MAX_RESULTS."""
+    try:
+        count = int(params.get("num_images") or 1)
+    except (TypeError, ValueError):
+        count = 1
+    return max(1, min(count, MAX_RESULTS))
+
+
 OptionKind = Literal["choice", "text", "seed"]
 # What leaving an option unset means to the user (the settings menu words it).
 Unset = Literal["default", "auto", "none", "random"]

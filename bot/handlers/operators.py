@@ -1,0 +1,187 @@
+"""Operators (ADMIN_IDS) manage users at runtime, from a private chat with the bot.
+
+/botban, /botunban: a bot-wide ban. /botallow, /botdisallow: the runtime allowlist (it adds
+to ALLOWED_USER_IDS). /userlimits: one user's record, or their own limits changed. /limits:
+the caps, the spend and the heaviest users. /oplog: who changed what, when.
+
+A user is named by numeric id, or the command replies to a message forwarded from them.
+Everything is stored in the database (`db.user_controls`) and read on every request, so a
+change holds on every replica at once; each change is written to the audit log with it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from telegram import Update
+from telegram.constants import ChatType, ParseMode
+from telegram.ext import Application, CommandHandler
+
+from bot.handlers.common import Incoming, incoming, reply
+from bot.handlers.operators_views import (
+    BadLimit,
+    Target,
+    command_target,
+    limits_overview,
+    limits_text,
+    oplog_text,
+    parse_limits,
+    user_text,
+)
+from bot.services import BotContext
+from storage.user_controls import UserOverrides
+
+DAY = 24 * 3600.0
+MONTH = 30 * DAY
+REASON_MAX = 200
+
+
+async def operator_command(update: Update, context: BotContext) -> Incoming | None:
+    """The command if an operator sent it in a private chat; otherwise say why not."""
+    asked = await incoming(update, context)
+    if asked is None:
+        return None
+    if asked.user.id not in asked.services.settings.admin_ids:
+        await reply(asked.message, asked.tr("operators.only"))
+        return None
+    if asked.message.chat.type != ChatType.PRIVATE:
+        await reply(asked.message, asked.tr("operators.private_only"))
+        return None
+    return asked
+
+
+async def _target(asked: Incoming, context: BotContext, command: str) -> Target | None:
+    """Who the command is about; answers with the command's usage when nobody is named."""
+    target = command_target(context.args or [], asked.message)
+    if target.user_id is None:
+        key = "operators.hidden_forward" if target.hidden else f"operators.usage.{command}"
+        await reply(asked.message, asked.tr(key))
+        return None
+    return target
+
+
+async def ban_command(update: Update, context: BotContext) -> None:
+    """/botban <user id> [reason]: refuse the user's edits everywhere."""
+    asked = await operator_command(update, context)
+    target = await _target(asked, context, "botban") if asked else None
+    if asked is None or target is None or target.user_id is None:
+        return
+    if target.user_id in asked.services.settings.admin_ids:
+        await reply(asked.message, asked.tr("operators.ban.operator"))
+        return
+    reason = " ".join(target.rest)[:REASON_MAX]
+    changed = await asked.services.db.user_controls.set_banned(
+        target.user_id, True, by=asked.user.id, detail=reason
+    )
+    key = "operators.ban.done" if changed else "operators.ban.already"
+    await reply(asked.message, asked.tr(key, user=target.user_id))
+
+
+async def unban_command(update: Update, context: BotContext) -> None:
+    """/botunban <user id>: lift a bot-wide ban."""
+    asked = await operator_command(update, context)
+    target = await _target(asked, context, "botunban") if asked else None
+    if asked is None or target is None or target.user_id is None:
+        return
+    changed = await asked.services.db.user_controls.set_banned(
+        target.user_id, False, by=asked.user.id
+    )
+    key = "operators.unban.done" if changed else "operators.unban.already"
+    await reply(asked.message, asked.tr(key, user=target.user_id))
+
+
+async def allow_command(update: Update, context: BotContext) -> None:
+    """/botallow <user id>: add the user to the runtime allowlist."""
+    asked = await operator_command(update, context)
+    target = await _target(asked, context, "botallow") if asked else None
+    if asked is None or target is None or target.user_id is None:
+        return
+    changed = await asked.services.db.user_controls.set_allowed(
+        target.user_id, True, by=asked.user.id
+    )
+    key = "operators.allow.done" if changed else "operators.allow.already"
+    text = asked.tr(key, user=target.user_id)
+    settings = asked.services.settings
+    if not (settings.allowed_user_ids or settings.allowed_chat_ids):
+        text += "\n" + asked.tr("operators.allow.open")
+    await reply(asked.message, text)
+
+
+async def disallow_command(update: Update, context: BotContext) -> None:
+    """/botdisallow <user id>: take the user off the runtime allowlist."""
+    asked = await operator_command(update, context)
+    target = await _target(asked, context, "botdisallow") if asked else None
+    if asked is None or target is None or target.user_id is None:
+        return
+    changed = await asked.services.db.user_controls.set_allowed(
+        target.user_id, False, by=asked.user.id
+    )
+    key = "operators.disallow.done" if changed else "operators.disallow.already"
+    text = asked.tr(key, user=target.user_id)
+    if target.user_id in asked.services.settings.allowed_user_ids:
+        text += "\n" + asked.tr("operators.disallow.configured")
+    await reply(asked.message, text)
+
+
+async def user_limits_command(update: Update, context: BotContext) -> None:
+    """/userlimits <user id> [name=value …|reset]: show the user's record, or change their
+    own limits (in_flight, daily, credits; `default` for the deployment's)."""
+    asked = await operator_command(update, context)
+    target = await _target(asked, context, "userlimits") if asked else None
+    if asked is None or target is None or target.user_id is None:
+        return
+    controls = asked.services.db.user_controls
+    control = await controls.get(target.user_id)
+    if not target.rest:
+        await reply(asked.message, user_text(asked.tr, target.user_id, control))
+        return
+    current = control.limits if control is not None else UserOverrides()
+    try:
+        limits = parse_limits(current, target.rest)
+    except BadLimit as exc:
+        text = asked.tr("operators.limits.bad", part=exc.part)
+        await reply(asked.message, text + "\n" + asked.tr("operators.usage.userlimits"))
+        return
+    await controls.set_limits(target.user_id, limits, by=asked.user.id)
+    shown = limits_text(asked.tr, limits)
+    await reply(asked.message, asked.tr("operators.limits.set", user=target.user_id, limits=shown))
+
+
+async def limits_command(update: Update, context: BotContext) -> None:
+    """/limits: the caps, today's and this month's spend, the heaviest users."""
+    asked = await operator_command(update, context)
+    if asked is None:
+        return
+    controls = asked.services.db.user_controls
+    now = time.time()
+    text = limits_overview(
+        asked.tr,
+        asked.services.settings,
+        day=await controls.spend(since=now - DAY),
+        month=await controls.spend(since=now - MONTH),
+        heaviest=await controls.heaviest(since=now - DAY),
+        listed=await controls.listed(),
+    )
+    await reply(asked.message, text, parse_mode=ParseMode.HTML)
+
+
+async def oplog_command(update: Update, context: BotContext) -> None:
+    """/oplog: the operators' recent changes."""
+    asked = await operator_command(update, context)
+    if asked is None:
+        return
+    entries = await asked.services.db.user_controls.log()
+    await reply(asked.message, oplog_text(asked.tr, entries), parse_mode=ParseMode.HTML)
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    for name, callback in (
+        ("botban", ban_command),
+        ("botunban", unban_command),
+        ("botallow", allow_command),
+        ("botdisallow", disallow_command),
+        ("userlimits", user_limits_command),
+        ("limits", limits_command),
+        ("oplog", oplog_command),
+    ):
+        application.add_handler(CommandHandler(name, callback))
