@@ -10,7 +10,8 @@ import time
 from domain.edit import EditState
 from tests.conftest import BotStarter, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
-from tests.fakes.telegram import ApiCall, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
 from tests.test_e2e_providers import paths, send_photo
 
 OPERATOR_ID = 9001  # ADMIN_IDS of the test settings
