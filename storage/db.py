@@ -2,7 +2,8 @@
 
 Each table family has its repository, built on the connection owner (storage.dbconn) and
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
-(pending prompts), `db.chats` (blocked chats), `db.chat_settings` and `db.moderation`.
+(pending prompts), `db.chats` (blocked chats), `db.chat_settings`, `db.moderation` and
+`db.limits` (per-user limits and the spend cap).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
 from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
 from storage.edits import Edits
+from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
 
@@ -69,6 +71,7 @@ class Database:
         self.chats = BlockedChats(self.backend)
         self.chat_settings = ChatSettings(self.backend)
         self.moderation = ModerationQueries(self.backend)
+        self.limits = LimitQueries(self.backend)
 
     @property
     def dialect(self) -> str:

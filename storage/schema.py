@@ -51,11 +51,15 @@ edits = sa.Table(
     sa.Column("decided_at", sa.Float, nullable=True),
     sa.Column("removed_by_name", sa.String(128), nullable=True),
     sa.Column("removed_at", sa.Float, nullable=True),
+    # Spending limits (0005): the expected credits, counted until the real figure is known.
+    sa.Column("cost_estimate", sa.Float, nullable=True),
     sa.UniqueConstraint("provider", "task_id", name="uq_edits_provider_task"),
     sa.Index("ix_edits_state_next_check", "state", "next_check_at"),
     sa.Index("ix_edits_user_created", "user_id", "created_at"),
     sa.Index("ix_edits_chat_created", "chat_id", "created_at"),
     sa.Index("ix_edits_chat_user_created", "chat_id", "user_id", "created_at"),
+    sa.Index("ix_edits_user_state", "user_id", "state"),
+    sa.Index("ix_edits_created", "created_at"),
 )
 
 pending_prompts = sa.Table(
@@ -127,4 +131,13 @@ setting_inputs = sa.Table(
     sa.Column("menu_message_id", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_setting_inputs_prompt", "chat_id", "prompt_message_id"),
+)
+
+# Spending limits (0005): one row per operator alert already sent (e.g. "80% of today's
+# cap"), so that every replica together sends each alert once.
+spend_alerts = sa.Table(
+    "spend_alerts",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
