@@ -303,4 +303,7 @@ def service_env(tg: FakeTelegram, kie: FakeServer, data_dir: Path, port: int) ->
         "TELEGRAM_MAX_RATE": "1000",
         "ADMIN_IDS": "9001",
         "LOG_LEVEL": "INFO",
+        # Per-user limits off: these tests send bursts as one user (see tests/conftest.py).
+        "USER_MAX_IN_FLIGHT": "0",
+        "USER_DAILY_EDITS": "0",
     }
