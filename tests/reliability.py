@@ -180,6 +180,8 @@ class Service:
     ) -> None:
         self.env = {
             "PATH": os.environ.get("PATH", ""),
+            # The code under test: a worktree's, not the one the venv has installed.
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
             "HOME": str(workdir),
             "PYTHONUNBUFFERED": "1",
             **env,
