@@ -123,6 +123,9 @@ def bot_env(
             "TELEGRAM_MAX_RATE": str(TELEGRAM_MAX_RATE),
             "LOG_LEVEL": "INFO",
             "KIE_RATE_LIMIT": f"{KIE_SUBMITS_PER_10S}/10",
+            # The load is a few users' bursts: per-user limits would refuse most of it.
+            "USER_MAX_IN_FLIGHT": "0",
+            "USER_DAILY_EDITS": "0",
         }
     )
     if webhook:

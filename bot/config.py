@@ -46,6 +46,23 @@ def _parse_rate(value: object) -> object:
 RateLimitSetting = Annotated[RateLimit, NoDecode, BeforeValidator(_parse_rate)]
 
 
+def _parse_costs(value: object) -> object:
+    """MODEL_COSTS: "model=credits,model=credits" (credits per image) as a mapping."""
+    if not isinstance(value, str):
+        return value
+    costs: dict[str, float] = {}
+    for part in re.split(r"[,\s]+", value.strip()):
+        match = re.fullmatch(r"([^=]+)=(\d+(?:\.\d+)?)", part)
+        if part and match is None:
+            raise ValueError("expected 'model=credits,...' with credits >= 0, e.g. gpt-4o-image=6")
+        if match is not None:
+            costs[match[1]] = float(match[2])
+    return costs
+
+
+ModelCosts = Annotated[dict[str, float], NoDecode, BeforeValidator(_parse_costs)]
+
+
 def _split_ids(value: object) -> object:
     if isinstance(value, str):
         return [int(part) for part in re.split(r"[,\s]+", value.strip()) if part]
@@ -99,6 +116,18 @@ class Settings(BaseSettings):
     credits_check_interval: float = Field(
         default=900.0, gt=0, validation_alias="CREDITS_CHECK_INTERVAL"
     )
+    # Spending limits (bot/limits.py): per user in every chat, and the bot-wide cap
+    user_max_in_flight: int = Field(default=2, ge=0, validation_alias="USER_MAX_IN_FLIGHT")
+    user_daily_edits: int = Field(default=30, ge=0, validation_alias="USER_DAILY_EDITS")
+    user_daily_credits: float | None = Field(
+        default=None, gt=0, validation_alias="USER_DAILY_CREDITS"
+    )
+    spend_cap_daily: float | None = Field(default=None, gt=0, validation_alias="SPEND_CAP_DAILY")
+    spend_cap_monthly: float | None = Field(
+        default=None, gt=0, validation_alias="SPEND_CAP_MONTHLY"
+    )
+    spend_cap_exempt_admins: bool = Field(default=False, validation_alias="SPEND_CAP_EXEMPT_ADMINS")
+    model_costs: ModelCosts = Field(default_factory=dict, validation_alias="MODEL_COSTS")
 
     # Providers
     kie_api_key: SecretStr | None = Field(default=None, validation_alias="KIE_API_KEY")

@@ -15,8 +15,9 @@ from typing import Any
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot import pending_prompts, policy
+from bot import limits, pending_prompts, policy
 from bot.approval_panel import post_request
+from bot.costs import expected_cost
 from bot.delivery import api_call, reply_to
 from bot.message_input import clean_prompt
 from bot.origin import Origin, answer
@@ -75,6 +76,10 @@ async def start_edit(
     except InputRejected as exc:
         await answer(bot, origin, services.tr(origin.lang, f"error.input.{exc.code}", **exc.params))
         return
+    settings = services.settings
+    cost = expected_cost(services.registry.model(model_id), params, settings.model_costs)
+    own = await services.db.user_controls.limits_for(origin.user_id)
+    request_limits = limits.for_request(settings, origin.user_id, cost, own)
 
     async def record(state: EditState, guard: InsertGuard | None) -> Edit | None:
         return await services.edits.create(
@@ -93,9 +98,11 @@ async def start_edit(
             state=state,
             user_name=origin.user_name or None,
             guard=guard,
+            cost_estimate=cost,
         )
 
-    edit = await policy.admit(bot, services, origin, prefs.moderation, prompt, record)
+    moderation = prefs.moderation
+    edit = await policy.admit(bot, services, origin, moderation, prompt, record, request_limits)
     if isinstance(edit, policy.Refusal):
         text = policy.refusal_text(services, origin.lang, edit, now=time.time())
         await answer(bot, origin, text)
@@ -103,6 +110,8 @@ async def start_edit(
     if edit is None:
         log.info("repeated update ignored", extra={"chat_id": origin.chat_id})
         return
+    if request_limits.cap is not None and request_limits.cap.active:
+        await limits.watch_cap(services)
     if edit.state is EditState.AWAITING_APPROVAL:
         await post_request(bot, services, origin, edit)  # nothing spent until then
         return

@@ -7,12 +7,15 @@ at), then, in a group with moderation rules, bans, who may edit, the blocklist a
 limits; a request that passes is recorded, waiting for an admin's approval when the group
 asks for it. Nothing is downloaded, uploaded or spent for a refused or waiting request.
 
+Every request, in every chat, is also held to the user's own limits and the bot-wide spend
+cap (`bot.limits`); a group's quotas only add to them.
+
 Limits are counted from the edits table, never in memory, so every replica agrees. Two
 simultaneous requests cannot both take the last slot: the insert that records an edit
-re-checks the limits in its own transaction with its new row counted (`quota_guard`), under
-a per-group advisory lock on PostgreSQL (SQLite serializes writers anyway). The loser's
-insert is rolled back and it is counted again, now seeing the winner: a refusal that says
-when to try again.
+re-checks all the limits in its own transaction with its new row counted (`quota_guard`
+combined with the user's and the cap's, `RequestLimits.guard`), under advisory locks on
+PostgreSQL (SQLite serializes writers anyway). The loser's insert is rolled back and it is
+counted again, now seeing the winner: a refusal that says when to try again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 from telegram import Bot
 
 from bot.blocklist import find_blocked
-from bot.formats import format_wait
+from bot.formats import format_credits, format_wait
+from bot.limits import RequestLimits
 from bot.origin import Origin
 from bot.providers.registry import ProviderRegistry
 from bot.services import Services
@@ -106,8 +110,9 @@ async def admit(
     moderation: Moderation,
     prompt: str,
     create: Create,
+    limits: RequestLimits,
 ) -> Edit | Refusal | None:
-    """Apply the group's rules to a request and record it if they allow it.
+    """Apply the group's rules and `limits` to a request and record it if they allow it.
 
     Returns the recorded edit (queued, or awaiting approval), a Refusal, or None for a
     repeated Telegram update (recorded before). Admins (anonymous ones too) are exempt from
@@ -115,7 +120,7 @@ async def admit(
     the group's daily limit apply to everyone.
     """
     if not origin.group or not moderation.binds:
-        return await create(EditState.QUEUED, None)
+        return await _record(services, origin, None, EditState.QUEUED, create, limits)
     admin: bool | None = None
 
     async def is_admin() -> bool:
@@ -148,13 +153,30 @@ async def admit(
         cooldown=0 if exempt else moderation.cooldown,
     )
     state = EditState.AWAITING_APPROVAL if moderation.approval and not exempt else EditState.QUEUED
+    return await _record(services, origin, quota, state, create, limits)
+
+
+async def _record(
+    services: Services,
+    origin: Origin,
+    quota: Quota | None,
+    state: EditState,
+    create: Create,
+    limits: RequestLimits,
+) -> Edit | Refusal | None:
+    """Record the edit if the group's `quota` and the user's and bot's `limits` allow it."""
+    group = quota if quota is not None and quota.active else None
     for _attempt in range(ADMIT_ATTEMPTS):
-        if quota.active:
-            hit = await services.db.moderation.quota_hit(quota)
+        if group is not None:
+            hit = await services.db.moderation.quota_hit(group)
             if hit is not None:
                 return Refusal(f"moderation.limit.{hit.kind}", {"limit": hit.limit}, hit.retry_at)
+        limit = await limits.check(services)
+        if limit is not None:
+            params = {"limit": format_credits(limit.limit)}
+            return Refusal(f"limits.{limit.kind}", params, limit.retry_at)
         try:
-            return await create(state, quota_guard(quota) if quota.active else None)
+            return await create(state, limits.guard(quota_guard(group) if group else None))
         except LimitReached:
             # A simultaneous request took the last slot: count again, now seeing it.
             log.info("limit reached by a concurrent request", extra={"chat_id": origin.chat_id})

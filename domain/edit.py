@@ -104,6 +104,9 @@ class Edit:
     decided_at: float | None = None
     removed_by_name: str | None = None
     removed_at: float | None = None
+    # Spending limits (0005): the credits the edit is expected to cost (model price table),
+    # counted while it runs and whenever the provider does not report `credits`.
+    cost_estimate: float | None = None
 
 
 class Settled(NamedTuple):
@@ -137,6 +140,7 @@ class NewEdit:
     lease_owner: str | None = None
     lease_until: float | None = None
     user_name: str | None = None  # the requester's name, for the moderation log
+    cost_estimate: float | None = None  # expected credits (reserved against the limits)
 
 
 @dataclass(frozen=True)

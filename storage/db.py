@@ -2,8 +2,9 @@
 
 Each table family has its repository, built on the connection owner (storage.dbconn) and
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
-(pending prompts), `db.chats` (blocked chats), `db.chat_settings` and `db.moderation`;
-operators' runtime control: `db.user_controls`, `db.throttle` and `db.alerts`.
+(pending prompts), `db.chats` (blocked chats), `db.chat_settings`, `db.moderation`,
+`db.limits` (per-user limits and the spend cap); operators' runtime control:
+`db.user_controls`, `db.throttle` and `db.alerts`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
 from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
 from storage.edits import Edits
+from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
 from storage.throttle import ActionThrottle
@@ -76,6 +78,7 @@ class Database:
         self.user_controls = UserControls(self.backend)
         self.throttle = ActionThrottle(self.backend)
         self.alerts = OperatorAlerts(self.backend)
+        self.limits = LimitQueries(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -33,13 +33,15 @@ class LimitReached(Exception):
 class InsertGuard:
     """A condition an insert must satisfy with its own row counted (see `Edits.create`).
 
-    `holds(new_id, now)` builds the condition; `lock` names the PostgreSQL advisory lock
-    (two int4 keys) that serializes guarded inserts of one scope. SQLite needs no lock: the
-    insert takes the database's single write lock, held until the check commits.
+    `holds(new_id, now)` builds the condition; `locks` name the PostgreSQL advisory locks
+    (two int4 keys each) that serialize guarded inserts of the scopes it counts (a group, a
+    user, the whole bot); they are taken in sorted order, so two guards never deadlock.
+    SQLite needs no lock: the insert takes the database's single write lock, held until the
+    check commits.
     """
 
     holds: Callable[[int, float], sa.ColumnElement[bool]]
-    lock: tuple[int, int]
+    locks: tuple[tuple[int, int], ...]
 
 
 _CLAIM_SETS = ("lease_owner", "lease_until", "updated_at")
@@ -119,6 +121,7 @@ class Edits:
             "lease_owner": new.lease_owner,
             "lease_until": new.lease_until,
             "user_name": new.user_name,
+            "cost_estimate": new.cost_estimate,
             "created_at": now,
             "updated_at": now,
         }
@@ -131,10 +134,10 @@ class Edits:
         async def body(conn: DbConn) -> RowMapping:
             if guard is not None and postgres:
                 # READ COMMITTED would let two guarded inserts miss each other's rows.
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
-                    {"a": guard.lock[0], "b": guard.lock[1]},
-                )
+                for a, b in sorted(set(guard.locks)):
+                    await conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": a, "b": b}
+                    )
             if unblock_chat:
                 await conn.execute(_UNBLOCK, {"w_chat": new.chat_id})
             row = (await conn.execute(insert, bound(values))).mappings().one()

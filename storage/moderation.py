@@ -22,6 +22,7 @@ from storage.dbconn import Backend, DbConn
 from storage.edits import InsertGuard
 from storage.rows import edit_from_row
 from storage.schema import edits
+from storage.spend import estimated, spent
 
 DAY = 24 * 3600.0
 PHRASE_MAX = 100
@@ -171,7 +172,7 @@ class Moderation:
 # Quotas -----------------------------------------------------------------------------------
 
 
-def _counted() -> sa.ColumnElement[bool]:
+def counted() -> sa.ColumnElement[bool]:
     """Requests that count against the limits: all but those an admin (or the clock) turned
     down. A request waiting for approval counts, so a member cannot flood the admins."""
     return sa.or_(edits.c.decision.is_(None), edits.c.decision == Decision.APPROVED.value)
@@ -211,14 +212,14 @@ def quota_guard(quota: Quota) -> InsertGuard:
     """The limits as a condition the inserting transaction checks with its new row counted."""
 
     def holds(new_id: int, now: float) -> sa.ColumnElement[bool]:
-        member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, _counted())
+        member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, counted())
         conditions: list[sa.ColumnElement[bool]] = []
         if quota.member_daily:
             count = sa.select(sa.func.count()).where(*member, edits.c.created_at > now - DAY)
             conditions.append(count.scalar_subquery() <= quota.member_daily)
         if quota.group_daily:
             count = sa.select(sa.func.count()).where(
-                edits.c.chat_id == quota.chat_id, _counted(), edits.c.created_at > now - DAY
+                edits.c.chat_id == quota.chat_id, counted(), edits.c.created_at > now - DAY
             )
             conditions.append(count.scalar_subquery() <= quota.group_daily)
         if quota.cooldown:
@@ -229,7 +230,7 @@ def quota_guard(quota: Quota) -> InsertGuard:
         return sa.and_(sa.true(), *conditions)
 
     # One lock per group: member and group limits of the same chat are checked in turn.
-    return InsertGuard(holds=holds, lock=(LOCK_NAMESPACE, quota.chat_id % 2**31))
+    return InsertGuard(holds=holds, locks=((LOCK_NAMESPACE, quota.chat_id % 2**31),))
 
 
 # Audit and spend --------------------------------------------------------------------------
@@ -245,10 +246,12 @@ PERIODS: tuple[tuple[str, float | None], ...] = (
 
 @dataclass(frozen=True)
 class Spend:
-    """Edits sent to a provider and the credits they consumed (reported in callbacks)."""
+    """Edits sent to a provider and the credits they consumed (see storage/spend.py);
+    `estimated`: some of them were not reported, but estimated from the price table."""
 
     edits: int = 0
     credits: float = 0.0
+    estimated: bool = False
 
 
 def _sent() -> sa.ColumnElement[bool]:
@@ -261,6 +264,7 @@ class MemberSpend:
     name: str | None
     edits: int
     credits: float
+    estimated: bool = False
 
 
 class ModerationQueries:
@@ -273,10 +277,10 @@ class ModerationQueries:
     async def quota_hit(self, quota: Quota, now: float | None = None) -> QuotaHit | None:
         """The first limit the request would exceed (counted from the edits table), or None."""
         now = time.time() if now is None else now
-        member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, _counted())
+        member = (edits.c.chat_id == quota.chat_id, edits.c.user_id == quota.user_id, counted())
         checks: list[tuple[QuotaKind, int, tuple[sa.ColumnElement[bool], ...]]] = [
             ("member", quota.member_daily, member),
-            ("group", quota.group_daily, (edits.c.chat_id == quota.chat_id, _counted())),
+            ("group", quota.group_daily, (edits.c.chat_id == quota.chat_id, counted())),
         ]
 
         async def body(conn: DbConn) -> QuotaHit | None:
@@ -320,7 +324,8 @@ class ModerationQueries:
         for _name, span in PERIODS:
             inside = sa.true() if span is None else edits.c.created_at > now - span
             columns.append(sa.func.sum(sa.case((inside, 1), else_=0)))
-            columns.append(sa.func.sum(sa.case((inside, sa.func.coalesce(edits.c.credits, 0.0)))))
+            columns.append(sa.func.sum(sa.case((inside, spent()))))
+            columns.append(sa.func.max(sa.case((sa.and_(inside, estimated()), 1), else_=0)))
         conditions = [_sent()]
         if chat_id is not None:
             conditions.append(edits.c.chat_id == chat_id)
@@ -328,7 +333,7 @@ class ModerationQueries:
             conditions.append(edits.c.user_id == user_id)
         row = (await self._db.execute(sa.select(*columns).where(*conditions))).one()
         return {
-            name: Spend(int(row[2 * i] or 0), float(row[2 * i + 1] or 0.0))
+            name: Spend(int(row[3 * i] or 0), float(row[3 * i + 1] or 0.0), bool(row[3 * i + 2]))
             for i, (name, _span) in enumerate(PERIODS)
         }
 
@@ -336,10 +341,15 @@ class ModerationQueries:
         self, chat_id: int, *, since: float, limit: int = 5
     ) -> list[MemberSpend]:
         """The members of a chat who consumed the most credits since `since`."""
-        credits = sa.func.coalesce(sa.func.sum(edits.c.credits), 0.0)
+        credits = sa.func.coalesce(sa.func.sum(spent()), 0.0)
+        guessed = sa.func.max(sa.case((estimated(), 1), else_=0))
         stmt = (
             sa.select(
-                edits.c.user_id, sa.func.max(edits.c.user_name), sa.func.count(), credits.label("c")
+                edits.c.user_id,
+                sa.func.max(edits.c.user_name),
+                sa.func.count(),
+                credits.label("c"),
+                guessed,
             )
             .where(edits.c.chat_id == chat_id, _sent(), edits.c.created_at > since)
             .group_by(edits.c.user_id)
@@ -348,6 +358,6 @@ class ModerationQueries:
         )
         rows = (await self._db.execute(stmt)).all()
         return [
-            MemberSpend(int(user_id), name, int(count), float(total))
-            for user_id, name, count, total in rows
+            MemberSpend(int(user_id), name, int(count), float(total), bool(guess))
+            for user_id, name, count, total, guess in rows
         ]

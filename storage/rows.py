@@ -49,6 +49,7 @@ def edit_from_row(row: Mapping[Any, Any]) -> Edit:
         decided_at=row.get("decided_at"),
         removed_by_name=row.get("removed_by_name"),
         removed_at=row.get("removed_at"),
+        cost_estimate=row.get("cost_estimate"),
     )
 
 

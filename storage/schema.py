@@ -51,11 +51,15 @@ edits = sa.Table(
     sa.Column("decided_at", sa.Float, nullable=True),
     sa.Column("removed_by_name", sa.String(128), nullable=True),
     sa.Column("removed_at", sa.Float, nullable=True),
+    # Spending limits (0005): the expected credits, counted until the real figure is known.
+    sa.Column("cost_estimate", sa.Float, nullable=True),
     sa.UniqueConstraint("provider", "task_id", name="uq_edits_provider_task"),
     sa.Index("ix_edits_state_next_check", "state", "next_check_at"),
     sa.Index("ix_edits_user_created", "user_id", "created_at"),
     sa.Index("ix_edits_chat_created", "chat_id", "created_at"),
     sa.Index("ix_edits_chat_user_created", "chat_id", "user_id", "created_at"),
+    sa.Index("ix_edits_user_state", "user_id", "state"),
+    sa.Index("ix_edits_created", "created_at"),
 )
 
 pending_prompts = sa.Table(
@@ -129,7 +133,7 @@ setting_inputs = sa.Table(
     sa.Index("ix_setting_inputs_prompt", "chat_id", "prompt_message_id"),
 )
 
-# Operators' runtime control of users (0005, storage/user_controls.py): a bot-wide ban, the
+# Operators' runtime control of users (0006, storage/user_controls.py): a bot-wide ban, the
 # runtime allowlist (adds to ALLOWED_USER_IDS) and one user's own limits (None: the
 # deployment's). One row per user an operator ever touched.
 user_controls = sa.Table(
@@ -179,4 +183,13 @@ operator_alerts = sa.Table(
     sa.Column("open", sa.Boolean, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("changed_at", sa.Float, nullable=False),
+)
+
+# Spending limits (0005): one row per operator alert already sent (e.g. "80% of today's
+# cap"), so that every replica together sends each alert once.
+spend_alerts = sa.Table(
+    "spend_alerts",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -153,6 +153,10 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFac
             "TELEGRAM_POLL_TIMEOUT": 1,
             "TELEGRAM_MAX_RATE": 1000,
             "ADMIN_IDS": "9001",
+            # Per-user limits off, so tests may send bursts as one user; the limits' own
+            # tests (tests/test_e2e_limits.py) set them.
+            "USER_MAX_IN_FLIGHT": 0,
+            "USER_DAILY_EDITS": 0,
         }
         if webhook:
             values["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"

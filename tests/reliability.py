@@ -181,6 +181,8 @@ class Service:
     ) -> None:
         self.env = {
             "PATH": os.environ.get("PATH", ""),
+            # The code under test: a worktree's, not the one the venv has installed.
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
             "HOME": str(workdir),
             "PYTHONUNBUFFERED": "1",
             **env,
@@ -304,4 +306,7 @@ def service_env(tg: FakeTelegram, kie: FakeServer, data_dir: Path, port: int) ->
         "TELEGRAM_MAX_RATE": "1000",
         "ADMIN_IDS": "9001",
         "LOG_LEVEL": "INFO",
+        # Per-user limits off: these tests send bursts as one user (see tests/conftest.py).
+        "USER_MAX_IN_FLIGHT": "0",
+        "USER_DAILY_EDITS": "0",
     }

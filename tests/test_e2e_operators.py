@@ -225,3 +225,33 @@ async def test_runtime_ban_and_allow_hold_at_once_on_both_replicas(
     await tg.wait_for("sendMessage", lambda c: c in alerts(tg))
     await looks(kie, 6)
     assert len(alerts(tg)) == 1
+
+
+async def test_a_users_own_limits_set_by_an_operator_are_enforced_at_once(
+    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot
+) -> None:
+    """The test settings switch the per-user limits off; /userlimits turns one user's on."""
+    await tg.wait_for("setWebhook")
+    operator = Chat(tg, OPERATOR_ID, tg.user(OPERATOR_ID))
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    other = Chat(tg, CHAT_ID + 1, tg.user(USER_ID + 1))
+    await say(operator, f"/userlimits {USER_ID} daily=1")
+
+    assert await photo_answer(user, "make it day") is None
+    refused = await photo_answer(user, "make it night")
+    assert refused is not None and refused.startswith(
+        "⏳ You've reached the limit of 1 edits per day. Try again in"
+    )
+    assert len(kie.tasks) == 1  # nothing was submitted for the refused request
+    assert await photo_answer(other, "make it night") is None  # others are unaffected
+
+    await say(operator, f"/userlimits {USER_ID} reset")
+    assert await photo_answer(user, "make it dusk") is None
+    assert len(kie.tasks) == 3
+
+    overview = (await say(operator, "/limits")).splitlines()
+    assert (
+        "👤 Per user (operators exempt): in flight no limit, edits per day no limit, "
+        "credits per day no limit"
+    ) in overview
+    assert "🧾 Spend caps: today (UTC) off; this month off" in overview  # none configured

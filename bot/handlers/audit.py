@@ -1,5 +1,6 @@
 """Audit and spend: /modlog (a group's recent requests and what was decided about them) and
-/usage (edits and the credits the image service reported consuming, from its callbacks).
+/usage (edits and their credits: reported by the image service, or estimated from the model's
+price where it reports none; storage/spend.py, the figure the spending limits use too).
 
 /modlog is for a group's admins. /usage shows a group's spend and its top members to its
 admins, members their own spend in the group, and in a private chat the user's own spend.
@@ -20,6 +21,7 @@ from bot.handlers.common import admin_command, incoming, reply
 from bot.services import BotContext, Services
 from domain.edit import Edit, EditState
 from storage.moderation import PERIODS, Spend
+from storage.spend import edit_spend
 
 MODLOG_SIZE = 15
 PROMPT_PREVIEW = 60
@@ -30,6 +32,11 @@ TOP_SINCE = 30 * 24 * 3600.0
 def _preview(prompt: str) -> str:
     text = " ".join(prompt.split())
     return text if len(text) <= PROMPT_PREVIEW else text[: PROMPT_PREVIEW - 1] + "…"
+
+
+def _credits(amount: float, estimated: bool) -> str:
+    """An amount, marked "~" when (partly) estimated rather than reported."""
+    return ("~" if estimated else "") + format_credits(round(amount, 2))
 
 
 def _name(name: str | None, user_id: int) -> str:
@@ -52,8 +59,9 @@ def modlog_item(services: Services, lang: str, edit: Edit) -> str:
     else:
         decision = tr("modlog.decision.none")
     details = [decision, tr(f"history.state.{edit.state.value}")]
-    if edit.credits:
-        details.append(tr("modlog.credits", credits=format_credits(edit.credits)))
+    amount, estimated = edit_spend(edit)
+    if amount and edit.task_id is not None:
+        details.append(tr("modlog.credits", credits=_credits(amount, estimated)))
     if edit.removed_by_name:
         details.append(tr("modlog.removed", admin=html.escape(edit.removed_by_name)))
     return tr(
@@ -87,7 +95,7 @@ def _periods(services: Services, lang: str, spend: dict[str, Spend]) -> list[str
             "usage.line",
             period=services.tr(lang, f"usage.period.{name}"),
             edits=spend[name].edits,
-            credits=format_credits(spend[name].credits),
+            credits=_credits(spend[name].credits, spend[name].estimated),
         )
         for name, _span in PERIODS
     ]
@@ -121,7 +129,7 @@ async def usage_command(update: Update, context: BotContext) -> None:
                     n=number,
                     name=_name(member.name, member.user_id),
                     edits=member.edits,
-                    credits=format_credits(member.credits),
+                    credits=_credits(member.credits, member.estimated),
                 )
                 for number, member in enumerate(top, start=1)
             ]

@@ -29,6 +29,7 @@ from bot.handlers.operators_views import (
     user_text,
 )
 from bot.services import BotContext
+from storage.spend import day_bounds, month_bounds
 from storage.user_controls import UserOverrides
 
 DAY = 24 * 3600.0
@@ -159,6 +160,10 @@ async def limits_command(update: Update, context: BotContext) -> None:
         asked.services.settings,
         day=await controls.spend(since=now - DAY),
         month=await controls.spend(since=now - MONTH),
+        capped=(
+            await asked.services.db.limits.spent_since(day_bounds(now)[0]),
+            await asked.services.db.limits.spent_since(month_bounds(now)[0]),
+        ),
         heaviest=await controls.heaviest(since=now - DAY),
         listed=await controls.listed(),
     )

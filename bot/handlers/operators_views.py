@@ -125,14 +125,31 @@ def limits_overview(
     *,
     day: tuple[int, float],
     month: tuple[int, float],
+    capped: tuple[float, float],
     heaviest: Sequence[UserSpend],
     listed: Sequence[UserControl],
 ) -> str:
     """/limits: the caps, the spend of the last day and month, the heaviest users and the
-    users operators set something for (HTML)."""
+    users operators set something for (HTML). `capped`: what the spend caps count so far this
+    UTC day and calendar month (estimates included)."""
     alert = settings.low_credits_alert
+    per_user = UserOverrides(
+        settings.user_max_in_flight, settings.user_daily_edits, settings.user_daily_credits or 0
+    )
+
+    def cap(spent: float, limit: float | None) -> str:
+        if not limit:
+            return tr("operators.limit.off")
+        return tr("operators.limits.cap", spent=format_credits(spent), cap=format_credits(limit))
+
     lines = [
         tr("operators.limits.title"),
+        tr("operators.limits.per_user", limits=limits_text(tr, per_user)),
+        tr(
+            "operators.limits.caps",
+            day=cap(capped[0], settings.spend_cap_daily),
+            month=cap(capped[1], settings.spend_cap_monthly),
+        ),
         tr(
             "operators.limits.as_file",
             result=_rate(tr, settings.as_file_result_limit),

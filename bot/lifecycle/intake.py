@@ -67,11 +67,13 @@ class Intake:
         claim: bool = False,
         user_name: str | None = None,
         guard: InsertGuard | None = None,
+        cost_estimate: float | None = None,
     ) -> Edit | None:
         """Record a new edit; None if this request was recorded before (a repeated update).
 
         `guard`: the group's limits, re-checked by the insert (LimitReached if they no longer
-        hold); `user_name` is kept for the moderation log.
+        hold); `user_name` is kept for the moderation log; `cost_estimate` is the expected
+        credits, reserved against the spending limits until the real figure is known.
 
         `unblock_chat`: the chat wrote to the bot, so it no longer blocks it. `claim`: a
         queued edit is created leased to this worker, which must then pass it to `submit`
@@ -98,6 +100,7 @@ class Intake:
                 lease_owner=ctx.owner if leased else None,
                 lease_until=time.time() + SUBMIT_LEASE if leased else None,
                 user_name=user_name[:128] if user_name else None,
+                cost_estimate=cost_estimate,
             ),
             unblock_chat=unblock_chat,
             guard=guard,
