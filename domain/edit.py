@@ -104,6 +104,9 @@ class Edit:
     decided_at: float | None = None
     removed_by_name: str | None = None
     removed_at: float | None = None
+    # The worker holding the edit (its lease's token) and until when, unless nobody does.
+    lease_owner: str | None = None
+    lease_until: float | None = None
 
 
 class Settled(NamedTuple):

@@ -52,6 +52,9 @@ REJECT = _step("reject", {_S.AWAITING_APPROVAL}, _S.REJECTED)
 EXPIRE_APPROVAL = _step("expire_approval", {_S.AWAITING_APPROVAL}, _S.EXPIRED)
 # Submission: `submitting` means exactly "the provider may have received the request".
 BEGIN_SUBMIT = _step("begin_submit", {_S.QUEUED}, _S.SUBMITTING)
+# The provider refused the create request (429, 5xx, no connection): no task exists, so the
+# edit waits in `queued` again before the next attempt.
+BACK_OFF = _step("back_off", {_S.SUBMITTING}, _S.QUEUED)
 RECORD_TASK = _step("record_task", {_S.SUBMITTING}, _S.SUBMITTED)
 FAIL_SUBMISSION = _step("fail_submission", {_S.QUEUED, _S.SUBMITTING}, _S.FAILED)
 INTERRUPT = _step("interrupt", {_S.SUBMITTING}, _S.FAILED)
@@ -73,6 +76,7 @@ STEPS: tuple[Step, ...] = (
     REJECT,
     EXPIRE_APPROVAL,
     BEGIN_SUBMIT,
+    BACK_OFF,
     RECORD_TASK,
     FAIL_SUBMISSION,
     INTERRUPT,

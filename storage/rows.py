@@ -49,6 +49,8 @@ def edit_from_row(row: Mapping[Any, Any]) -> Edit:
         decided_at=row.get("decided_at"),
         removed_by_name=row.get("removed_by_name"),
         removed_at=row.get("removed_at"),
+        lease_owner=row.get("lease_owner"),
+        lease_until=row.get("lease_until"),
     )
 
 
