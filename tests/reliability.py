@@ -182,6 +182,8 @@ class Service:
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(workdir),
             "PYTHONUNBUFFERED": "1",
+            # The code under test, also when it is not the installed copy (a worktree).
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
             **env,
         }
         self.workdir = workdir
