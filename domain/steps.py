@@ -3,8 +3,10 @@
 A `Step` names the states an edit may be in for the step to apply and the state it moves
 to. The database applies a step as one conditional UPDATE (`storage/edits.py`,
 `Edits.transition`): it succeeds for exactly one caller, so a repeated callback, a restart
-or a second replica never applies a step twice. Nothing changes an edit's state except
-through these steps; updates that leave the state alone are `Edits.update_fields`.
+or a second replica never applies a step twice. A step taken by a worker under a lease
+names the lease (`transition(..., owner=token)`) and applies only while it still holds it.
+Nothing changes an edit's state except through these steps; updates that leave the state
+alone are `Edits.update_fields`.
 
 The table below is the whole state machine; `tests/test_architecture.py` checks its shape
 (no step leaves a finished edit except LATE_SUCCESS, every state is reachable).
