@@ -71,9 +71,9 @@ class Submission:
         """
         ctx = self.ctx
         noted = asyncio.ensure_future(_status_field(status))
-        lease = ctx.lease(ctx.timing.submit_lease)
-        if claimed is not None and claimed.lease_owner is not None:
-            lease = Lease(claimed.lease_owner, lease.seconds)
+        seconds = ctx.timing.submit_lease
+        taken = claimed.lease_owner if claimed is not None else None
+        lease = Lease(taken, seconds) if taken is not None else ctx.lease(seconds)
         if not ctx.submitting:
             log.info("shutting down: submission left to the next run", extra={"edit_id": edit_id})
             if claimed is not None:
