@@ -280,7 +280,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     tracker = TaskTracker()
     app[TRACKER] = tracker
     yield
-    await tracker.drain(SHUTDOWN_GRACE)
+    await tracker.drain(tracker.grace_left(SHUTDOWN_GRACE))
     log.info("background work drained", extra={"unfinished": len(tracker)})
 
 
@@ -319,6 +319,11 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
             task_timeout=settings.task_timeout,
             blob_grace=settings.blob_grace,
             approval_timeout=settings.approval_timeout,
+            submit_lease=settings.submit_lease,
+            delivery_lease=settings.delivery_lease,
+            notify_lease=settings.notify_lease,
+            poll_lease=settings.poll_lease,
+            lease_renewal=settings.lease_renew_interval,
         ),
         tracker=app[TRACKER],
         observe=watch.observer(metrics.observe_edit),
@@ -407,10 +412,13 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(loop(), name="sweeper")
     yield
-    # Let the running pass finish its jobs, within the shutdown grace; jobs cut off then
-    # give their leases back (or record an interrupted submission) as they are cancelled.
+    # Let the running pass finish its jobs, within the shutdown grace (shared with the
+    # background work); submissions waiting for a rate limiter or a back-off stop at once
+    # and stay queued. Jobs cut off give their leases back (or record an interrupted
+    # submission) as they are cancelled.
+    services.edits.stop_submitting()
     stop.set()
-    done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE)
+    done, _ = await asyncio.wait({task}, timeout=app[TRACKER].grace_left(SHUTDOWN_GRACE))
     if not done:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -205,6 +205,13 @@ class Settings(BaseSettings):
     callback_grace: float = Field(default=120.0, gt=0, validation_alias="CALLBACK_GRACE")
     task_timeout: float = Field(default=900.0, gt=0, validation_alias="TASK_TIMEOUT")
     sweep_interval: float = Field(default=2.0, gt=0, validation_alias="SWEEP_INTERVAL")
+    # Leases: how long another worker waits before taking over the work of a process that
+    # died; work still alive renews its lease every LEASE_RENEW_INTERVAL.
+    submit_lease: float = Field(default=300.0, gt=0, validation_alias="SUBMIT_LEASE")
+    delivery_lease: float = Field(default=180.0, gt=0, validation_alias="DELIVERY_LEASE")
+    notify_lease: float = Field(default=60.0, gt=0, validation_alias="NOTIFY_LEASE")
+    poll_lease: float = Field(default=60.0, gt=0, validation_alias="POLL_LEASE")
+    lease_renew_interval: float = Field(default=15.0, gt=0, validation_alias="LEASE_RENEW_INTERVAL")
     max_result_bytes: int = Field(
         default=30 * 1024 * 1024, gt=0, validation_alias="MAX_RESULT_BYTES"
     )
@@ -243,6 +250,15 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE=kie (the default without PUBLIC_BASE_URL) needs KIE_API_KEY")
         if self.resolved_storage == "s3":
             self._check_s3()
+        shortest_lease = min(
+            self.submit_lease, self.delivery_lease, self.notify_lease, self.poll_lease
+        )
+        if self.lease_renew_interval * 2 > shortest_lease:
+            raise ValueError(
+                "LEASE_RENEW_INTERVAL must be at most half of the shortest lease "
+                "(SUBMIT_LEASE, DELIVERY_LEASE, NOTIFY_LEASE, POLL_LEASE): a lease must be "
+                "renewed well before it runs out"
+            )
         if self.blob_max_age < self.task_timeout + self.blob_grace:
             raise ValueError(
                 "BLOB_MAX_AGE must be at least TASK_TIMEOUT + BLOB_GRACE: the orphan sweep "

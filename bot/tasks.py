@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -17,6 +18,15 @@ class TaskTracker:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
+        self._shutdown_began: float | None = None
+
+    def grace_left(self, grace: float) -> float:
+        """Seconds left of a shutdown grace period of `grace` seconds that began at the
+        first call: every step of a shutdown shares one budget instead of each taking all."""
+        now = time.monotonic()
+        if self._shutdown_began is None:
+            self._shutdown_began = now
+        return max(0.0, self._shutdown_began + grace - now)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any] | None:
         if self.closed:

@@ -107,6 +107,9 @@ class Edit:
     # Spending limits (0005): the credits the edit is expected to cost (model price table),
     # counted while it runs and whenever the provider does not report `credits`.
     cost_estimate: float | None = None
+    # The worker holding the edit (its lease's token) and until when, unless nobody does.
+    lease_owner: str | None = None
+    lease_until: float | None = None
 
 
 class Settled(NamedTuple):

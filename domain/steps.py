@@ -3,8 +3,10 @@
 A `Step` names the states an edit may be in for the step to apply and the state it moves
 to. The database applies a step as one conditional UPDATE (`storage/edits.py`,
 `Edits.transition`): it succeeds for exactly one caller, so a repeated callback, a restart
-or a second replica never applies a step twice. Nothing changes an edit's state except
-through these steps; updates that leave the state alone are `Edits.update_fields`.
+or a second replica never applies a step twice. A step taken by a worker under a lease
+names the lease (`transition(..., owner=token)`) and applies only while it still holds it.
+Nothing changes an edit's state except through these steps; updates that leave the state
+alone are `Edits.update_fields`.
 
 The table below is the whole state machine; `tests/test_architecture.py` checks its shape
 (no step leaves a finished edit except LATE_SUCCESS, every state is reachable).
@@ -52,6 +54,9 @@ REJECT = _step("reject", {_S.AWAITING_APPROVAL}, _S.REJECTED)
 EXPIRE_APPROVAL = _step("expire_approval", {_S.AWAITING_APPROVAL}, _S.EXPIRED)
 # Submission: `submitting` means exactly "the provider may have received the request".
 BEGIN_SUBMIT = _step("begin_submit", {_S.QUEUED}, _S.SUBMITTING)
+# The provider refused the create request (429, 5xx, no connection): no task exists, so the
+# edit waits in `queued` again before the next attempt.
+BACK_OFF = _step("back_off", {_S.SUBMITTING}, _S.QUEUED)
 RECORD_TASK = _step("record_task", {_S.SUBMITTING}, _S.SUBMITTED)
 FAIL_SUBMISSION = _step("fail_submission", {_S.QUEUED, _S.SUBMITTING}, _S.FAILED)
 INTERRUPT = _step("interrupt", {_S.SUBMITTING}, _S.FAILED)
@@ -73,6 +78,7 @@ STEPS: tuple[Step, ...] = (
     REJECT,
     EXPIRE_APPROVAL,
     BEGIN_SUBMIT,
+    BACK_OFF,
     RECORD_TASK,
     FAIL_SUBMISSION,
     INTERRUPT,

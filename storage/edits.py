@@ -45,6 +45,7 @@ class InsertGuard:
 
 
 _CLAIM_SETS = ("lease_owner", "lease_until", "updated_at")
+_RENEW_CHUNK = 500  # owners per renewing UPDATE (SQLite's bound-parameter limit is higher)
 _SETTLED = (edits.c.id, edits.c.state, edits.c.provider, edits.c.task_id, edits.c.error_code)
 _GET = sa.select(edits).where(edits.c.id == sa.bindparam("w_id"))
 _UNBLOCK = blocked_chats.delete().where(blocked_chats.c.chat_id == sa.bindparam("w_chat"))
@@ -157,18 +158,22 @@ class Edits:
         row = (await self._db.execute(_GET, {"w_id": edit_id})).mappings().first()
         return edit_from_row(row) if row else None
 
-    async def transition(self, edit_id: int, step: Step, **fields: Any) -> Edit | None:
+    async def transition(
+        self, edit_id: int, step: Step, *, owner: str | None = None, **fields: Any
+    ) -> Edit | None:
         """Apply `step` to an edit, setting `fields`, in one conditional UPDATE.
 
-        An edit that ends (`step.ends`) gives its lease back in the same change. Returns the
-        updated edit, or None when the edit was not in `step.sources` (someone else already
-        took this step, or another one): the caller must then do nothing.
+        An edit that ends (`step.ends`) gives its lease back in the same change. `owner`: the
+        step is taken under that lease and applies only while it is still held (a worker
+        whose lease ran out and was taken over commits nothing). Returns the updated edit, or
+        None when the edit was not in `step.sources` (someone else already took this step,
+        or another one) or the lease is not `owner`'s: the caller must then do nothing.
         """
         values: dict[str, Any] = {"updated_at": time.time(), **fields, "state": step.target.value}
         if step.ends:
             values.setdefault("lease_owner", None)
             values.setdefault("lease_until", None)
-        return await self._update(edit_id, values, step.sources, step.error_codes)
+        return await self._update(edit_id, values, step.sources, step.error_codes, owner)
 
     async def update_fields(
         self, edit_id: int, *, only_in: Iterable[EditState] | None = None, **fields: Any
@@ -178,7 +183,7 @@ class Edits:
         if "state" in fields:
             raise ValueError("state changes go through transition() and a Step")
         values: dict[str, Any] = {"updated_at": time.time(), **fields}
-        return await self._update(edit_id, values, only_in, None)
+        return await self._update(edit_id, values, only_in, None, None)
 
     async def _update(
         self,
@@ -186,10 +191,12 @@ class Edits:
         values: dict[str, Any],
         states: Iterable[EditState] | None,
         error_codes: Iterable[str] | None,
+        owner: str | None,
     ) -> Edit | None:
         names = tuple(values)
         wanted = None if states is None else sorted(state.value for state in states)
         codes = None if error_codes is None else list(error_codes)
+        fenced = owner is not None
 
         def build() -> sa.Update:
             conditions = [edits.c.id == sa.bindparam("w_id")]
@@ -197,6 +204,8 @@ class Edits:
                 conditions.append(one_of(edits.c.state, "w_states", len(wanted)))
             if codes is not None:
                 conditions.append(one_of(edits.c.error_code, "w_codes", len(codes)))
+            if fenced:
+                conditions.append(edits.c.lease_owner == sa.bindparam("w_owner"))
             return edits.update().where(*conditions).values(setters(edits, names))
 
         shape = (
@@ -204,9 +213,12 @@ class Edits:
             names,
             None if wanted is None else len(wanted),
             None if codes is None else len(codes),
+            fenced,
         )
         stmt = prepared(shape, lambda: build().returning(edits))
         params = bound(values, w_id=edit_id)
+        if fenced:
+            params["w_owner"] = owner
         if wanted is not None:
             params.update(listed("w_states", wanted))
         if codes is not None:
@@ -296,6 +308,22 @@ class Edits:
             ),
         )
         await self._db.execute(stmt, bound(values, w_id=edit_id, w_owner=owner))
+
+    async def renew(self, owners: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend the leases held under `owners` to `lease_seconds` from now; returns the
+        owners that still held one (a lease given back or taken over is not renewed)."""
+        until = time.time() + lease_seconds
+        renewed: set[str] = set()
+        for start in range(0, len(owners), _RENEW_CHUNK):
+            chunk = list(owners[start : start + _RENEW_CHUNK])
+            stmt = (
+                edits.update()
+                .where(edits.c.lease_owner.in_(chunk))
+                .values(lease_until=until)
+                .returning(edits.c.lease_owner)
+            )
+            renewed.update(str(row[0]) for row in (await self._db.execute(stmt)).all())
+        return renewed
 
     async def mark_notified(self, edit_id: int) -> bool:
         """Record that the user was told about a failure; False if someone already did."""

@@ -50,6 +50,8 @@ def edit_from_row(row: Mapping[Any, Any]) -> Edit:
         removed_by_name=row.get("removed_by_name"),
         removed_at=row.get("removed_at"),
         cost_estimate=row.get("cost_estimate"),
+        lease_owner=row.get("lease_owner"),
+        lease_until=row.get("lease_until"),
     )
 
 

@@ -96,6 +96,35 @@ async def test_leases_exclude_other_workers_until_they_expire(db: Database) -> N
     assert [e.id for e in due] == [edit.id]
 
 
+async def test_a_fenced_step_by_a_former_lease_holder_changes_nothing(db: Database) -> None:
+    edit = await db.edits.create(new_edit(state=EditState.SUCCEEDED))
+    assert edit is not None
+    # w1's lease ran out (a stalled worker) and w2 took the edit over.
+    assert await db.edits.claim(edit.id, [EditState.SUCCEEDED], "w1", -1) is not None
+    taken = await db.edits.claim(edit.id, [EditState.SUCCEEDED], "w2", 60)
+    assert taken is not None and taken.lease_owner == "w2"
+    assert (
+        await db.edits.transition(edit.id, steps.DELIVER, owner="w1", result_file_ids=["x"]) is None
+    )
+    assert await db.edits.renew(["w1"], 60) == set()  # nor can it extend a lease it lost
+    assert await db.edits.get(edit.id) == taken  # not a field changed
+    delivered = await db.edits.transition(edit.id, steps.DELIVER, owner="w2", result_file_ids=["y"])
+    assert delivered is not None and delivered.state is EditState.DELIVERED
+    assert delivered.result_file_ids == ["y"] and delivered.lease_owner is None
+
+
+async def test_renewing_extends_only_the_leases_still_held(db: Database) -> None:
+    now = time.time()
+    held = await db.edits.create(new_edit("a", lease_owner="w1", lease_until=now + 1))
+    other = await db.edits.create(new_edit("b", lease_owner="w2", lease_until=now + 1))
+    assert held is not None and other is not None
+    assert await db.edits.renew(["w1", "gone"], 300) == {"w1"}
+    renewed, untouched = await db.edits.get(held.id), await db.edits.get(other.id)
+    assert renewed is not None and renewed.lease_until is not None
+    assert renewed.lease_until >= now + 299 and renewed.updated_at == held.updated_at
+    assert untouched == other
+
+
 async def test_due_edits_respect_next_check(db: Database) -> None:
     first = await db.edits.create(new_edit("a", state=EditState.SUBMITTED))
     second = await db.edits.create(new_edit("b", state=EditState.SUBMITTED))

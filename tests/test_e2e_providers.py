@@ -26,7 +26,7 @@ from PIL import Image
 
 from bot.app import create_app
 from bot.config import Settings
-from bot.providers.base import SubmitRequest
+from bot.providers.base import Provider, SubmitRequest
 from bot.providers.kie import signature
 from domain.edit import EditState
 from tests.conftest import (
@@ -651,6 +651,12 @@ async def test_odkkk_with_http_public_url_falls_back_to_polling(
 # Shared KIE limiter, DEFAULT_MODEL, /credits ------------------------------------------------
 
 
+async def _create(provider: Provider, request: SubmitRequest) -> str:
+    """What the submission does: wait for the account's turn, then send the request once."""
+    await provider.wait_turn()
+    return await provider.submit(request)
+
+
 async def test_kie_families_share_one_limiter_so_a_burst_waits_instead_of_429(
     tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
@@ -669,7 +675,7 @@ async def test_kie_families_share_one_limiter_so_a_burst_waits_instead_of_429(
     ):
         spec = registry.model(model_id)
         request = SubmitRequest(model=spec, prompt=f"burst {index}", image_urls=(image_url,))
-        submits.append(registry.provider(spec.provider).submit(request))
+        submits.append(_create(registry.provider(spec.provider), request))
     task_ids = await asyncio.gather(*submits)  # a 429 would raise RateLimited here
     assert len(set(task_ids)) == 5 and len(kie.tasks) == 5
     creates = [p for p in kie.requests if p[1].endswith(("/createTask", "/generate"))]

@@ -9,7 +9,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.lifecycle.context import SUBMIT_LEASE
 from domain.edit import Edit, EditState, InputPhoto, NewEdit
 from storage.db import Database
 from storage.schema import edits
@@ -139,7 +138,7 @@ async def test_edit_cut_off_while_submitting_is_never_resubmitted(
     edit, message = await crashed_edit(webhook_bot, tg, EditState.SUBMITTING)
     # Another worker's live lease is respected: that submission may still be under way.
     live, live_message = await crashed_edit(
-        webhook_bot, tg, EditState.SUBMITTING, lease_left=SUBMIT_LEASE
+        webhook_bot, tg, EditState.SUBMITTING, lease_left=webhook_bot.settings.submit_lease
     )
     failed = await webhook_bot.wait_state(EditState.FAILED, edit.id)
     assert failed.error_code == "submit_interrupted"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.app import SHUTDOWN_GRACE
 from tests.conftest import CHAT_ID, KIE_KEY, TOKEN, USER_ID, free_port
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
-from tests.reliability import Service, eventually, read_rows, service_env
+from tests.reliability import Service, eventually, read_rows, sent_ok, service_env
 
 HMAC_KEY = "chaos-hmac-key"
 
@@ -142,6 +145,78 @@ async def test_sigterm_finishes_or_persists_in_flight_work_and_exits_cleanly(
     logs = service.stderr()
     for secret in (TOKEN, TOKEN.split(":")[1], KIE_KEY, HMAC_KEY):
         assert secret not in logs
+
+
+async def test_sigterm_leaves_edits_waiting_for_the_rate_limiter_queued_for_the_next_run(
+    tg: WatchedTelegram, kie: FakeKie, tmp_path: Path
+) -> None:
+    """150 edits wait for the provider's rate limiter (one task a second) when SIGTERM
+    arrives: none of them is sent any more, the process exits within its grace period, and
+    the next run submits every one of them, once."""
+    data_dir = tmp_path / "data"
+    env = service_env(tg, kie, data_dir, free_port()) | {
+        "KIE_WEBHOOK_HMAC_KEY": HMAC_KEY,
+        "KIE_RATE_LIMIT": "1/1",
+    }
+    service = Service(env, tmp_path)
+    db_url = f"sqlite+aiosqlite:///{(data_dir / 'bot.sqlite3').resolve()}"
+
+    async def rows() -> list[dict[str, Any]]:
+        return await read_rows(db_url)
+
+    count = 150
+    updates = [photo(tg, f"edit {n}") for n in range(count)]
+    try:
+        await service.start(tg)
+        for update in updates:
+            assert await tg.post_webhook(update) == 200
+        # Every photo is prepared (stored for the provider): all that is left is the wait.
+        files = data_dir / "files"
+        await eventually(
+            lambda: files.is_dir() and len(list(files.iterdir())) >= count,
+            within=90,
+            what="every input photo stored",
+        )
+        # Signal right after a task was created: the limiter holds the next one back for a
+        # second, so no create request is on the wire when the signal arrives.
+        created = len(kie.tasks)
+        await eventually(lambda: len(kie.tasks) > created, within=10, what="a task created")
+        at_signal = len(kie.tasks)
+        signalled = time.monotonic()
+        assert service.process is not None
+        service.process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.wait_for(service.process.wait(), SHUTDOWN_GRACE + 10)
+        assert exit_code == 0
+        assert time.monotonic() - signalled < SHUTDOWN_GRACE
+        assert len(kie.tasks) == at_signal  # no task created after the signal
+        after = await rows()
+        assert len(after) == count
+        assert all(row["lease_owner"] is None for row in after)
+        left = [row for row in after if row["state"] == "queued"]
+        assert len(left) == count - at_signal  # durably queued, nothing failed
+        assert all(row["blob_keys"] is None for row in left)  # their photos are prepared anew
+
+        service.env["KIE_RATE_LIMIT"] = "1000/1"
+        await service.start(tg)
+        try:
+            await eventually(
+                lambda: _states(rows(), ["delivered"] * count),
+                within=120,
+                what="every edit delivered",
+            )
+        except AssertionError as exc:
+            states = sorted({(r["state"], r["error_code"]) for r in await rows()}, key=str)
+            raise AssertionError(f"{exc}: {states}") from None
+        await kie.wait_for(lambda: not kie._background, within=30, what="callbacks to finish")
+    finally:
+        await service.close()
+
+    creates = [path for _, path in kie.requests if path.endswith("/createTask")]
+    assert len(creates) == len(kie.tasks) == count  # each edit's task created once
+    for update in updates:
+        assert len(sent_ok(tg, "sendPhoto", tg.message_of(update))) == 1
+    records = [json.loads(line) for line in service.stderr(1).splitlines() if line.strip()]
+    assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], "unclean shutdown"
 
 
 async def _states(rows: Any, expected: list[str]) -> bool:

@@ -31,7 +31,7 @@ from bot.providers.base import (
 from bot.providers.kie import jobs_models, validate_jobs_request
 from bot.providers.kie4o import kie4o_models, validate_4o_request
 from bot.providers.odkkk import odkkk_models, validate_odkkk_request
-from domain.errors import CallbackRejected
+from domain.errors import CallbackRejected, ProviderError
 from tests.conftest import CHAT_ID, USER_ID, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
@@ -79,9 +79,15 @@ class AcmeProvider:
         if caption is not None and not str(caption).replace(" ", "").isalpha():
             raise InputRejected("param_choice", param="caption", choices="letters and spaces")
 
+    async def wait_turn(self) -> None:
+        return None
+
     async def submit(self, request: SubmitRequest) -> str:
         self.requests.append(request)
         return f"acme-{len(self.requests)}"
+
+    def retry_delay(self, attempt: int, error: ProviderError) -> float | None:
+        return None
 
     async def status(self, task_id: str) -> TaskStatus:
         request = self.requests[int(task_id.removeprefix("acme-")) - 1]

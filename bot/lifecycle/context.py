@@ -6,13 +6,14 @@ and failures leave through a `Notifier`, providers sit behind the `Provider` pro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.lifecycle.leases import Lease, Leases
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker, WorkQueue
 from domain.edit import Edit, InputPhoto
@@ -21,10 +22,6 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-SUBMIT_LEASE = 300.0
-DELIVERY_LEASE = 180.0
-NOTIFY_LEASE = 60.0
-POLL_LEASE = 60.0
 MAX_DELIVERY_ATTEMPTS = 10
 DELIVERY_BACKOFF_MAX = 120.0
 BLOB_GRACE = 600.0
@@ -85,6 +82,13 @@ class Timing:
     queued_grace: float = 10.0  # the handler submits at once; the sweeper picks up the rest
     blob_grace: float = BLOB_GRACE  # input photos outlive their edit this long (retries)
     approval_timeout: float = 3600.0  # a group request waiting for an admin expires then
+    # Leases: how long each lasts without renewal (so how long another worker waits before
+    # taking over the work of a process that died), and how often live work renews them.
+    submit_lease: float = 300.0
+    delivery_lease: float = 180.0
+    notify_lease: float = 60.0
+    poll_lease: float = 60.0
+    lease_renewal: float = 15.0
 
 
 Observer = Callable[[str, Mapping[str, Any]], None]
@@ -107,17 +111,41 @@ class Lifecycle:
     timing: Timing
     tracker: TaskTracker
     observe: Observer = _ignore
-    # This process's name on the leases it takes.
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: float = field(default_factory=time.time)
-    submitting: bool = True
+    # Set at shutdown: nothing more is submitted, and submissions still waiting for a rate
+    # limiter or a back-off stop waiting (their edits stay queued for the next run).
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     incidents: dict[str, float] = field(default_factory=dict)
     outbox: WorkQueue = field(init=False)
+    leases: Leases = field(init=False)
 
     def __post_init__(self) -> None:
         self.outbox = WorkQueue(
             self.tracker, name="outbox", workers=OUTBOX_WORKERS, capacity=OUTBOX_CAPACITY
         )
+        self.leases = Leases(self.db, renew_every=self.timing.lease_renewal)
+
+    @property
+    def submitting(self) -> bool:
+        return not self.stopping.is_set()
+
+    def lease(self, seconds: float) -> Lease:
+        """A new lease token for one claim of `seconds`."""
+        return self.leases.new(seconds)
+
+    async def unless_stopping(self, waiting: Awaitable[None]) -> bool:
+        """Wait for `waiting` unless the process starts shutting down first (False then)."""
+        waiter = asyncio.ensure_future(waiting)
+        stopper = asyncio.ensure_future(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+        if waiter in done:
+            waiter.result()
+            return self.submitting
+        return False
 
     async def incident(self, code: str, detail: str, *, quiet_period: float = 3600.0) -> None:
         """Alert the operators once per incident, not once per edit."""

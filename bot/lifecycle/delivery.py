@@ -1,7 +1,7 @@
 """Delivery: the result to the chat (succeeded -> delivered), or the failure notice, once each.
 
-Both take a lease first, so only one worker of one replica sends; a chat that blocked the
-bot gets nothing more.
+Both take a lease first, so only one worker of one replica sends, and keep it renewed while
+they send (a flood wait of minutes included); a chat that blocked the bot gets nothing more.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import Any
 
 from bot.lifecycle.context import (
     DELIVERY_BACKOFF_MAX,
-    DELIVERY_LEASE,
     MAX_DELIVERY_ATTEMPTS,
-    NOTIFY_LEASE,
     ChatUnreachable,
     DeliveryFailed,
     Lifecycle,
@@ -34,14 +32,22 @@ class Notices:
         self.ctx = ctx
 
     async def end(
-        self, edit: Edit, step: Step, *, event: str | None, notify: bool = True, **fields: Any
+        self,
+        edit: Edit,
+        step: Step,
+        *,
+        event: str | None,
+        notify: bool = True,
+        owner: str | None = None,
+        **fields: Any,
     ) -> Edit | None:
         """End an edit without a result: apply `step`, record `event`, tell the user once.
 
-        None when the step did not apply (someone else ended or moved the edit first); then
-        nothing is recorded or sent.
+        `owner`: the lease the step is taken under. None when the step did not apply
+        (someone else ended or moved the edit first, or took the lease over); then nothing
+        is recorded or sent.
         """
-        ended = await self.ctx.db.edits.transition(edit.id, step, **fields)
+        ended = await self.ctx.db.edits.transition(edit.id, step, owner=owner, **fields)
         if ended is None:
             return None
         if event is not None:
@@ -55,11 +61,18 @@ class Notices:
 
     async def notify(self, edit_id: int) -> None:
         """Tell the user about a failure-like end, once."""
-        db, owner = self.ctx.db, self.ctx.owner
-        claimed = await db.edits.claim_for_chat(edit_id, list(NOTIFY_STATES), owner, NOTIFY_LEASE)
+        ctx = self.ctx
+        lease = ctx.lease(ctx.timing.notify_lease)
+        claimed = await ctx.db.edits.claim_for_chat(
+            edit_id, list(NOTIFY_STATES), lease.token, lease.seconds
+        )
         if claimed is None:
             return
-        edit, blocked = claimed
+        with ctx.leases.renewed(lease):
+            await self._notify(*claimed, lease.token)
+
+    async def _notify(self, edit: Edit, blocked: bool, owner: str) -> None:
+        db = self.ctx.db
         if edit.notified_at is not None:
             await db.edits.release(edit.id, owner)
             return
@@ -96,29 +109,40 @@ class Delivery:
         Bot API round trip itself.
         """
         ctx = self.ctx
+        lease = ctx.lease(ctx.timing.delivery_lease)
         claimed = await ctx.db.edits.claim_for_chat(
-            edit_id, [EditState.SUCCEEDED], ctx.owner, DELIVERY_LEASE
+            edit_id, [EditState.SUCCEEDED], lease.token, lease.seconds
         )
         if claimed is None:
             return
-        edit, blocked = claimed
+        with ctx.leases.renewed(lease):
+            await self._deliver(*claimed, lease.token)
+
+    async def _deliver(self, edit: Edit, blocked: bool, owner: str) -> None:
+        ctx = self.ctx
         if blocked:
-            await self._undeliverable(edit, "the chat blocked the bot earlier")
+            await self._undeliverable(edit, owner, "the chat blocked the bot earlier")
             return
         started = time.monotonic()
         try:
             file_ids = await ctx.notifier.deliver_result(edit)
         except ChatUnreachable as exc:
             await ctx.db.chats.block(edit.chat_id, str(exc)[:200])
-            await self._undeliverable(edit, str(exc))
+            await self._undeliverable(edit, owner, str(exc))
             return
         except DeliveryFailed as exc:
-            await self._failed(edit, exc)
+            await self._failed(edit, owner, exc)
             return
         except asyncio.CancelledError:
-            await ctx.db.edits.release(edit.id, ctx.owner)  # the next run sends it (at least once)
+            await ctx.db.edits.release(edit.id, owner)  # the next run sends it (at least once)
             raise
-        await ctx.db.edits.transition(edit.id, steps.DELIVER, result_file_ids=file_ids)
+        delivered = await ctx.db.edits.transition(
+            edit.id, steps.DELIVER, owner=owner, result_file_ids=file_ids
+        )
+        if delivered is None:
+            # Only a worker that stalled past its lease gets here: another one took over.
+            log.warning("delivery lease lost", extra={"edit_id": edit.id})
+            return
         log.info("edit delivered", extra={"edit_id": edit.id, "task_id": edit.task_id})
         ctx.observe(
             "delivered",
@@ -126,15 +150,17 @@ class Delivery:
         )
         await ctx.notifier.clear_status(edit)
 
-    async def _undeliverable(self, edit: Edit, reason: str) -> None:
+    async def _undeliverable(self, edit: Edit, owner: str, reason: str) -> None:
         log.warning(
             "chat unreachable, result not delivered",
             extra={"edit_id": edit.id, "chat_id": edit.chat_id, "reason": reason[:200]},
         )
-        await self.ctx.db.edits.transition(edit.id, steps.GIVE_UP, error_code="chat_unreachable")
+        await self.ctx.db.edits.transition(
+            edit.id, steps.GIVE_UP, owner=owner, error_code="chat_unreachable"
+        )
         self.ctx.observe("undeliverable", {"edit_id": edit.id, "provider": edit.provider})
 
-    async def _failed(self, edit: Edit, exc: DeliveryFailed) -> None:
+    async def _failed(self, edit: Edit, owner: str, exc: DeliveryFailed) -> None:
         attempts = edit.delivery_attempts + 1
         log.warning(
             "delivery failed",
@@ -150,6 +176,7 @@ class Delivery:
             await self.notices.end(
                 edit,
                 steps.FAIL_DELIVERY,
+                owner=owner,
                 event=None,  # counted as delivery_failed above
                 error_code=exc.code,
                 error_detail=str(exc)[:1000],
@@ -158,7 +185,7 @@ class Delivery:
             return
         await self.ctx.db.edits.release(
             edit.id,
-            self.ctx.owner,
+            owner,
             delivery_attempts=attempts,
             next_check_at=time.time() + min(DELIVERY_BACKOFF_MAX, 2.0**attempts),
         )

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.lifecycle.context import SUBMIT_LEASE, Lifecycle
+from bot.lifecycle.context import Lifecycle
 from bot.providers.base import InputRejected, SubmitRequest
 from bot.providers.registry import UnknownModel
 from domain.edit import Edit, EditState, InputPhoto, NewEdit
@@ -82,6 +82,7 @@ class Intake:
         ctx = self.ctx
         spec = ctx.registry.model(model_id)
         leased = claim and state is EditState.QUEUED and ctx.submitting
+        lease = ctx.lease(ctx.timing.submit_lease)
         edit = await ctx.db.edits.create(
             NewEdit(
                 dedupe_key=dedupe_key,
@@ -97,8 +98,8 @@ class Intake:
                 inputs=inputs,
                 params=dict(params),
                 state=state,
-                lease_owner=ctx.owner if leased else None,
-                lease_until=time.time() + SUBMIT_LEASE if leased else None,
+                lease_owner=lease.token if leased else None,
+                lease_until=time.time() + lease.seconds if leased else None,
                 user_name=user_name[:128] if user_name else None,
                 cost_estimate=cost_estimate,
             ),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from bot.lifecycle.context import POLL_LEASE, Lifecycle
+from bot.lifecycle.context import Lifecycle
 from bot.lifecycle.delivery import Delivery, Notices
 from bot.providers.base import TaskState, TaskStatus, requested_results
 from domain import steps
@@ -128,8 +128,13 @@ class Outcomes:
             credits = {"provider": provider_name, "credits": status.credits_left}
             self.ctx.observe("credits_left", credits)
 
-    async def apply_status(self, edit: Edit, status: TaskStatus) -> Edit | None:
-        """Record a finished task once; schedule delivery or the failure message."""
+    async def apply_status(
+        self, edit: Edit, status: TaskStatus, *, owner: str | None = None
+    ) -> Edit | None:
+        """Record a finished task once; schedule delivery or the failure message.
+
+        `owner`: the lease of the status query that found the outcome (a callback has none).
+        """
         if not status.state.finished:
             return None
         uncertain = (
@@ -150,7 +155,7 @@ class Outcomes:
         step, fields = _outcome(status)
         if edit.task_id is None and status.task_id:
             fields["task_id"] = status.task_id
-        updated = await self.ctx.db.edits.transition(edit.id, step, **fields)
+        updated = await self.ctx.db.edits.transition(edit.id, step, owner=owner, **fields)
         if updated is None and step is steps.SUCCEED and edit.task_id is None and status.task_id:
             # The user was told we could not tell whether the task started (the create
             # request timed out or was cut off); the provider's authenticated callback says
@@ -172,34 +177,42 @@ class Outcomes:
     async def poll(self, edit: Edit) -> None:
         """Ask the provider about a submitted task whose outcome is due."""
         ctx = self.ctx
-        claimed = await ctx.db.edits.claim(edit.id, [EditState.SUBMITTED], ctx.owner, POLL_LEASE)
+        lease = ctx.lease(ctx.timing.poll_lease)
+        claimed = await ctx.db.edits.claim(
+            edit.id, [EditState.SUBMITTED], lease.token, lease.seconds
+        )
         if claimed is None or claimed.task_id is None:
             return
+        with ctx.leases.renewed(lease):
+            await self._poll(claimed, claimed.task_id, lease.token)
+
+    async def _poll(self, claimed: Edit, task_id: str, owner: str) -> None:
+        ctx = self.ctx
         try:
-            status = await self._query(claimed, claimed.task_id)
+            status = await self._query(claimed, task_id)
         except asyncio.CancelledError:
-            await ctx.db.edits.release(claimed.id, ctx.owner)
+            await ctx.db.edits.release(claimed.id, owner)
             raise
         if status.state.finished:
             if status.task_id and status.task_id != claimed.task_id:
                 log.error(
                     "status answer for another task",
-                    extra={"edit_id": edit.id, "task_id": claimed.task_id},
+                    extra={"edit_id": claimed.id, "task_id": claimed.task_id},
                 )
             else:
-                await self.apply_status(claimed, status)
+                await self.apply_status(claimed, status, owner=owner)
                 return
         now = time.time()
         timing = ctx.timing
         if claimed.submitted_at and now - claimed.submitted_at > timing.task_timeout:
-            await self._expire(claimed)
+            await self._expire(claimed, owner)
             return
         delay = min(
             timing.poll_max_interval,
             timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
         )
         await ctx.db.edits.release(
-            claimed.id, ctx.owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
+            claimed.id, owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
         )
 
     async def _query(self, edit: Edit, task_id: str) -> TaskStatus:
@@ -216,10 +229,15 @@ class Outcomes:
         self.ctx.observe("polled", {"edit_id": edit.id, "provider": edit.provider})
         return status
 
-    async def _expire(self, edit: Edit) -> None:
+    async def _expire(self, edit: Edit, owner: str) -> None:
         """TASK_TIMEOUT passed without an outcome: give up and tell the user."""
         expired = await self.notices.end(
-            edit, steps.EXPIRE_TASK, event="expired", error_code="timeout", finished_at=time.time()
+            edit,
+            steps.EXPIRE_TASK,
+            owner=owner,
+            event="expired",
+            error_code="timeout",
+            finished_at=time.time(),
         )
         if expired is not None:
             log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})

@@ -54,7 +54,7 @@ class Recovery:
         for edit in await db.edits.due([EditState.QUEUED], now=now, updated_before=queued_before):
             jobs.append(self.submission.submit(edit.id))
         for edit in await db.edits.due([EditState.SUBMITTING], now=now, updated_before=now - 5.0):
-            jobs.append(self.submission.interrupt(edit))
+            jobs.append(self.submission.recover(edit))
         for edit in await db.edits.due([EditState.SUBMITTED], now=now):
             jobs.append(self.outcomes.poll(edit))
         for edit in await db.edits.due([EditState.SUCCEEDED], now=now):

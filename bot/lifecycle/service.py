@@ -71,12 +71,13 @@ class EditService:
         self.cleanup_blobs = self.recovery.cleanup_blobs
 
     def stop_submitting(self) -> None:
-        """Shutting down: new edits wait in `queued` for the next run to submit them.
+        """Shutting down: new edits, and those still waiting for a rate limiter or a
+        back-off, stay in `queued` for the next run to submit them.
 
         A task created now would be fetching its input photo while this process (which may
         be the one serving it) goes away; the next run submits it and serves the photo.
         """
-        self.ctx.submitting = False
+        self.ctx.stopping.set()
 
     async def note_status_message(self, edit_id: int, message_id: int) -> None:
         """The edit's "working on it" message, so whatever ends the edit can clear it."""

@@ -1,9 +1,11 @@
 """Submission: queued -> submitting -> submitted (or failed). Only one caller ever submits.
 
-The photos are prepared while the edit is still `queued` (under a lease): a crash there
-loses nothing and the sweeper simply starts again. `submitting` is entered right before the
-create request, so it means exactly "the provider may have received it": only that state is
-resolved by telling the user (`interrupt`), never resubmitted.
+The photos are prepared, and the provider's rate limiter and back-offs after a refusal are
+waited for, while the edit is still `queued` (under a renewed lease): a crash there loses
+nothing and the sweeper simply starts again; a shutdown leaves it queued for the next run.
+`submitting` covers exactly the create request on the wire, so it means "the provider may
+have received it": only that state is resolved by telling the user (`interrupt`), never
+resubmitted.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 
 from bot.images.limits import ImageError
 from bot.images.normalize import normalize
-from bot.lifecycle.context import SUBMIT_LEASE, Lifecycle, PhotoUnavailable
+from bot.lifecycle.context import Lifecycle, PhotoUnavailable
 from bot.lifecycle.delivery import Notices
+from bot.lifecycle.leases import Lease
 from bot.providers.base import InputRejected, Provider, SubmitRequest
 from bot.providers.registry import UnknownModel
 from domain import steps
@@ -68,57 +71,133 @@ class Submission:
         """
         ctx = self.ctx
         noted = asyncio.ensure_future(_status_field(status))
+        seconds = ctx.timing.submit_lease
+        taken = claimed.lease_owner if claimed is not None else None
+        lease = Lease(taken, seconds) if taken is not None else ctx.lease(seconds)
         if not ctx.submitting:
             log.info("shutting down: submission left to the next run", extra={"edit_id": edit_id})
             if claimed is not None:
-                await ctx.db.edits.release(claimed.id, ctx.owner, **await noted)
+                await ctx.db.edits.release(claimed.id, lease.token, **await noted)
             else:
                 await noted
             return None
         edit = claimed or await ctx.db.edits.claim(
-            edit_id, [EditState.QUEUED], ctx.owner, SUBMIT_LEASE
+            edit_id, [EditState.QUEUED], lease.token, lease.seconds
         )
         if edit is None:
             await noted
             return None
+        with ctx.leases.renewed(lease):
+            return await self._submit(edit, lease.token, noted)
+
+    async def _submit(
+        self, edit: Edit, owner: str, noted: asyncio.Future[dict[str, Any]]
+    ) -> Edit | None:
+        """Prepare the photos, then send; the lease (`owner`) is renewed meanwhile."""
+        ctx = self.ctx
         started = time.monotonic()
         try:
             prepared = await self._prepare(edit)
         except (InputRejected, ImageError, PhotoUnavailable, ProviderError, UnknownModel) as exc:
-            return await self._fail(edit, exc, **await noted)
+            return await self._fail(edit, exc, owner, **await noted)
         except asyncio.CancelledError:
             # Nothing was sent: start again later.
-            await ctx.db.edits.release(edit.id, ctx.owner, **await noted)
+            await ctx.db.edits.release(edit.id, owner, **await noted)
             raise
+        provider = prepared.provider
         status_field = await noted
-        sending = await ctx.db.edits.transition(
-            edit.id,
-            steps.BEGIN_SUBMIT,
-            blob_keys=prepared.blob_keys,
-            lease_owner=ctx.owner,
-            lease_until=time.time() + SUBMIT_LEASE,
-            **status_field,
-        )
-        if sending is None:
-            # Cancelled meanwhile, or our lease ran out and another worker took over.
-            for key in prepared.blob_keys:
-                await ctx.blobs.delete(key)
-            await self._keep_status(edit.id, status_field)
-            return None
+        unrecorded = {"blob_keys": prepared.blob_keys, **status_field}
+        attempt = 0
+        # Waiting for the account's rate limiter, or a back-off after a refusal, happens
+        # while the edit is `queued`: a crash there leaves nothing uncertain, and a shutdown
+        # leaves the edit for the next run.
+        while await self._wait_queued(edit, owner, prepared, unrecorded, provider.wait_turn()):
+            sending = await ctx.db.edits.transition(
+                edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
+            )
+            if sending is None:
+                # Cancelled meanwhile, or our lease was lost and another worker took over.
+                if unrecorded:
+                    await self._delete_blobs(prepared)
+                    await self._keep_status(edit.id, status_field)
+                return None
+            unrecorded = {}
+            try:
+                task_id = await provider.submit(prepared.request)
+            except InputRejected as exc:
+                return await self._fail(sending, exc, owner)
+            except ProviderError as exc:
+                delay = provider.retry_delay(attempt, exc) if exc.retryable else None
+                if delay is None:
+                    return await self._fail(sending, exc, owner)
+                if await self._back_off(sending, owner, exc, delay, attempt) is None:
+                    return None  # cancelled meanwhile, or our lease was lost
+                attempt += 1
+                if not await self._wait_queued(edit, owner, prepared, {}, asyncio.sleep(delay)):
+                    return None
+                continue
+            except asyncio.CancelledError:
+                # Cut off while the provider may have received the request: never resubmit.
+                await self.interrupt(sending, owner, notify=False)
+                raise
+            ctx.clear_incident(ProviderAuthError.code)
+            ctx.clear_incident(InsufficientCredits.code)
+            return await self._record_task(edit, task_id, prepared, started, owner)
+        return None
+
+    async def _wait_queued(
+        self,
+        edit: Edit,
+        owner: str,
+        prepared: _Prepared,
+        unrecorded: dict[str, Any],
+        waiting: Awaitable[None],
+    ) -> bool:
+        """Wait in `queued`; False when shutting down (the edit is left for the next run)."""
         try:
-            task_id = await prepared.provider.submit(prepared.request)
-        except (InputRejected, ProviderError) as exc:
-            return await self._fail(sending, exc)
+            if await self.ctx.unless_stopping(waiting):
+                return True
         except asyncio.CancelledError:
-            # Cut off while the provider may have received the request: never resubmit.
-            await self.interrupt(sending, notify=False)
+            await self._leave_queued(edit, owner, prepared, unrecorded)
             raise
-        ctx.clear_incident(ProviderAuthError.code)
-        ctx.clear_incident(InsufficientCredits.code)
-        return await self._record_task(edit, task_id, prepared, started)
+        await self._leave_queued(edit, owner, prepared, unrecorded)
+        return False
+
+    async def _back_off(
+        self, edit: Edit, owner: str, exc: ProviderError, delay: float, attempt: int
+    ) -> Edit | None:
+        """The provider refused the task, so none exists: the edit is `queued` again while it
+        waits `delay` (due then, should a shutdown or a crash cut the wait short)."""
+        log.warning(
+            "provider refused the task, retrying",
+            extra={
+                "edit_id": edit.id,
+                "provider": edit.provider,
+                "error": exc.code,
+                "attempt": attempt + 1,
+                "delay": round(delay, 2),
+            },
+        )
+        return await self.ctx.db.edits.transition(
+            edit.id, steps.BACK_OFF, owner=owner, next_check_at=time.time() + delay
+        )
+
+    async def _leave_queued(
+        self, edit: Edit, owner: str, prepared: _Prepared, unrecorded: dict[str, Any]
+    ) -> None:
+        """Stopped while waiting to send: the edit stays `queued` for the next run, which
+        prepares its photos again (these are no provider's input: it refused or never saw
+        them)."""
+        log.info("shutting down: submission left to the next run", extra={"edit_id": edit.id})
+        await self._delete_blobs(prepared)
+        await self.ctx.db.edits.release(edit.id, owner, **{**unrecorded, "blob_keys": None})
+
+    async def _delete_blobs(self, prepared: _Prepared) -> None:
+        for key in prepared.blob_keys:
+            await self.ctx.blobs.delete(key)
 
     async def _record_task(
-        self, edit: Edit, task_id: str, prepared: _Prepared, started: float
+        self, edit: Edit, task_id: str, prepared: _Prepared, started: float, owner: str
     ) -> Edit | None:
         ctx = self.ctx
         now = time.time()
@@ -127,6 +206,7 @@ class Submission:
         done = await ctx.db.edits.transition(
             edit.id,
             steps.RECORD_TASK,
+            owner=owner,
             task_id=task_id,
             submitted_at=now,
             next_check_at=next_check,
@@ -134,8 +214,16 @@ class Submission:
             lease_until=None,
         )
         if done is None:
-            # The callback beat us to it (it moved the edit on); just record the task id.
-            done = await ctx.db.edits.update_fields(edit.id, task_id=task_id, submitted_at=now)
+            # The callback beat us to it (it moved the edit on): just record the task id.
+            # Not on an edit found cut off (our lease lost, the user told): with no task id
+            # its callback still delivers the result after all (LATE_SUCCESS).
+            current = await ctx.db.edits.get(edit.id)
+            uncertain = current is None or current.error_code in steps.UNCERTAIN_SUBMISSIONS
+            done = (
+                current
+                if uncertain
+                else await ctx.db.edits.update_fields(edit.id, task_id=task_id, submitted_at=now)
+            )
         log.info(
             "edit submitted",
             extra={"edit_id": edit.id, "task_id": task_id, "provider": edit.provider},
@@ -196,7 +284,7 @@ class Submission:
         if edit is not None and edit.state in TERMINAL_STATES:
             await self.ctx.notifier.clear_status(edit)
 
-    async def _fail(self, edit: Edit, exc: Exception, **fields: Any) -> Edit | None:
+    async def _fail(self, edit: Edit, exc: Exception, owner: str, **fields: Any) -> Edit | None:
         ctx = self.ctx
         code, detail = _describe(exc)
         log.warning(
@@ -208,6 +296,7 @@ class Submission:
         failed = await self.notices.end(
             edit,
             steps.FAIL_SUBMISSION,
+            owner=owner,
             event="failed",
             error_code=code,
             error_detail=detail[:1000],
@@ -218,12 +307,22 @@ class Submission:
             await self._keep_status(edit.id, fields)
         return failed
 
-    async def interrupt(self, edit: Edit, *, notify: bool = True) -> None:
+    async def recover(self, edit: Edit) -> None:
+        """An edit left `submitting` by a process that died (its lease ran out)."""
+        lease = self.ctx.lease(self.ctx.timing.notify_lease)
+        claimed = await self.ctx.db.edits.claim(
+            edit.id, [EditState.SUBMITTING], lease.token, lease.seconds
+        )
+        if claimed is not None:
+            await self.interrupt(claimed, lease.token)
+
+    async def interrupt(self, edit: Edit, owner: str, *, notify: bool = True) -> None:
         """A submission cut off by a crash: never resubmit silently, tell the user instead."""
         log.warning("submission interrupted", extra={"edit_id": edit.id, "provider": edit.provider})
         await self.notices.end(
             edit,
             steps.INTERRUPT,
+            owner=owner,
             event="failed",
             notify=notify,
             error_code="submit_interrupted",

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from bot.images.limits import ImageLimits
+from domain.errors import ProviderError
 
 
 class TaskState(StrEnum):
@@ -124,8 +125,19 @@ class Provider(Protocol):
     def validate(self, request: SubmitRequest) -> None:
         """Raise InputRejected before anything is spent when a documented limit is broken."""
 
+    async def wait_turn(self) -> None:
+        """Wait until the account's rate limit allows one more task to be created."""
+
     async def submit(self, request: SubmitRequest) -> str:
-        """Create the task; return the provider's task id."""
+        """Send the create request once (no waiting, no retry); return the task id.
+
+        A refusal that proves no task exists raises a `retryable` ProviderError; a request
+        that may have reached the provider unanswered raises SubmitUncertain.
+        """
+
+    def retry_delay(self, attempt: int, error: ProviderError) -> float | None:
+        """How long to wait before creating the task again after `error` refused retry
+        number `attempt + 1`; None to give up (or for an error not worth retrying)."""
 
     async def status(self, task_id: str) -> TaskStatus:
         """Ask the provider how the task is doing."""

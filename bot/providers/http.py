@@ -2,7 +2,8 @@
 
 Each family module (kie, kie4o, odkkk) describes its API as a `FamilyApi` built from its pure
 functions; `HttpProvider` owns what is the same for all of them: bearer auth, the account's
-rate limiter on task creation, callback authentication and the ProtocolError → 400 mapping.
+rate limiter on task creation (`wait_turn`), callback authentication and the ProtocolError →
+400 mapping.
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ class HttpProvider:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool = True,
-        limited: bool = False,
         error_mapper: ErrorMapper | None = None,
     ) -> Any:
         """Send one request of this family (auth, error mapping) and return the JSON body."""
@@ -91,7 +91,6 @@ class HttpProvider:
             json_body=json_body,
             params=params,
             idempotent=idempotent,
-            limiter=self.limiter if limited else None,
         )
 
     def accepts_callback_url(self, url: str) -> bool:
@@ -100,15 +99,18 @@ class HttpProvider:
     def validate(self, request: SubmitRequest) -> None:
         self.api.validate(request)
 
+    async def wait_turn(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.acquire()
+
     async def submit(self, request: SubmitRequest) -> str:
         body = await self.call(
-            "POST",
-            self.api.submit_path,
-            json_body=self.api.build_body(request),
-            idempotent=False,
-            limited=True,
+            "POST", self.api.submit_path, json_body=self.api.build_body(request), idempotent=False
         )
         return self.api.parse_submit(body)
+
+    def retry_delay(self, attempt: int, error: ProviderError) -> float | None:
+        return self.transport.retry_delay(attempt, error)
 
     async def status(self, task_id: str) -> TaskStatus:
         path, params = self.api.status_query(task_id)

@@ -80,6 +80,12 @@ class Transport:
         self.retry = retry or RetryPolicy()
         self._on_call = on_call
 
+    def retry_delay(self, attempt: int, error: ProviderError) -> float | None:
+        """The back-off before retry number `attempt + 1` after `error`; None: give up."""
+        if not error.retryable or attempt >= self.retry.max_retries:
+            return None
+        return self.retry.delay(attempt, error.retry_after)
+
     async def request(
         self,
         method: str,
@@ -92,18 +98,16 @@ class Transport:
         params: Mapping[str, str] | None = None,
         form: Callable[[], aiohttp.FormData] | None = None,
         idempotent: bool = True,
-        limiter: SlidingWindowLimiter | None = None,
     ) -> Any:
         """Send a request, retrying what is retryable, and return the decoded JSON body.
 
-        Non-idempotent requests (task creation) are retried only when the provider
-        definitely did not act on them (an error answer, or a connection never made);
-        a timeout after sending raises SubmitUncertain instead of risking a second task.
+        A non-idempotent request (task creation) is sent once: its caller decides about
+        another attempt (`retry_delay`), which is safe only when the provider definitely
+        did not act on it (an error answer, or a connection never made). A timeout after
+        sending raises SubmitUncertain instead, never to be retried.
         """
         attempt = 0
         while True:
-            if limiter is not None:
-                await limiter.acquire()
             started = time.monotonic()
             outcome = "ok"
             try:
@@ -129,9 +133,9 @@ class Transport:
             finally:
                 if self._on_call is not None:
                     self._on_call(family, method, time.monotonic() - started, outcome)
-            if not error.retryable or attempt >= self.retry.max_retries:
+            delay = self.retry_delay(attempt, error) if idempotent else None
+            if delay is None:
                 raise error
-            delay = self.retry.delay(attempt, error.retry_after)
             log.warning(
                 "provider call failed, retrying",
                 extra={
