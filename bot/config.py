@@ -128,6 +128,9 @@ class Settings(BaseSettings):
 
     # Storage
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", validation_alias="SQLITE_SYNCHRONOUS"
+    )
     data_dir: Path = Field(default=Path("./data"), validation_alias="DATA_DIR")
     storage: StorageKind | None = Field(default=None, validation_alias="STORAGE")
     file_url_ttl: int = Field(default=3600, ge=60, validation_alias="FILE_URL_TTL")
@@ -162,6 +165,7 @@ class Settings(BaseSettings):
     callback_grace: float = Field(default=120.0, gt=0, validation_alias="CALLBACK_GRACE")
     task_timeout: float = Field(default=900.0, gt=0, validation_alias="TASK_TIMEOUT")
     sweep_interval: float = Field(default=2.0, gt=0, validation_alias="SWEEP_INTERVAL")
+    update_lease: float = Field(default=60.0, gt=0, validation_alias="UPDATE_LEASE")
     max_result_bytes: int = Field(
         default=30 * 1024 * 1024, gt=0, validation_alias="MAX_RESULT_BYTES"
     )
@@ -181,6 +185,11 @@ class Settings(BaseSettings):
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("odkkk_task_path")
     @classmethod
