@@ -78,6 +78,7 @@ class UpdateIntake:
             return
         for update in batch:
             if update.update_id in new:
+                new.discard(update.update_id)  # a batch may repeat an update too
                 self._handle(update)
 
     def _lease(self) -> float:
