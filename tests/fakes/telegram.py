@@ -70,6 +70,7 @@ import mimetypes
 import re
 import ssl
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -963,6 +964,9 @@ class FakeTelegram:
         self.webhook_secret: str | None = None
         self.webhook_allowed_updates: list[str] | None = None
         self.webhook_max_connections: int | None = None
+        self.webhook_probes: list[bool] = []
+        """For each setWebhook naming a loopback URL: whether its port accepted a TCP
+        connection at that moment (the real Telegram starts sending updates at once)."""
 
         self._runner: web.AppRunner | None = None
         self._closing = False
@@ -2040,6 +2044,7 @@ class FakeTelegram:
             raise _bad("secret token contains unallowed characters")
         self.webhook_url = url
         self.webhook_secret = secret
+        await self._probe_webhook(url)
         allowed = params.get("allowed_updates")
         self.webhook_allowed_updates = list(allowed) if isinstance(allowed, list) else None
         max_connections = params.get("max_connections")
@@ -2050,6 +2055,22 @@ class FakeTelegram:
         self._poll_terminated_by = "setWebhook request"
         self._updates_changed.notify()
         return _WithDescription(True, "Webhook was set")
+
+    async def _probe_webhook(self, url: str) -> None:
+        """Records whether a loopback webhook's port accepts connections (see webhook_probes)."""
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(parsed.hostname, port), 2)
+        except (OSError, TimeoutError):
+            self.webhook_probes.append(False)
+            return
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        self.webhook_probes.append(True)
 
     async def _delete_webhook(self, params: Json, uploads: dict[str, _Upload]) -> Any:
         was_set = self.webhook_url is not None
