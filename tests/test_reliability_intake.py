@@ -10,6 +10,8 @@ still being prepared (`queued`) when the process dies: the story is the intake a
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.keys import INTAKE
+from domain.edit import EditState
 from tests.conftest import KIE_KEY, BotStarter, SettingsFactory, free_port
 from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
@@ -192,3 +195,33 @@ async def test_sqlite_synchronous_is_a_setting(
     bot = await start_bot(make_settings(**overrides))
     rows = await bot.services.db.execute(sa.text("PRAGMA synchronous"))
     assert rows.scalar_one() == level  # 1: NORMAL, 2: FULL
+
+
+async def test_an_update_handled_again_after_a_crash_before_done_repeats_nothing(
+    tg: FakeTelegram,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The process died after handling a photo update but before marking it done: the
+    update is handled again, and the edit (keyed by chat and message) is not repeated."""
+    bot = await start_bot(make_settings(UPDATE_LEASE=0.3))
+    chat_id = 4343
+    update = tg.photo_update(chat_id, tg.user(chat_id), make_jpeg(64, 48), caption="brighter")
+    assert await tg.post_webhook(update) == 200
+    await bot.wait_state(EditState.DELIVERED)
+    db = bot.services.db
+    caplog.set_level(logging.INFO, logger="bot")
+    await db.execute(
+        sa.text("UPDATE updates SET done_at = NULL, lease_until = 0, payload = :payload"),
+        {"payload": json.dumps(update)},
+    )
+
+    async def handled_again() -> bool:
+        return await db.updates.count_pending() == 0 and len(bot.app[INTAKE]) == 0
+
+    await eventually(handled_again, what="the update handled again")
+    assert "repeated update ignored" in caplog.messages  # the handler did run again
+    assert [edit.state for edit in await bot.edits()] == [EditState.DELIVERED]
+    assert len(to_chat(tg, chat_id, "sendPhoto")) == 1
+    assert len(to_chat(tg, chat_id, "sendMessage")) == 1  # "Editing your photo…", once
