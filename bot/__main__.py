@@ -10,8 +10,8 @@ import sys
 
 from aiohttp import web
 
-from bot.app import create_app
-from bot.config import ConfigError, load_settings
+from bot.app import create_app, start_serving
+from bot.config import ConfigError, Settings, load_settings
 from bot.keys import SERVICES
 from bot.logs import settings_secrets, setup_logging
 
@@ -31,23 +31,51 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def _stop_submitting_on_signal(app: web.Application) -> None:
-    """On SIGTERM/SIGINT stop submitting new tasks at once, then shut down as aiohttp does.
+def _on_signal(app: web.Application, signum: int) -> None:
+    """SIGTERM/SIGINT: stop submitting new tasks at once, then shut down (GracefulExit).
 
-    aiohttp stops listening before the app's cleanup runs; a task submitted in between would
-    name an input photo URL of this service that no longer answers. (Replaces the handlers
-    `run_app` installed just before the app started.)
+    The port stops listening before the app's cleanup runs; a task submitted in between
+    would name an input photo URL of this service that no longer answers.
     """
-    loop = asyncio.get_running_loop()
-
-    def stop(signum: int) -> None:
-        log.info("signal received: no new submissions", extra={"signal": signum})
+    log.info("signal received: no new submissions", extra={"signal": signum})
+    if SERVICES in app:  # else still starting: nothing submits yet
         app[SERVICES].edits.stop_submitting()
-        raise web.GracefulExit()
+    raise web.GracefulExit()
 
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=30.0)
+    try:
+        await start_serving(runner, settings.host, settings.port)
+        await asyncio.Event().wait()  # until a signal cancels this task
+    finally:
+        await runner.cleanup()
+
+
+def _run(loop: asyncio.AbstractEventLoop, app: web.Application, settings: Settings) -> None:
+    """Serve until a signal; then shut down in order and close the loop (as aiohttp's
+    `run_app` does, which has no step between "listening" and "running" to register the
+    webhook in)."""
+    asyncio.set_event_loop(loop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
-            loop.add_signal_handler(signum, stop, signum)
+            loop.add_signal_handler(signum, _on_signal, app, signum)
+    main_task = loop.create_task(_serve(app, settings))
+    try:
+        loop.run_until_complete(main_task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main_task.done():
+            main_task.cancel()  # its cleanup runs now
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main_task)
+        rest = asyncio.all_tasks(loop)
+        for task in rest:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def main() -> int:
@@ -59,17 +87,7 @@ def main() -> int:
     setup_logging(settings.log_level, settings_secrets(settings))
     loop = new_event_loop()
     log.info("event loop", extra={"loop": f"{type(loop).__module__}.{type(loop).__name__}"})
-    app = create_app(settings)
-    app.on_startup.append(_stop_submitting_on_signal)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=30.0,
-        print=None,
-        access_log=None,
-        loop=loop,
-    )
+    _run(loop, create_app(settings), settings)
     return 0
 
 

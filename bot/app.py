@@ -22,10 +22,12 @@ from bot.credit_watch import CREDIT_WATCH, CreditWatch, watch_credits
 from bot.delivery import TelegramNotifier, TelegramPhotoSource
 from bot.handlers import register_all
 from bot.i18n import Translator
+from bot.intake import UpdateIntake
 from bot.keys import (
     BLOBS,
     DATABASE,
     HTTP,
+    INTAKE,
     METRICS,
     PTB,
     REGISTRY,
@@ -86,7 +88,8 @@ def create_app(settings: Settings, *, translator: Translator | None = None) -> w
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    db = Database(app[SETTINGS].resolved_database_url)
+    settings = app[SETTINGS]
+    db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await db.migrate()
     app[DATABASE] = db
     yield
@@ -234,9 +237,9 @@ def build_telegram(settings: Settings) -> Application:  # type: ignore[type-arg]
             )
         )
     )
-    if settings.webhook_mode:
-        builder = builder.updater(None)
-    application = builder.build()
+    # Updates are fetched by bot.polling or the webhook route and handed over by bot.intake,
+    # never by PTB's Updater (it acknowledges updates before they are recorded).
+    application = builder.updater(None).build()
     register_all(application)
     return application
 
@@ -345,29 +348,40 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _intake(app: web.Application) -> AsyncIterator[None]:
-    """New work coming in: Telegram updates (webhook or long polling) and the submissions
-    they start. Started last, stopped first."""
+    """New work coming in: Telegram updates and the submissions they start. Started last,
+    stopped first. Updates flow only once the port listens (`start_serving`)."""
     settings, ptb = app[SETTINGS], app[PTB]
+    intake = UpdateIntake(app[DATABASE].updates, ptb, lease=settings.update_lease)
+    app[INTAKE] = intake
     await ptb.start()
     try:
         await publish_commands(ptb.bot, app[TRANSLATOR])
-        await _receive_updates(settings, ptb)
+        await intake.start()  # updates an earlier run recorded and did not finish
     except BaseException:
         await ptb.stop()  # so that `_telegram` can shut it down
         raise
     yield
-    # Stop taking new work, let in-flight handlers finish; background work drains next.
+    # Stop taking new work, let updates being handled finish; background work drains next.
     log.info("shutting down: finishing updates and background work")
     app[SERVICES].edits.stop_submitting()
-    if ptb.updater is not None and ptb.updater.running:
-        await ptb.updater.stop()
+    await intake.close(SHUTDOWN_GRACE)
     if ptb.running:
         await ptb.stop()
 
 
-async def _receive_updates(settings: Settings, ptb: Application) -> None:  # type: ignore[type-arg]
+async def start_serving(runner: web.AppRunner, host: str, port: int) -> None:
+    """Open every resource, listen on `host`:`port`, and only then have Telegram send updates.
+
+    An update Telegram sends to a port that does not listen yet is refused, and Telegram
+    tries it again only seconds to a minute later; so the webhook is registered (or long
+    polling starts) last.
+    """
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    app = runner.app
+    settings, intake = app[SETTINGS], app[INTAKE]
     if settings.webhook_mode:
-        await ptb.bot.set_webhook(
+        await app[PTB].bot.set_webhook(
             url=f"{settings.base_url}/telegram",
             secret_token=settings.resolved_webhook_secret,
             allowed_updates=Update.ALL_TYPES,
@@ -375,12 +389,7 @@ async def _receive_updates(settings: Settings, ptb: Application) -> None:  # typ
         )
         log.info("webhook mode", extra={"url": f"{settings.base_url}/telegram"})
         return
-    assert ptb.updater is not None
-    await ptb.updater.start_polling(
-        allowed_updates=Update.ALL_TYPES,
-        timeout=settings.telegram_poll_timeout,
-        poll_interval=0.0,
-    )
+    await intake.poll(settings.telegram_poll_timeout)
     log.info("long polling mode")
 
 

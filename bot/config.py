@@ -171,6 +171,9 @@ class Settings(BaseSettings):
 
     # Storage
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", validation_alias="SQLITE_SYNCHRONOUS"
+    )
     data_dir: Path = Field(default=Path("./data"), validation_alias="DATA_DIR")
     storage: StorageKind | None = Field(default=None, validation_alias="STORAGE")
     file_url_ttl: int = Field(default=3600, ge=60, validation_alias="FILE_URL_TTL")
@@ -212,6 +215,7 @@ class Settings(BaseSettings):
     notify_lease: float = Field(default=60.0, gt=0, validation_alias="NOTIFY_LEASE")
     poll_lease: float = Field(default=60.0, gt=0, validation_alias="POLL_LEASE")
     lease_renew_interval: float = Field(default=15.0, gt=0, validation_alias="LEASE_RENEW_INTERVAL")
+    update_lease: float = Field(default=60.0, gt=0, validation_alias="UPDATE_LEASE")
     max_result_bytes: int = Field(
         default=30 * 1024 * 1024, gt=0, validation_alias="MAX_RESULT_BYTES"
     )
@@ -231,6 +235,11 @@ class Settings(BaseSettings):
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("odkkk_task_path")
     @classmethod

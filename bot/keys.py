@@ -8,6 +8,7 @@ from telegram.ext import Application
 
 from bot.config import Settings
 from bot.i18n import Translator
+from bot.intake import UpdateIntake
 from bot.metrics import Metrics
 from bot.providers.registry import ProviderRegistry
 from bot.providers.transport import Transport
@@ -27,3 +28,4 @@ BLOBS = web.AppKey("blobs", BlobStore)
 PTB = web.AppKey("ptb", Application)
 TRACKER = web.AppKey("tracker", TaskTracker)
 SERVICES = web.AppKey("services", Services)
+INTAKE = web.AppKey("intake", UpdateIntake)

@@ -3,15 +3,15 @@
 Each table family has its repository, built on the connection owner (storage.dbconn) and
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
 (pending prompts), `db.chats` (blocked chats), `db.chat_settings`, `db.moderation`,
-`db.limits` (per-user limits and the spend cap); operators' runtime control:
-`db.user_controls`, `db.throttle` and `db.alerts`.
+`db.limits` (per-user limits and the spend cap), `db.updates` (Telegram updates, the durable
+intake); operators' runtime control: `db.user_controls`, `db.throttle` and `db.alerts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
@@ -30,24 +30,35 @@ from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
 from storage.throttle import ActionThrottle
+from storage.updates import Updates
 from storage.user_controls import UserControls
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
+SqliteSynchronous = Literal["NORMAL", "FULL"]
+"""How hard SQLite (in WAL mode) makes a commit durable. NORMAL: a commit survives a crash of
+the process, but the last ones may be lost on power loss or an OS crash (the WAL is synced
+only at checkpoints). FULL: the WAL is synced at every commit (one fsync per group commit)."""
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+
+def _sqlite_pragmas(synchronous: SqliteSynchronous) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 class Database:
     """Async access to the service's tables; SQLite by default, PostgreSQL by URL."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, sqlite_synchronous: SqliteSynchronous = "NORMAL"
+    ) -> None:
         self.url = url
         self.backend: Backend
         parsed = sa.engine.make_url(url)
@@ -59,7 +70,9 @@ class Database:
             # `sqlite+aiosqlite://` URL names the same file.
             sync_url = parsed.set(drivername="sqlite")
             engine = sa.create_engine(sync_url, echo=echo, poolclass=sa.pool.NullPool)
-            event.listen(engine, "connect", _sqlite_pragmas)
+            if sqlite_synchronous not in ("NORMAL", "FULL"):
+                raise ValueError(f"sqlite_synchronous must be NORMAL or FULL: {sqlite_synchronous}")
+            event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
             self.backend = ThreadBackend(engine)
         else:
             # SQLAlchemy's default (5 + 10 overflow) queues a busy replica's transactions;
@@ -79,6 +92,7 @@ class Database:
         self.throttle = ActionThrottle(self.backend)
         self.alerts = OperatorAlerts(self.backend)
         self.limits = LimitQueries(self.backend)
+        self.updates = Updates(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -193,3 +193,18 @@ spend_alerts = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Telegram updates (0007), recorded before Telegram hears they arrived (webhook answer, polling
+# offset) and marked done once handled; see storage/updates.py. `lease_until` 0: nobody is
+# handling it. Done rows keep only their id (payload emptied) until they are pruned.
+updates = sa.Table(
+    "updates",
+    metadata,
+    sa.Column("update_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("done_at", sa.Float, nullable=True),
+    sa.Index("ix_updates_pending", "done_at", "lease_until"),
+)

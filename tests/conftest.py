@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.app import create_app
+from bot.app import create_app, start_serving
 from bot.config import Settings, load_settings
 from bot.keys import SERVICES
 from bot.services import Services
@@ -177,11 +177,9 @@ async def start_bot() -> AsyncIterator[BotStarter]:
     async def start(settings: Settings) -> RunningBot:
         app = create_app(settings)
         runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
         bot = RunningBot(app, runner, f"http://127.0.0.1:{settings.port}", settings)
         running.append(bot)
+        await start_serving(runner, settings.host, settings.port)
         return bot
 
     yield start

@@ -200,7 +200,8 @@ class Service:
         return self.workdir / f"{self.name}-{self.runs}.stderr"
 
     async def start(self, tg: FakeTelegram, *, within: float = 30.0) -> None:
-        """Start the process and wait until it is healthy (and set its webhook)."""
+        """Start the process and wait until it is healthy (and set its webhook, in webhook
+        mode)."""
         assert self.process is None or self.process.returncode is not None
         self.runs += 1
         tg.webhook_url = None
@@ -223,6 +224,8 @@ class Service:
                 status, _ = await post(f"{self.url}/healthz", method="GET")
             except aiohttp.ClientError:
                 return False
+            if "PUBLIC_BASE_URL" not in self.env:  # long polling
+                return status == 200
             return status == 200 and tg.webhook_url == f"{self.public_url}/telegram"
 
         await eventually(healthy, within=within, what="the service to become healthy")

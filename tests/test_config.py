@@ -40,6 +40,13 @@ def test_kie_storage_needs_key() -> None:
     assert "KIE_API_KEY" in str(info.value)
 
 
+@pytest.mark.parametrize("level", ["OFF", "EXTRA", "0"])
+def test_sqlite_synchronous_is_normal_or_full(level: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", SQLITE_SYNCHRONOUS=level)
+    assert "SQLITE_SYNCHRONOUS" in str(info.value)
+
+
 def test_defaults_and_derived_values(tmp_path: Path) -> None:
     settings = load_settings(
         _env_file=None,

@@ -323,3 +323,34 @@ async def test_an_edit_that_ends_gives_its_lease_back(db: Database) -> None:
         )
     ).one()
     assert tuple(row) == (None, None)
+
+
+async def test_updates_are_recorded_once_and_resumed_in_order(db: Database) -> None:
+    """db.updates: a repeated update_id records nothing; what a dead owner left undone is
+    claimed by one process, oldest first, once its lease ran out; done rows are pruned."""
+    updates = db.updates
+    assert await updates.record(12, '{"update_id": 12}', "dead", 60) is True
+    assert await updates.record(12, '{"update_id": 12, "again": 1}', "other", 60) is False
+    assert await updates.record_many(
+        [(11, '{"update_id": 11}'), (12, "{}"), (13, '{"update_id": 13}'), (13, "{}")],
+        "dead",
+        60,
+    ) == [11, 13]
+    assert await updates.count_pending() == 3
+    assert await updates.claim_stale("me", 60) == []  # the owner's leases still run
+
+    await db.execute(sa.text("UPDATE updates SET lease_until = 1"))  # the owner died long ago
+    claims = await asyncio.gather(*(updates.claim_stale(f"w{n}", 60) for n in range(5)))
+    [won] = [claim for claim in claims if claim]  # one process takes them
+    assert won == [(11, '{"update_id": 11}'), (12, '{"update_id": 12}'), (13, '{"update_id": 13}')]
+    winner = f"w{claims.index(won)}"
+
+    await updates.done(12)
+    await updates.done(12)
+    assert await updates.count_pending() == 2
+    await updates.release(winner)  # a graceful shutdown: the rest is free at once
+    assert [update_id for update_id, _ in await updates.claim_stale("next", 60)] == [11, 13]
+    assert await updates.record(12, "{}", "late", 60) is False  # done, still recognised
+    assert await updates.prune(done_before=time.time() - 3600) == 0
+    assert await updates.prune(done_before=time.time() + 1) == 1
+    assert await updates.count_pending() == 2

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from bot.app import create_app
+from bot.app import create_app, start_serving
 from bot.config import load_settings
 from bot.keys import SERVICES
 from bot.providers.kie import signature
@@ -158,8 +158,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         )
         app = create_app(config)
         runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await start_serving(runner, "127.0.0.1", port)
         h.resources["runner"] = runner
         h.resources["session"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         h.url = f"http://127.0.0.1:{port}"

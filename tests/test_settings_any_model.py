@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from bot import app as app_module
-from bot.app import create_app
+from bot.app import create_app, start_serving
 from bot.handlers.settings_views import data
 from bot.i18n import Translator
 from bot.providers.base import (
@@ -122,8 +122,7 @@ async def acme_bot(
     settings = make_settings(webhook=True)
     app = create_app(settings, translator=translator)
     runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    await start_serving(runner, settings.host, settings.port)
     bot = RunningBot(app, runner, f"http://127.0.0.1:{settings.port}", settings)
     try:
         yield bot, acme

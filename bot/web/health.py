@@ -57,7 +57,9 @@ async def metrics(request: web.Request) -> web.Response:
     )
     meters.queue_depth.labels(queue="delivery").set(total(EditState.SUCCEEDED))
     meters.queue_depth.labels(queue="notify").set(await services.db.edits.count_unnotified())
-    meters.queue_depth.labels(queue="telegram_updates").set(request.app[PTB].update_queue.qsize())
+    meters.queue_depth.labels(queue="telegram_updates").set(
+        await services.db.updates.count_pending()
+    )
     meters.background_tasks.set(len(services.tracker))
     return web.Response(
         body=services.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}

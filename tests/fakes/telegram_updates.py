@@ -4,10 +4,12 @@ and the callback and inline queries they open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import enum
 import itertools
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -74,6 +76,9 @@ class UpdateFeed(ChatState):
         self.webhook_secret: str | None = None
         self.webhook_allowed_updates: list[str] | None = None
         self.webhook_max_connections: int | None = None
+        self.webhook_probes: list[bool] = []
+        """For each setWebhook naming a loopback URL: whether its port accepted a TCP
+        connection at that moment (the real Telegram starts sending updates at once)."""
         self._closing = False
         self._update_ids = itertools.count(100_000_001)
         self._updates: list[Json] = []
@@ -325,6 +330,22 @@ class UpdateFeed(ChatState):
         self._updates = keep
         return copy.deepcopy(keep[:limit])
 
+    async def _probe_webhook(self, url: str) -> None:
+        """Records whether a loopback webhook's port accepts connections (webhook_probes)."""
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(parsed.hostname, port), 2)
+        except (OSError, TimeoutError):
+            self.webhook_probes.append(False)
+            return
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        self.webhook_probes.append(True)
+
     async def _set_webhook(self, params: Json, uploads: dict[str, Upload]) -> Any:
         url = params.get("url")
         if not url:
@@ -338,6 +359,7 @@ class UpdateFeed(ChatState):
             raise bad("secret token contains unallowed characters")
         self.webhook_url = url
         self.webhook_secret = secret
+        await self._probe_webhook(url)
         allowed = params.get("allowed_updates")
         self.webhook_allowed_updates = list(allowed) if isinstance(allowed, list) else None
         max_connections = params.get("max_connections")
