@@ -176,14 +176,20 @@ class Edits:
         return await self._update(edit_id, values, step.sources, step.error_codes, owner)
 
     async def update_fields(
-        self, edit_id: int, *, only_in: Iterable[EditState] | None = None, **fields: Any
+        self,
+        edit_id: int,
+        *,
+        only_in: Iterable[EditState] | None = None,
+        owner: str | None = None,
+        **fields: Any,
     ) -> Edit | None:
         """Set fields of an edit without changing its state (`only_in`: if it is in one of
-        those states). None when there is no such edit (or it is in another state)."""
+        those states; `owner`: only while that lease is held). None when there is no such
+        edit (or it is in another state, or the lease is someone else's)."""
         if "state" in fields:
             raise ValueError("state changes go through transition() and a Step")
         values: dict[str, Any] = {"updated_at": time.time(), **fields}
-        return await self._update(edit_id, values, only_in, None, None)
+        return await self._update(edit_id, values, only_in, None, owner)
 
     async def _update(
         self,

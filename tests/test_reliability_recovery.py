@@ -22,6 +22,7 @@ from tests.reliability import (
     eventually,
     post,
     quiesce,
+    replies_to,
     send_edit,
     sent_ok,
     success_body,
@@ -270,3 +271,21 @@ async def test_a_failure_notice_shown_but_not_recorded_is_not_sent_again(
         ("editMessageText", failed),
     ]
     assert said[0].params["reply_parameters"]["message_id"] == message["message_id"]
+
+
+async def test_the_working_message_is_recorded_before_waiting_for_the_rate_limiter(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    # A wait for the provider's rate limiter may last minutes. A crash meanwhile must not
+    # leave "Editing your photo…" unknown to the database: nothing would ever remove it or
+    # rewrite it into a failure notice.
+    bot = await start_bot(make_settings(KIE_RATE_LIMIT="1/60"))
+    await tg.wait_for("setWebhook")
+    await send_edit(bot, tg, "one")
+    await bot.wait_state(EditState.DELIVERED, 1)
+    second = await send_edit(bot, tg, "two")  # its turn is a minute away
+    [status] = await tg.wait_for("sendMessage", replies_to(second))
+    waiting = await bot.wait_edit(lambda e: e.status_message_id is not None, 2)
+    assert waiting.state is EditState.QUEUED
+    assert waiting.status_message_id == tg.sent_message(status)["message_id"]
+    assert len(kie.tasks) == 1
