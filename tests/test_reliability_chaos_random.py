@@ -69,7 +69,7 @@ FLOOD_RETRY_AFTER = 2  # seconds: twice DELIVERY_LEASE
 ENDED = ("delivered", "failed", "expired")
 # A message sent again was answered by Telegram at most this long before its sender died
 # (one Bot API answer and one commit, on a loaded machine).
-WINDOW = 2.0
+WINDOW = 3.0
 # A sanity bound on those repeats: the sends in flight at five kills.
 MAX_REPEATS = 2 * WAVE
 
