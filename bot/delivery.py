@@ -42,7 +42,7 @@ from bot.i18n import Translator
 from bot.lifecycle.context import ChatUnreachable, DeliveryFailed, PhotoUnavailable
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
-from bot.rewrite import any_error, rewrite
+from bot.rewrite import any_error, rewrite, unchanged
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -355,8 +355,11 @@ class TelegramNotifier:
                     )
                 )
                 return
-            except DeliveryFailed:
-                pass  # the status message is gone: send a fresh reply instead
+            except DeliveryFailed as exc:
+                if isinstance(exc.__cause__, TelegramError) and unchanged(exc.__cause__):
+                    # It already says so: shown by a pass that died before recording it.
+                    return
+                # Otherwise the status message is gone: send a fresh reply instead.
         await telegram_call(
             lambda: self.bot.send_message(edit.chat_id, text, reply_parameters=self._reply_to(edit))
         )

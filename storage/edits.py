@@ -176,14 +176,20 @@ class Edits:
         return await self._update(edit_id, values, step.sources, step.error_codes, owner)
 
     async def update_fields(
-        self, edit_id: int, *, only_in: Iterable[EditState] | None = None, **fields: Any
+        self,
+        edit_id: int,
+        *,
+        only_in: Iterable[EditState] | None = None,
+        owner: str | None = None,
+        **fields: Any,
     ) -> Edit | None:
         """Set fields of an edit without changing its state (`only_in`: if it is in one of
-        those states). None when there is no such edit (or it is in another state)."""
+        those states; `owner`: only while that lease is held). None when there is no such
+        edit (or it is in another state, or the lease is someone else's)."""
         if "state" in fields:
             raise ValueError("state changes go through transition() and a Step")
         values: dict[str, Any] = {"updated_at": time.time(), **fields}
-        return await self._update(edit_id, values, only_in, None, None)
+        return await self._update(edit_id, values, only_in, None, owner)
 
     async def _update(
         self,
@@ -325,12 +331,23 @@ class Edits:
             renewed.update(str(row[0]) for row in (await self._db.execute(stmt)).all())
         return renewed
 
-    async def mark_notified(self, edit_id: int) -> bool:
-        """Record that the user was told about a failure; False if someone already did."""
+    async def mark_notified(self, edit_id: int, owner: str) -> bool:
+        """Record that the user was told about a failure, and give back the notice's lease
+        (`owner`) if it still holds it; False if someone already recorded the notice.
+
+        The lease may be another worker's by now: a late success (`LATE_SUCCESS`) moves an
+        edit on while its notice is out, and its delivery claims the edit. Clearing that
+        lease would let the sweeper send the result a second time.
+        """
+        held = edits.c.lease_owner == owner
         stmt = (
             edits.update()
             .where(edits.c.id == edit_id, edits.c.notified_at.is_(None))
-            .values(notified_at=time.time(), lease_owner=None, lease_until=None)
+            .values(
+                notified_at=time.time(),
+                lease_owner=sa.case((held, None), else_=edits.c.lease_owner),
+                lease_until=sa.case((held, None), else_=edits.c.lease_until),
+            )
         )
         return bool((await self._db.execute(stmt)).rowcount)
 

@@ -141,9 +141,24 @@ async def test_failure_notice_is_marked_once(db: Database) -> None:
     assert edit is not None
     pending = await db.edits.unnotified(older_than=time.time() + 1)
     assert [e.id for e in pending] == [edit.id]
-    assert await db.edits.mark_notified(edit.id) is True
-    assert await db.edits.mark_notified(edit.id) is False
+    assert await db.edits.claim(edit.id, [EditState.FAILED], "notice", 60) is not None
+    assert await db.edits.mark_notified(edit.id, "notice") is True
+    assert await db.edits.mark_notified(edit.id, "notice") is False
     assert await db.edits.unnotified(older_than=time.time() + 1) == []
+    marked = await db.edits.get(edit.id)
+    assert marked is not None and marked.lease_owner is None and marked.lease_until is None
+
+
+async def test_a_notice_recorded_late_leaves_another_workers_lease(db: Database) -> None:
+    # The edit moved on while its notice was out (a late success) and is being delivered.
+    edit = await db.edits.create(new_edit(state=EditState.SUCCEEDED))
+    assert edit is not None
+    delivering = await db.edits.claim(edit.id, [EditState.SUCCEEDED], "delivery", 60)
+    assert delivering is not None
+    assert await db.edits.mark_notified(edit.id, "notice") is True
+    after = await db.edits.get(edit.id)
+    assert after is not None and after.notified_at is not None
+    assert (after.lease_owner, after.lease_until) == ("delivery", delivering.lease_until)
 
 
 async def test_pending_prompt_is_taken_once(db: Database) -> None:

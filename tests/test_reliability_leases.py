@@ -106,3 +106,27 @@ async def test_a_submission_held_longer_than_its_lease_is_created_and_delivered_
     interrupted = bot.services.tr("en", "error.submit_interrupted")
     told = [call.params.get("text") for call in to_chat(tg, CHAT_ID, *TEXT_METHODS)]
     assert told and interrupted not in told
+
+
+async def test_a_failure_notice_ending_during_a_late_delivery_leaves_its_lease_alone(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    # The create request times out, so the user is told the edit may not have started; the
+    # task's callback arrives while that notice is still on its way, and the result's
+    # delivery starts before the notice is recorded. Recording the notice must not give
+    # back the delivery's lease: the sweeper would send the result a second time.
+    bot = await start_bot(make_settings(**SHORT_LEASES, PROVIDER_TIMEOUT=0.3))
+    await tg.wait_for("setWebhook")
+    kie.slow_answers("/createTask", 2.0)  # the task exists; its id comes too late
+    kie.next_outcome(delay=1.0)  # it finishes while the notice is being sent
+    tg.delay("editMessageText", 1.5)
+    tg.delay("sendPhoto", 2.0)
+    message = await send_edit(bot, tg)
+    await bot.wait_state(EditState.DELIVERED, within=20)
+    await quiesce(bot)
+    uncertain = bot.services.tr("en", "error.submit_uncertain")
+    told = [call.params["text"] for call in tg.calls_of("editMessageText") if call.ok]
+    assert told == [uncertain]
+    assert (await bot.edit(1)).notified_at is not None
+    assert len(kie.tasks) == 1
+    assert len(sent_ok(tg, "sendPhoto", message)) == 1

@@ -22,6 +22,7 @@ from tests.reliability import (
     eventually,
     post,
     quiesce,
+    replies_to,
     send_edit,
     sent_ok,
     success_body,
@@ -237,3 +238,54 @@ async def test_edit_arriving_during_shutdown_is_submitted_by_the_next_run(
     await quiesce(second)
     assert len(kie.tasks) == 1 and len(creates(kie)) == 1
     assert len(sent_ok(tg, "sendPhoto", message)) == 1
+
+
+async def test_a_failure_notice_shown_but_not_recorded_is_not_sent_again(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await start_bot(make_settings())
+    await tg.wait_for("setWebhook")
+    kie.next_outcome(("500", "Internal server error"))
+    message = await send_edit(bot, tg)
+    edit = await bot.wait_edit(lambda e: e.notified_at is not None)
+    await quiesce(bot)
+    # What a crash between Telegram showing the notice (the status message rewritten) and
+    # the database recording it leaves behind; the sweeper tells the user again.
+    await bot.services.db.execute(
+        edits.update()
+        .where(edits.c.id == edit.id)
+        .values(notified_at=None, updated_at=time.time() - 10)
+    )
+    await bot.wait_edit(lambda e: e.notified_at is not None, within=10)
+    await quiesce(bot)
+    # The rewrite to the same text is refused as "not modified": the user was told.
+    assert len([c for c in tg.calls_of("editMessageText") if not c.ok]) == 1
+    working = bot.services.tr("en", "edit.queued")
+    failed = bot.services.tr("en", "error.task_failed", reason="Internal server error")
+    said = sorted(
+        (c for c in to_chat(tg, CHAT_ID, "sendMessage", "editMessageText") if c.ok),
+        key=lambda c: c.at,
+    )
+    assert [(c.method, c.params["text"]) for c in said] == [
+        ("sendMessage", working),
+        ("editMessageText", failed),
+    ]
+    assert said[0].params["reply_parameters"]["message_id"] == message["message_id"]
+
+
+async def test_the_working_message_is_recorded_before_waiting_for_the_rate_limiter(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    # A wait for the provider's rate limiter may last minutes. A crash meanwhile must not
+    # leave "Editing your photo…" unknown to the database: nothing would ever remove it or
+    # rewrite it into a failure notice.
+    bot = await start_bot(make_settings(KIE_RATE_LIMIT="1/60"))
+    await tg.wait_for("setWebhook")
+    await send_edit(bot, tg, "one")
+    await bot.wait_state(EditState.DELIVERED, 1)
+    second = await send_edit(bot, tg, "two")  # its turn is a minute away
+    [status] = await tg.wait_for("sendMessage", replies_to(second))
+    waiting = await bot.wait_edit(lambda e: e.status_message_id is not None, 2)
+    assert waiting.state is EditState.QUEUED
+    assert waiting.status_message_id == tg.sent_message(status)["message_id"]
+    assert len(kie.tasks) == 1

@@ -77,7 +77,7 @@ class Notices:
             await db.edits.release(edit.id, owner)
             return
         if blocked:
-            await db.edits.mark_notified(edit.id)  # nothing more is sent to a blocked chat
+            await db.edits.mark_notified(edit.id, owner)  # nothing more is sent to a blocked chat
             return
         try:
             await self.ctx.notifier.notify_failure(edit)
@@ -91,7 +91,7 @@ class Notices:
         except asyncio.CancelledError:
             await db.edits.release(edit.id, owner)
             raise
-        await db.edits.mark_notified(edit.id)
+        await db.edits.mark_notified(edit.id, owner)
 
 
 class Delivery:

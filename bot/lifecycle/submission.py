@@ -31,6 +31,9 @@ from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
 
 log = logging.getLogger(__name__)
 
+# A rate limiter's turn taken within this long was free (no wait to prepare for).
+FREE_TURN = 0.01
+
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -111,7 +114,9 @@ class Submission:
         # Waiting for the account's rate limiter, or a back-off after a refusal, happens
         # while the edit is `queued`: a crash there leaves nothing uncertain, and a shutdown
         # leaves the edit for the next run.
-        while await self._wait_queued(edit, owner, prepared, unrecorded, provider.wait_turn()):
+        while await self._wait_queued(
+            edit, owner, prepared, unrecorded, self._turn(edit.id, owner, provider, unrecorded)
+        ):
             sending = await ctx.db.edits.transition(
                 edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
             )
@@ -162,6 +167,23 @@ class Submission:
             raise
         await self._leave_queued(edit, owner, prepared, unrecorded)
         return False
+
+    async def _turn(
+        self, edit_id: int, owner: str, provider: Provider, unrecorded: dict[str, Any]
+    ) -> None:
+        """The provider account's rate limiter. A turn that is not free at once is a wait,
+        perhaps of minutes: the "working on it" message is recorded before it (one write,
+        only when waiting), since after a crash meanwhile nothing could remove that message
+        or rewrite it into a failure notice."""
+        turn = asyncio.ensure_future(provider.wait_turn())
+        try:
+            done, _ = await asyncio.wait({turn}, timeout=FREE_TURN)
+            if not done and "status_message_id" in unrecorded:
+                status = {"status_message_id": unrecorded["status_message_id"]}
+                await self.ctx.db.edits.update_fields(edit_id, owner=owner, **status)
+            await turn
+        finally:
+            turn.cancel()
 
     async def _back_off(
         self, edit: Edit, owner: str, exc: ProviderError, delay: float, attempt: int

@@ -194,6 +194,7 @@ class FakeServer:
         self.fetched_urls: list[str] = []
         self._outcomes: deque[Outcome] = deque()
         self._injections: list[Injection] = []
+        self._slow: dict[str, float] = {}
         self._rate_stamps: deque[float] = deque()
         self._results: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -270,6 +271,16 @@ class FakeServer:
     def _inject(self, injection: Injection) -> None:
         self._injections.append(injection)
 
+    def slow_answers(self, path_suffix: str, seconds: float) -> None:
+        """Hold back the answers of API calls whose path ends with `path_suffix` for
+        `seconds` after they were handled (0 stops it). A create request makes its task at
+        once, but the task id reaches the client late: a client that dies meanwhile has
+        paid for a task it never heard of, as over a slow network."""
+        if seconds <= 0:
+            self._slow.pop(path_suffix, None)
+        else:
+            self._slow[path_suffix] = seconds
+
     def rewrite(self, url: str) -> str:
         """Apply the longest matching `url_rewrites` prefix."""
         best = max((p for p in self.url_rewrites if url.startswith(p)), key=len, default=None)
@@ -331,7 +342,11 @@ class FakeServer:
             return self.error_response(request, 401, None, http_status=None)
         if request.path in self.generation_paths and not self._rate_ok():
             return self.error_response(request, 429, None, http_status=None)
-        return await handler(request)
+        response = await handler(request)
+        hold = max((s for p, s in self._slow.items() if request.path.endswith(p)), default=0.0)
+        if hold:
+            await asyncio.sleep(hold)
+        return response
 
     def _rate_ok(self) -> bool:
         if self.rate_limit is None:

@@ -106,6 +106,10 @@ class ApiCall:
     status: int
     """HTTP status of the answer."""
     at: float = field(default_factory=time.monotonic)
+    """When the answer was produced (`time.monotonic()`)."""
+    received: float = field(default_factory=time.monotonic)
+    """When the request arrived: a call whose client died meanwhile (a SIGKILLed bot) is
+    still executed and answered, like on the real server, so `at` can follow the death."""
 
     @property
     def ok(self) -> bool:
@@ -345,6 +349,7 @@ class ApiServer(UpdateFeed):
     # --------------------------------------------------------------------------- HTTP layer
 
     async def _handle_api(self, request: web.Request) -> web.Response:
+        received = time.monotonic()
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         name = _METHODS.get(request.match_info["method"].lower())
@@ -386,6 +391,7 @@ class ApiServer(UpdateFeed):
                 },
                 response=copy.deepcopy(body),
                 status=status,
+                received=received,
             )
         )
         self._calls_changed.notify()
