@@ -238,6 +238,35 @@ class UpdateFeed(ChatState):
         self._store_message(chat_id, message)
         return {"update_id": next(self._update_ids), "message": message}
 
+    # ------------------------------------------------------------- edited and business updates
+
+    def edited_update(
+        self, update: Json, *, text: str | None = None, caption: str | None = None
+    ) -> Json:
+        """The message of a ``message`` (``business_message``) update edited by its sender: an
+        ``edited_message`` (``edited_business_message``) with ``edit_date`` set and the new
+        text or caption, if given."""
+        kind = "business_message" if "business_message" in update else "message"
+        message: Json = copy.deepcopy(update[kind])
+        message["edit_date"] = now()
+        if text is not None:
+            message["text"] = text
+            message.pop("entities", None)
+            found = detect_entities(text)
+            if found:
+                message["entities"] = found
+        if caption is not None:
+            message.pop("caption_entities", None)
+            _add_caption(message, caption)
+        return {"update_id": next(self._update_ids), f"edited_{kind}": message}
+
+    def business_update(self, update: Json, *, connection_id: str = "business-1") -> Json:
+        """The message of a ``message`` update (from a builder above) as a ``business_message``:
+        one a customer sent to a business account the bot is connected to."""
+        message: Json = copy.deepcopy(update["message"])
+        message["business_connection_id"] = connection_id
+        return {"update_id": next(self._update_ids), "business_message": message}
+
     # ------------------------------------------------------------------------------ delivery
 
     def push_update(self, update: Json) -> None:
