@@ -12,6 +12,7 @@ from bot.handlers import (
     edit,
     fallback,
     history,
+    ignored,
     inline,
     moderation,
     operators,
@@ -24,6 +25,7 @@ from bot.handlers import (
 
 def register_all(application: Application) -> None:  # type: ignore[type-arg]
     """Register every feature; earlier modules win when filters overlap."""
+    ignored.register(application)  # first: edits and business messages start nothing
     start.register(application)
     credits.register(application)
     operators.register(application)

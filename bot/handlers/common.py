@@ -70,9 +70,15 @@ async def answer_press(
     try:
         await query.answer(text, show_alert=alert)
     except BadRequest as exc:
-        if "query is too old" not in exc.message.lower():
+        if not query_expired(exc):
             raise
         log.info("button press answered before", extra={"query_id": query.id})
+
+
+def query_expired(exc: BadRequest) -> bool:
+    """Telegram refused to answer a button press or inline query: it was answered already,
+    or the answer came too late for the user to see it. Nothing is left to do about it."""
+    return "query is too old" in exc.message.lower()
 
 
 async def admin_command(

@@ -6,6 +6,8 @@ is personal and cached only briefly, so a new result shows up at once.
 
 from __future__ import annotations
 
+import logging
+
 from telegram import (
     InlineQueryResult,
     InlineQueryResultCachedDocument,
@@ -13,9 +15,11 @@ from telegram import (
     InlineQueryResultsButton,
     Update,
 )
+from telegram.error import BadRequest
 from telegram.ext import Application, InlineQueryHandler
 
 from bot.buttons import shorten
+from bot.handlers.common import query_expired
 from bot.services import BotContext
 from domain.edit import Edit, EditState
 
@@ -23,6 +27,8 @@ MAX_RESULTS = 50  # Telegram's limit per answer
 SEARCH_DEPTH = 100
 CACHE_SECONDS = 5
 TITLE_MAX = 64
+
+log = logging.getLogger(__name__)
 
 
 def inline_results(edits: list[Edit], query: str) -> list[InlineQueryResult]:
@@ -66,7 +72,12 @@ async def inline_query(update: Update, context: BotContext) -> None:
         button = InlineQueryResultsButton(
             services.tr(lang, "inline.empty"), start_parameter="inline"
         )
-    await query.answer(results, cache_time=CACHE_SECONDS, is_personal=True, button=button)
+    try:
+        await query.answer(results, cache_time=CACHE_SECONDS, is_personal=True, button=button)
+    except BadRequest as exc:
+        if not query_expired(exc):
+            raise
+        log.info("inline query answered too late", extra={"query_id": query.id})
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
