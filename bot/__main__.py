@@ -9,11 +9,12 @@ import signal
 import sys
 
 from aiohttp import web
+from telegram.error import InvalidToken
 
 from bot.app import create_app, start_serving
 from bot.config import ConfigError, Settings, load_settings
 from bot.keys import SERVICES
-from bot.logs import settings_secrets, setup_logging
+from bot.logs import log_uncaught_exceptions, settings_secrets, setup_logging
 
 log = logging.getLogger("bot")
 
@@ -84,11 +85,32 @@ def main() -> int:
     except ConfigError as exc:
         print(f"photo-edit-bot: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings_secrets(settings))
-    loop = new_event_loop()
-    log.info("event loop", extra={"loop": f"{type(loop).__module__}.{type(loop).__name__}"})
-    _run(loop, create_app(settings), settings)
+    # Before anything that can fail on the token (the first getMe): from here on, every
+    # record and every traceback is scrubbed of the secrets.
+    redacting = setup_logging(settings.log_level, settings_secrets(settings))
+    log_uncaught_exceptions()
+    try:
+        loop = new_event_loop()
+        log.info("event loop", extra={"loop": f"{type(loop).__module__}.{type(loop).__name__}"})
+        _run(loop, create_app(settings), settings)
+    except Exception as exc:
+        log.critical("the service stopped on an error", exc_info=exc)
+        print(f"photo-edit-bot: {redacting.scrub(_failure(exc))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _failure(exc: Exception) -> str:
+    """One line for the operator saying what went wrong (the log record has the traceback)."""
+    if isinstance(exc, InvalidToken):
+        # PTB maps both 401 and 404 from the Bot API to InvalidToken; a 404 also answers a
+        # TELEGRAM_API_URL that names no Bot API server.
+        answer = exc.__cause__ if isinstance(exc.__cause__, InvalidToken) else exc
+        return (
+            f"the Bot API refused the bot token ({answer.message}): check BOT_TOKEN, and "
+            "TELEGRAM_API_URL if you run your own Bot API server"
+        )
+    return f"stopped on an error: {type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
 from pydantic import SecretStr
@@ -20,33 +22,36 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = [secret for secret in secrets if secret and len(secret) >= 6]
+        # Longest first: a secret that contains another is replaced whole.
+        self.secrets = sorted(
+            {secret for secret in secrets if secret and len(secret) >= 6}, key=len, reverse=True
+        )
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
-            record.msg = self._scrub(record.getMessage())
+            record.msg = self.scrub(record.getMessage())
             record.args = None
             if record.exc_info and not record.exc_text:
                 # Tracebacks quote URLs and arguments (an HTTP error names the bot URL, and
                 # with it the token): render them now, scrubbed, for every formatter to reuse.
                 record.exc_text = _TRACEBACKS.formatException(record.exc_info)
             if record.exc_text:
-                record.exc_text = self._scrub(record.exc_text)
+                record.exc_text = self.scrub(record.exc_text)
             if record.stack_info:
-                record.stack_info = self._scrub(record.stack_info)
+                record.stack_info = self.scrub(record.stack_info)
             for key, value in list(vars(record).items()):
                 if key in _STANDARD:
                     continue
                 if isinstance(value, str):
-                    setattr(record, key, self._scrub(value))
+                    setattr(record, key, self.scrub(value))
                 elif not isinstance(value, int | float | bool | None):
                     text = str(value)
-                    scrubbed = self._scrub(text)
+                    scrubbed = self.scrub(text)
                     if scrubbed != text:
                         setattr(record, key, scrubbed)
         return True
@@ -64,6 +69,10 @@ def settings_secrets(settings: BaseSettings) -> list[str]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             found.append(value.get_secret_value())
+            if name == "bot_token":
+                # "<bot id>:<secret>": the secret part alone is as good as the token (the
+                # bot id is public), and a URL-quoted token ("%3A") still carries it whole.
+                found.append(value.get_secret_value().partition(":")[2])
     for derived in ("resolved_webhook_secret", "resolved_signing_key"):
         value = getattr(settings, derived, None)
         if isinstance(value, bytes):
@@ -93,13 +102,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str, secrets: Iterable[str]) -> None:
+def setup_logging(level: str, secrets: Iterable[str]) -> RedactingFilter:
+    """JSON records on stderr, scrubbed of `secrets`; returns the scrubbing filter (for text
+    the service prints itself)."""
+    redacting = RedactingFilter(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(redacting)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # httpx logs every request URL, which contains the bot token: keep it quiet.
     for noisy in ("httpx", "httpcore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return redacting
+
+
+def log_uncaught_exceptions() -> None:
+    """Uncaught exceptions (main thread and other threads) become log records, so the
+    redacting filter sees their tracebacks: Python's own hooks print them raw to stderr, and
+    an exception from the Bot API quotes its URL, and with it the token. (asyncio's
+    "exception was never retrieved" reports already go through the `asyncio` logger.)"""
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("bot").critical("uncaught exception", exc_info=(kind, value, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # as threading's own hook: a thread's quiet exit
+        return
+    logging.getLogger("bot").critical(
+        "uncaught exception in a thread",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+        extra={"thread_name": args.thread.name if args.thread else None},
+    )

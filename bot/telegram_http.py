@@ -34,7 +34,7 @@ import asyncio
 import logging
 import urllib.request
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -191,7 +191,11 @@ class AiohttpRequest(BaseRequest):
         except TimeoutError as exc:
             raise TimedOut(f"Timed out ({_timeout_kind(exc)})") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+            text = str(exc)
+            safe = _without_token(text, url)
+            if safe != text:  # the error names the URL: not chained, its text has the token
+                raise NetworkError(f"aiohttp.{type(exc).__name__}: {safe}") from None
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {text}") from exc
 
     def _proxy_for(self, url: str) -> str | None:
         parts = urlsplit(url)
@@ -199,6 +203,16 @@ class AiohttpRequest(BaseRequest):
         if key not in self._proxies:
             self._proxies[key] = _environment_proxy(*key)
         return self._proxies[key]
+
+
+def _without_token(text: str, url: str) -> str:
+    """`text` with the token in Bot API URLs (``.../bot<token>/method``,
+    ``.../file/bot<token>/path``) masked: transport errors are logged and printed."""
+    for segment in urlsplit(url).path.split("/"):
+        if segment.startswith("bot") and len(segment) > 3:
+            token = segment[3:]
+            text = text.replace(token, "***").replace(quote(token, safe=""), "***")
+    return text
 
 
 def _environment_proxy(scheme: str, host: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import traceback
 from collections.abc import AsyncIterator
 
 import pytest
@@ -214,6 +215,23 @@ async def test_refused_connection_is_a_network_error_not_a_timeout() -> None:
         assert not isinstance(raised.value, TimedOut)
     finally:
         await request.shutdown()
+
+
+async def test_transport_errors_never_carry_the_token() -> None:
+    """aiohttp names the URL in some errors (here: a URL that is not HTTP, as a mistyped
+    TELEGRAM_API_URL gives); the Bot API URL contains the token, and these errors are logged."""
+    token = "123456:AAH-very-secret-token"
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        with pytest.raises(NetworkError) as raised:
+            await request.do_request(f"ftp://127.0.0.1:9/bot{token}/getMe", "POST")
+    finally:
+        await request.shutdown()
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "getMe" in shown  # the URL is still named, without its token
+    for secret in (token, token.partition(":")[2]):
+        assert secret not in shown
 
 
 async def test_lifecycle() -> None:
