@@ -8,8 +8,6 @@ catalogs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +36,7 @@ from telegram.error import (
 from telegram.warnings import PTBUserWarning
 
 from bot.buttons import result_keyboard
+from bot.formats import message_params, plain_reason
 from bot.i18n import Translator
 from bot.lifecycle.context import ChatUnreachable, DeliveryFailed, PhotoUnavailable
 from bot.providers.registry import ProviderRegistry, UnknownModel
@@ -46,6 +45,8 @@ from bot.rewrite import any_error, rewrite, unchanged
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
+# Error codes whose details are placeholders the bot stored itself (lifecycle.submission).
+OWN_PARAMS = ("input:", "image:")
 
 T = TypeVar("T")
 
@@ -342,10 +343,11 @@ class TelegramNotifier:
 
     async def notify_failure(self, edit: Edit) -> None:
         key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))
-        params: dict[str, Any] = {"param": param or "", "reason": edit.error_detail or ""}
-        if edit.error_detail and edit.error_detail.startswith("{"):
-            with contextlib.suppress(ValueError):
-                params.update(json.loads(edit.error_detail))
+        params: dict[str, Any] = {"param": param or ""}
+        if edit.error_code and edit.error_code.startswith(OWN_PARAMS):
+            params.update(message_params(edit.error_detail))
+        # Last: whatever the stored details say, the reason shown is bounded plain text.
+        params["reason"] = plain_reason(edit.error_detail)
         text = self.translator.tr(edit.lang, key, **params)
         if edit.status_message_id is not None:
             try:

@@ -1,9 +1,12 @@
-"""Numbers as people read them in messages: waits and credit amounts."""
+"""Values as people read them in messages: waits, credit amounts, provider reasons."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable
+from typing import Any
 
 
 def format_wait(tr: Callable[..., str], seconds: float) -> str:
@@ -23,3 +26,37 @@ def format_credits(amount: float) -> str:
     if float(amount).is_integer():
         return str(int(amount))
     return f"{amount:.2f}".rstrip("0").rstrip(".")
+
+
+MAX_REASON_CHARS = 300
+# Control and format characters (C0, C1, bidi overrides, zero-width) and runs of whitespace:
+# a provider's reason is shown on one line, as the provider cannot choose how it looks.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\s]+")
+
+
+def plain_reason(text: str | None) -> str:
+    """A provider's failure reason as bounded plain text, whatever its shape.
+
+    Never parsed (a reason that looks like JSON is shown as it is): notices go out without a
+    parse mode, so no markup applies either.
+    """
+    flat = _UNPRINTABLE.sub(" ", text or "").strip()
+    if len(flat) <= MAX_REASON_CHARS:
+        return flat
+    return flat[: MAX_REASON_CHARS - 1].rstrip() + "…"
+
+
+def message_params(detail: str | None) -> dict[str, Any]:
+    """The placeholders the bot itself stored for its own refusals (a flat JSON object of
+    scalars); anything else gives none."""
+    if not detail or not detail.startswith("{"):
+        return {}
+    try:
+        value = json.loads(detail)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): v for k, v in value.items() if isinstance(v, str | int | float | bool) or v is None
+    }

@@ -5,6 +5,8 @@ Plain data shared by every layer (`bot/` and `storage/` both import it; it impor
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -159,3 +161,17 @@ class AlbumItem:
     caption: str | None
     photo: InputPhoto | None
     created_at: float = 0.0
+
+
+_CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
+
+
+def new_callback_token() -> str:
+    """The per-edit secret in a provider's callback URL (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def is_callback_token(text: str) -> bool:
+    """Whether `text` has the shape of a `new_callback_token`: anything else is refused
+    without a database statement."""
+    return _CALLBACK_TOKEN.fullmatch(text) is not None

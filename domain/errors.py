@@ -94,8 +94,16 @@ class CallbackRejected(ProviderError):
 
     code = "callback_rejected"
 
-    def __init__(self, detail: str, *, status: int = 403) -> None:
+    def __init__(self, detail: str, *, status: int = 403, reason: str | None = None) -> None:
         super().__init__(detail, status=status)
+        # What operators see (logs, metrics) when the answer must not tell it.
+        self.reason = reason or detail
+
+
+def unknown_edit(reason: str) -> CallbackRejected:
+    """The one answer for a callback that is not authenticated: an edit id that does not
+    exist, belongs to another provider, or a wrong token all read alike to the caller."""
+    return CallbackRejected("unknown edit", status=404, reason=reason)
 
 
 def error_for_code(code: int, detail: str = "", *, param: str | None = None) -> ProviderError:

@@ -17,9 +17,11 @@ import aiohttp
 import pytest
 
 from bot.config import Settings
+from bot.formats import MAX_REASON_CHARS
 from domain.edit import EditState
-from tests.conftest import BotStarter, RunningBot, SettingsFactory
+from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
 from tests.fakes._common import FakeTask
+from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
 from tests.fakes.odkkk import FakeOdkkk
 from tests.fakes.telegram import FakeTelegram
@@ -230,3 +232,21 @@ async def test_fake_kie_answers_a_failed_tasks_query_like_its_failure_callback(
     data = answer["data"]
     assert data["state"] == "fail" and data["taskId"] == task_id
     assert (data["failCode"], data["failMsg"]) == (task.fail_code, task.fail_msg)
+
+
+async def test_a_nested_json_failure_message_is_shown_as_plain_text(
+    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot
+) -> None:
+    """Issue 16: a `failMsg` shaped like deeply nested JSON once made the notice raise on
+    every attempt; the user gets it as bounded plain text."""
+    await tg.wait_for("setWebhook")
+    kie.next_outcome(fail=("500", '{"a":\n' + "[" * 5000))
+    update = tg.photo_update(CHAT_ID, tg.user(USER_ID), make_jpeg(320, 240), caption="x")
+    assert await tg.post_webhook(update) == 200
+    [edited] = await tg.wait_for("editMessageText")
+    prefix = "😔 The model couldn't edit this photo: "
+    text = edited.params["text"]
+    assert text.startswith(prefix + '{"a": [[[')
+    assert "\n" not in text and len(text) <= len(prefix) + MAX_REASON_CHARS
+    edit = await webhook_bot.wait_edit(lambda e: e.notified_at is not None)
+    assert edit.error_code == "task_failed:500"

@@ -140,7 +140,7 @@ async def test_callback_refusals_keep_their_status(
             async with session.post(path, json=payload) as resp:
                 return resp.status
 
-        assert await post(f"{url}?token=wrong", body) == 403
+        assert await post(f"{url}?token=wrong", body) == 404  # as an unknown edit (issue 16)
         assert await post(f"{webhook_bot.url}/callbacks/kie/999?token=x", body) == 404
         other = {**body, "data": {**data, "taskId": "another-task"}}
         assert await post(f"{url}?token={edit.callback_token}", other) == 409

@@ -7,6 +7,7 @@ accepted duplicate leads to one delivery.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from tests.conftest import KIE_KEY, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.reliability import callback_url, post, quiesce, send_edit, sent_ok, success_body
+from tests.test_fast_paths import count_transactions
 
 HMAC_KEY = "reliability-hmac-key"
 DUMMY = "http://127.0.0.1:9/r.png"
@@ -74,10 +76,10 @@ async def test_forged_callbacks_are_refused_and_change_nothing(
         (f"{other}/callbacks/kie/1_0?token={edit.callback_token}", good, 404),
         (f"{other}/callbacks/odkkk/{edit.id}?token={edit.callback_token}", good, 404),
         (f"{other}/callbacks/nosuch/{edit.id}?token={edit.callback_token}", good, 404),
-        # wrong or missing token
-        (callback_url(webhook_bot, edit, token="x" * 32), good, 403),
-        (callback_url(webhook_bot, edit, token=""), good, 403),
-        (f"{other}/callbacks/kie/{edit.id}", good, 403),
+        # wrong or missing token: answered like an unknown edit (issue 16)
+        (callback_url(webhook_bot, edit, token="x" * 32), good, 404),
+        (callback_url(webhook_bot, edit, token=""), good, 404),
+        (f"{other}/callbacks/kie/{edit.id}", good, 404),
         # the right token, but a task id that is not the edit's
         (callback_url(webhook_bot, edit), json.dumps(success_body("f" * 32, DUMMY)).encode(), 409),
         # malformed bodies
@@ -203,3 +205,33 @@ async def test_kie_signature_is_required_when_a_key_is_set(
     await quiesce(bot)
     assert len(sent_ok(tg, "sendPhoto", message)) == 1
     assert [attempt.status for attempt in kie.callbacks] == [200]
+
+
+async def test_unauthenticated_callbacks_reach_no_parser_and_write_nothing(
+    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 16: a deeply nested `resultJson` is answered like an unknown edit without
+    the token, with 400 (never 500) with it; refused requests run no write statement."""
+    _, edit = await held_edit(webhook_bot, tg, kie)
+    assert edit.task_id is not None
+    nested = success_body(edit.task_id, DUMMY)
+    nested["data"]["resultJson"] = '{"resultUrls": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    raw = json.dumps(nested).encode()
+    unknown = f"{webhook_bot.url}/callbacks/kie/{edit.id + 1000}?token={edit.callback_token}"
+    wrong = "A" * len(edit.callback_token)
+    answers = []
+    with count_transactions(webhook_bot.services.db) as counts:
+        for url, body in [
+            (unknown, raw),
+            (callback_url(webhook_bot, edit, token=wrong), raw),
+            (callback_url(webhook_bot, edit, token="nope"), raw),
+            (f"{webhook_bot.url}/callbacks/odkkk/{edit.id}?token={edit.callback_token}", raw),
+            (callback_url(webhook_bot, edit, token=wrong), b"{not json"),
+        ]:
+            answers.append(await post(url, data=body))
+    assert answers == [answers[0]] * 5 and answers[0][0] == 404
+    assert counts["writing"] == 0, counts
+    status, _ = await post(callback_url(webhook_bot, edit), data=raw)
+    assert status == 400
+    assert await webhook_bot.edit(edit.id) == edit
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

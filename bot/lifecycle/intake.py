@@ -6,7 +6,6 @@ a repeated Telegram update records nothing new.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from bot.lifecycle.context import Lifecycle
 from bot.providers.base import InputRejected, SubmitRequest
 from bot.providers.registry import UnknownModel
-from domain.edit import Edit, EditState, InputPhoto, NewEdit
+from domain.edit import Edit, EditState, InputPhoto, NewEdit, new_callback_token
 from storage.edits import InsertGuard
 
 
@@ -94,7 +93,7 @@ class Intake:
                 provider=spec.provider,
                 model=spec.id,
                 prompt=prompt,
-                callback_token=secrets.token_urlsafe(24),
+                callback_token=new_callback_token(),
                 inputs=inputs,
                 params=dict(params),
                 state=state,

@@ -20,7 +20,7 @@ from bot.lifecycle.delivery import Delivery, Notices
 from bot.providers.base import TaskState, TaskStatus, requested_results
 from domain import steps
 from domain.edit import Edit, EditState, Settled
-from domain.errors import CallbackRejected, ProviderError
+from domain.errors import CallbackRejected, ProviderError, unknown_edit
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,15 @@ class Outcomes:
 
         The usual case, a task's outcome for an edit waiting for it, is one statement: the
         state change names the provider, token and task id in its condition. Anything else
-        (a repeat, a bad token, a body needing the stored task id to verify) falls back to
-        looking the edit up first, which also says which refusal applies.
+        (a repeat, a bad token, a body needing the stored task id to verify, a body its
+        provider cannot parse) falls back to looking the edit up first: nothing about the
+        body is answered before the token is right, and a wrong token reads as an unknown
+        edit. The caller refuses tokens of the wrong shape before any statement.
         """
         settled = await self._settle_callback(provider_name, edit_id, token, body, headers)
         if settled is not None:
             return settled
-        edit = await self.ctx.db.edits.get(edit_id)
-        if edit is None or edit.provider != provider_name:
-            raise CallbackRejected("unknown edit", status=404)
-        if not secrets.compare_digest(edit.callback_token.encode(), token.encode()):
-            raise CallbackRejected("bad token", status=403)
+        edit = await self.authenticate(provider_name, edit_id, token)
         provider = self.ctx.registry.provider(provider_name)
         status = provider.parse_callback(body, headers, task_id=edit.task_id)
         if status.task_id and edit.task_id and status.task_id != edit.task_id:
@@ -73,6 +71,15 @@ class Outcomes:
         return CallbackOutcome(
             edit_id=edit.id, changed=updated is not None, state=(updated or edit).state
         )
+
+    async def authenticate(self, provider_name: str, edit_id: int, token: str) -> Edit:
+        """The edit a callback's URL names, if its token is right; one refusal otherwise."""
+        edit = await self.ctx.db.edits.get(edit_id)
+        if edit is None or edit.provider != provider_name:
+            raise unknown_edit("unknown edit")
+        if not secrets.compare_digest(edit.callback_token.encode(), token.encode()):
+            raise unknown_edit("bad token")
+        return edit
 
     async def _settle_callback(
         self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]

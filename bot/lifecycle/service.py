@@ -62,6 +62,7 @@ class EditService:
         self.create = self.intake.create
         self.submit = self.submission.submit
         self.handle_callback = self.outcomes.handle_callback
+        self.authenticate_callback = self.outcomes.authenticate
         self.deliver = delivery.deliver
         self.notify = notices.notify
         self.approve = self.decisions.approve

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -9,7 +10,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from bot.images.limits import ImageLimits
-from domain.errors import ProviderError
+from domain.errors import ProtocolError, ProviderError
 
 
 class TaskState(StrEnum):
@@ -180,3 +181,15 @@ def check_prompt_and_images(request: SubmitRequest) -> None:
         raise InputRejected("no_image")
     if count > model.max_images:
         raise InputRejected("too_many_images", limit=model.max_images, count=count)
+
+
+def embedded_json(text: str, what: str) -> Any:
+    """A JSON document carried as a string inside an answer (KIE's `resultJson`).
+
+    ProtocolError for anything that is not JSON, nesting too deep included: the answer may
+    come from anyone who can reach the callback URL, so no input may escape as a 500.
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"{what} is not JSON") from exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from bot.providers.base import (
     TaskState,
     TaskStatus,
     check_prompt_and_images,
+    embedded_json,
     option_table,
 )
 from bot.providers.http import FamilyApi, HttpProvider
@@ -322,10 +322,7 @@ def _result_urls(raw: Any) -> tuple[str, ...]:
     if isinstance(raw, str):
         if not raw.strip():
             return ()
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise ProtocolError("resultJson is not JSON") from exc
+        raw = embedded_json(raw, "resultJson")
     if not isinstance(raw, dict):
         return ()
     urls = raw.get("resultUrls") or raw.get("result_urls") or []

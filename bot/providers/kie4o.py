@@ -7,7 +7,6 @@ KIE's envelope (`code` + `msg`), mapped by `kie.kie_error` with 4o parameter nam
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,6 +19,7 @@ from bot.providers.base import (
     TaskState,
     TaskStatus,
     check_prompt_and_images,
+    embedded_json,
     option_table,
 )
 from bot.providers.http import FamilyApi, HttpProvider
@@ -170,10 +170,7 @@ def _progress(value: Any) -> float | None:
 def _urls(container: Any) -> tuple[str, ...]:
     """result_urls (or resultUrls) of a `response`/`info` object, also when JSON-encoded."""
     if isinstance(container, str) and container.strip():
-        try:
-            container = json.loads(container)
-        except ValueError as exc:
-            raise ProtocolError("result object is not JSON") from exc
+        container = embedded_json(container, "result object")
     if not isinstance(container, dict):
         return ()
     urls = container.get("result_urls") or container.get("resultUrls") or []

@@ -2,8 +2,11 @@
 
 The edit's state change is committed before the 200 answer, so a crash after answering
 still delivers (the sweeper finds the succeeded edit); delivery itself runs in background.
-Bodies must be I-JSON (RFC 7493): UTF-8, no lone surrogates, no NaN/Infinity, integers
-that fit a double exactly; anything else is refused with 400 before any lookup.
+Nothing about a callback is answered before its per-edit token is checked: an unknown
+edit, another provider's edit and a wrong token all get the same 404, and a token of the
+wrong shape is refused before any database statement. Bodies must be I-JSON (RFC 7493):
+UTF-8, no lone surrogates, no NaN/Infinity, integers that fit a double exactly; anything
+else is refused with 400 once the token is known to be right.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from multidict import CIMultiDict
 
 from bot.keys import SERVICES
 from bot.web.errors import BadRequest
-from domain.errors import CallbackRejected
+from domain.edit import is_callback_token
+from domain.errors import CallbackRejected, unknown_edit
 
 MAX_CALLBACK_BYTES = 256 * 1024
 MAX_EDIT_ID = 2**63 - 1
@@ -27,10 +31,10 @@ MAX_EXACT_INT = 2**53
 REFUSALS = {
     400: "invalid",
     401: "bad_signature",
-    403: "bad_token",
-    404: "unknown_edit",
     409: "task_mismatch",
 }
+# Refusals answered alike (404 "unknown edit") keep their own label for operators.
+UNAUTHENTICATED = {"unknown edit": "unknown_edit", "bad token": "bad_token"}
 
 
 def _refuse_constant(name: str) -> Any:
@@ -82,11 +86,11 @@ async def provider_callback(request: web.Request) -> web.Response:
     raw_id = request.match_info["edit_id"]
     if provider == "unknown" or not (raw_id.isascii() and raw_id.isdigit()):
         services.metrics.callbacks.labels(provider=provider, result="unknown_edit").inc()
-        raise CallbackRejected("unknown edit", status=404)
+        raise unknown_edit("unknown edit")
     edit_id = int(raw_id)
     if not 0 < edit_id <= MAX_EDIT_ID:
         services.metrics.callbacks.labels(provider=provider, result="unknown_edit").inc()
-        raise CallbackRejected("unknown edit", status=404)
+        raise unknown_edit("unknown edit")
     if request.content_length is not None and request.content_length > MAX_CALLBACK_BYTES:
         services.metrics.callbacks.labels(provider=provider, result="too_large").inc()
         raise web.HTTPRequestEntityTooLarge(
@@ -98,19 +102,22 @@ async def provider_callback(request: web.Request) -> web.Response:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_CALLBACK_BYTES, actual_size=MAX_CALLBACK_BYTES + 1
         )
-    try:
-        body = parse_ijson(raw)
-    except ValueError:
-        services.metrics.callbacks.labels(provider=provider, result="malformed").inc()
-        raise BadRequest("body is not JSON") from None
+    token = request.query.get("token", "")
     # Header values outside ASCII cannot be a signature or timestamp; parsers never see them.
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if v.isascii())
     try:
-        outcome = await services.edits.handle_callback(
-            provider, edit_id, request.query.get("token", ""), body, headers
-        )
+        if not is_callback_token(token):
+            raise unknown_edit("bad token")  # not even worth a database statement
+        try:
+            body = parse_ijson(raw)
+        except ValueError:
+            # Only the edit's own provider learns that its body was refused.
+            await services.edits.authenticate_callback(provider, edit_id, token)
+            services.metrics.callbacks.labels(provider=provider, result="malformed").inc()
+            raise BadRequest("body is not JSON") from None
+        outcome = await services.edits.handle_callback(provider, edit_id, token, body, headers)
     except CallbackRejected as exc:
-        result = REFUSALS.get(exc.status or 403, "refused")
+        result = UNAUTHENTICATED.get(exc.reason) or REFUSALS.get(exc.status or 403, "refused")
         services.metrics.callbacks.labels(provider=provider, result=result).inc()
         raise
     result = "applied" if outcome.changed else "duplicate"

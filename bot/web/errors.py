@@ -23,7 +23,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except CallbackRejected as exc:
-        log.warning("callback refused", extra={"path": request.path, "reason": exc.detail})
+        log.warning("callback refused", extra={"path": request.path, "reason": exc.reason})
         return web.json_response({"ok": False, "error": exc.detail}, status=exc.status or 403)
     except BadRequest as exc:
         return web.json_response({"ok": False, "error": str(exc)}, status=400)
