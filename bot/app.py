@@ -31,6 +31,7 @@ from bot.keys import (
     METRICS,
     PTB,
     REGISTRY,
+    RESULT_HTTP,
     SERVICES,
     SETTINGS,
     TRACKER,
@@ -48,6 +49,7 @@ from bot.providers.kie_upload import KieUploadStore
 from bot.providers.odkkk import odkkk_api, odkkk_models
 from bot.providers.registry import ProviderRegistry
 from bot.providers.transport import RetryPolicy, SlidingWindowLimiter, Transport
+from bot.result_addresses import result_session
 from bot.results import ResultFetcher
 from bot.services import SERVICES_KEY, BotContext, Services
 from bot.tasks import TaskTracker
@@ -97,13 +99,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
-    """The outgoing HTTP session, and the provider transport over it (retries, timeouts)."""
+    """The outgoing HTTP sessions (providers; result downloads, which reach only the addresses
+    bot/result_addresses.py allows), and the provider transport (retries, timeouts)."""
     settings = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=200, limit_per_host=100, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(
-        connector=connector, headers={"User-Agent": "photo-edit-bot/0.1"}
-    ) as session:
-        app[HTTP] = session
+    headers = {"User-Agent": "photo-edit-bot/0.1"}
+    async with (
+        aiohttp.ClientSession(connector=connector, headers=headers) as session,
+        result_session(allow_private=settings.result_allow_private, headers=headers) as results,
+    ):
+        app[HTTP], app[RESULT_HTTP] = session, results
         app[TRANSPORT] = Transport(
             session,
             timeout=settings.provider_timeout,
@@ -295,7 +300,11 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
     notifier = TelegramNotifier(
         bot,
         translator,
-        ResultFetcher(app[HTTP], max_bytes=settings.max_result_bytes),
+        ResultFetcher(
+            app[RESULT_HTTP],
+            max_bytes=settings.max_result_bytes,
+            allow_private=settings.result_allow_private,
+        ),
         app[REGISTRY],
         settings.admin_ids,
     )

@@ -219,6 +219,9 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(
         default=30 * 1024 * 1024, gt=0, validation_alias="MAX_RESULT_BYTES"
     )
+    # Result URLs come from providers (and their redirects): by default only public addresses
+    # are fetched; self-hosted setups whose results live on a private network opt in.
+    result_allow_private: bool = Field(default=False, validation_alias="RESULT_ALLOW_PRIVATE")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
     @field_validator("bot_token")

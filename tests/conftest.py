@@ -157,6 +157,9 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFac
             # tests (tests/test_e2e_limits.py) set them.
             "USER_MAX_IN_FLIGHT": 0,
             "USER_DAILY_EDITS": 0,
+            # Every fake listens on 127.0.0.1; the refusal of private result addresses has
+            # its own tests (tests/test_result_addresses.py).
+            "RESULT_ALLOW_PRIVATE": True,
         }
         if webhook:
             values["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"

@@ -122,14 +122,19 @@ def callback_url(bot: RunningBot, edit: Edit, *, token: str | None = None) -> st
 class ContentServer:
     """A tiny HTTP server on 127.0.0.1 answering fixed bodies by path (for result URLs)."""
 
-    def __init__(self, routes: Mapping[str, tuple[bytes, str]]) -> None:
+    def __init__(
+        self, routes: Mapping[str, tuple[bytes, str]], redirects: Mapping[str, str] | None = None
+    ) -> None:
         self.routes = dict(routes)
+        self.redirects = dict(redirects or {})  # path -> Location answered with a 302
         self.url = ""
         self.hits: list[str] = []
         self._runner: web.AppRunner | None = None
 
     async def _serve(self, request: web.Request) -> web.Response:
         self.hits.append(request.path)
+        if request.path in self.redirects:
+            raise web.HTTPFound(self.redirects[request.path])
         found = self.routes.get(request.path)
         if found is None:
             return web.Response(status=404)
@@ -312,4 +317,5 @@ def service_env(tg: FakeTelegram, kie: FakeServer, data_dir: Path, port: int) ->
         # Per-user limits off: these tests send bursts as one user (see tests/conftest.py).
         "USER_MAX_IN_FLIGHT": "0",
         "USER_DAILY_EDITS": "0",
+        "RESULT_ALLOW_PRIVATE": "true",  # the fakes' results are on 127.0.0.1
     }
