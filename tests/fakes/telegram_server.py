@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
@@ -373,6 +373,10 @@ class ApiServer(UpdateFeed):
             status = 200
         except ApiError as exc:
             status, body = exc.status, exc.body()
+        except (ConnectionError, ClientPayloadError, asyncio.IncompleteReadError) as exc:
+            # The bot went away mid-request (a killed process): nobody reads the answer, and it
+            # is not a fault of the fake.
+            status, body = 400, {"ok": False, "error_code": 400, "description": f"aborted: {exc!r}"}
         except Exception as exc:  # noqa: BLE001 - a bug in the fake must not look like Telegram
             self.server_errors.append(exc)
             status = 500
