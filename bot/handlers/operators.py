@@ -51,57 +51,59 @@ async def operator_command(update: Update, context: BotContext) -> Incoming | No
     return asked
 
 
-async def _target(asked: Incoming, context: BotContext, command: str) -> Target | None:
-    """Who the command is about; answers with the command's usage when nobody is named."""
+async def operator_target(
+    update: Update, context: BotContext, command: str
+) -> tuple[Incoming, Target, int] | None:
+    """An operator's command about one user: the command, its target and the user's id;
+    answers with the command's usage (or why not) and gives None when that is all."""
+    asked = await operator_command(update, context)
+    if asked is None:
+        return None
     target = command_target(context.args or [], asked.message)
     if target.user_id is None:
         key = "operators.hidden_forward" if target.hidden else f"operators.usage.{command}"
         await reply(asked.message, asked.tr(key))
         return None
-    return target
+    return asked, target, target.user_id
 
 
 async def ban_command(update: Update, context: BotContext) -> None:
     """/botban <user id> [reason]: refuse the user's edits everywhere."""
-    asked = await operator_command(update, context)
-    target = await _target(asked, context, "botban") if asked else None
-    if asked is None or target is None or target.user_id is None:
+    about = await operator_target(update, context, "botban")
+    if about is None:
         return
-    if target.user_id in asked.services.settings.admin_ids:
+    asked, target, user_id = about
+    if user_id in asked.services.settings.admin_ids:
         await reply(asked.message, asked.tr("operators.ban.operator"))
         return
     reason = " ".join(target.rest)[:REASON_MAX]
     changed = await asked.services.db.user_controls.set_banned(
-        target.user_id, True, by=asked.user.id, detail=reason
+        user_id, True, by=asked.user.id, detail=reason
     )
     key = "operators.ban.done" if changed else "operators.ban.already"
-    await reply(asked.message, asked.tr(key, user=target.user_id))
+    await reply(asked.message, asked.tr(key, user=user_id))
 
 
 async def unban_command(update: Update, context: BotContext) -> None:
     """/botunban <user id>: lift a bot-wide ban."""
-    asked = await operator_command(update, context)
-    target = await _target(asked, context, "botunban") if asked else None
-    if asked is None or target is None or target.user_id is None:
+    about = await operator_target(update, context, "botunban")
+    if about is None:
         return
-    changed = await asked.services.db.user_controls.set_banned(
-        target.user_id, False, by=asked.user.id
-    )
+    asked, _target, user_id = about
+    changed = await asked.services.db.user_controls.set_banned(user_id, False, by=asked.user.id)
     key = "operators.unban.done" if changed else "operators.unban.already"
-    await reply(asked.message, asked.tr(key, user=target.user_id))
+    await reply(asked.message, asked.tr(key, user=user_id))
 
 
 async def allow_command(update: Update, context: BotContext) -> None:
     """/botallow <user id>: add the user to the runtime allowlist."""
-    asked = await operator_command(update, context)
-    target = await _target(asked, context, "botallow") if asked else None
-    if asked is None or target is None or target.user_id is None:
+    about = await operator_target(update, context, "botallow")
+    if about is None:
         return
-    changed = await asked.services.db.user_controls.set_allowed(
-        target.user_id, True, by=asked.user.id
-    )
+    asked, _target, user_id = about
+    changed = await asked.services.db.user_controls.set_allowed(user_id, True, by=asked.user.id)
     key = "operators.allow.done" if changed else "operators.allow.already"
-    text = asked.tr(key, user=target.user_id)
+    text = asked.tr(key, user=user_id)
     settings = asked.services.settings
     if not (settings.allowed_user_ids or settings.allowed_chat_ids):
         text += "\n" + asked.tr("operators.allow.open")
@@ -110,16 +112,14 @@ async def allow_command(update: Update, context: BotContext) -> None:
 
 async def disallow_command(update: Update, context: BotContext) -> None:
     """/botdisallow <user id>: take the user off the runtime allowlist."""
-    asked = await operator_command(update, context)
-    target = await _target(asked, context, "botdisallow") if asked else None
-    if asked is None or target is None or target.user_id is None:
+    about = await operator_target(update, context, "botdisallow")
+    if about is None:
         return
-    changed = await asked.services.db.user_controls.set_allowed(
-        target.user_id, False, by=asked.user.id
-    )
+    asked, _target, user_id = about
+    changed = await asked.services.db.user_controls.set_allowed(user_id, False, by=asked.user.id)
     key = "operators.disallow.done" if changed else "operators.disallow.already"
-    text = asked.tr(key, user=target.user_id)
-    if target.user_id in asked.services.settings.allowed_user_ids:
+    text = asked.tr(key, user=user_id)
+    if user_id in asked.services.settings.allowed_user_ids:
         text += "\n" + asked.tr("operators.disallow.configured")
     await reply(asked.message, text)
 
@@ -127,14 +127,14 @@ async def disallow_command(update: Update, context: BotContext) -> None:
 async def user_limits_command(update: Update, context: BotContext) -> None:
     """/userlimits <user id> [name=value …|reset]: show the user's record, or change their
     own limits (in_flight, daily, credits; `default` for the deployment's)."""
-    asked = await operator_command(update, context)
-    target = await _target(asked, context, "userlimits") if asked else None
-    if asked is None or target is None or target.user_id is None:
+    about = await operator_target(update, context, "userlimits")
+    if about is None:
         return
+    asked, target, user_id = about
     controls = asked.services.db.user_controls
-    control = await controls.get(target.user_id)
+    control = await controls.get(user_id)
     if not target.rest:
-        await reply(asked.message, user_text(asked.tr, target.user_id, control))
+        await reply(asked.message, user_text(asked.tr, user_id, control))
         return
     current = control.limits if control is not None else UserOverrides()
     try:
@@ -143,9 +143,9 @@ async def user_limits_command(update: Update, context: BotContext) -> None:
         text = asked.tr("operators.limits.bad", part=exc.part)
         await reply(asked.message, text + "\n" + asked.tr("operators.usage.userlimits"))
         return
-    await controls.set_limits(target.user_id, limits, by=asked.user.id)
+    await controls.set_limits(user_id, limits, by=asked.user.id)
     shown = limits_text(asked.tr, limits)
-    await reply(asked.message, asked.tr("operators.limits.set", user=target.user_id, limits=shown))
+    await reply(asked.message, asked.tr("operators.limits.set", user=user_id, limits=shown))
 
 
 async def limits_command(update: Update, context: BotContext) -> None:
