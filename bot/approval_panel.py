@@ -14,6 +14,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.helpers import mention_html
 
+from bot.buttons import shorten
 from bot.formats import format_wait
 from bot.origin import Origin, answer
 from bot.services import Services
@@ -47,9 +48,7 @@ def requester(edit: Edit) -> str:
 
 
 def preview(prompt: str) -> str:
-    text = " ".join(prompt.split())
-    text = text if len(text) <= PROMPT_PREVIEW else text[: PROMPT_PREVIEW - 1] + "…"
-    return html.escape(text)
+    return html.escape(shorten(" ".join(prompt.split()), PROMPT_PREVIEW))
 
 
 async def post_request(bot: Bot, services: Services, origin: Origin, edit: Edit) -> None:

@@ -371,12 +371,7 @@ class ThreadBackend:
             # else SQLite rolled back the whole transaction (an I/O error, a full disk...)
         except BaseException as exc:  # noqa: BLE001 - then the group's changes are lost too
             cause = exc
-        conn.rollback()
-        for future, _value, _error in group:
-            lost = TransactionLost(f"rolled back by the database: {cause!r}")
-            lost.__cause__ = cause
-            done.append((future, None, lost))
-        group.clear()
+        ThreadBackend._lose(conn, group, done, cause)
 
     def _commit(self, group: list[Done], done: list[Done]) -> None:
         if not group:

@@ -16,6 +16,7 @@ from telegram import Update
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, CommandHandler
 
+from bot.buttons import shorten
 from bot.formats import format_credits
 from bot.handlers.common import admin_command, incoming, reply
 from bot.services import BotContext, Services
@@ -30,8 +31,7 @@ TOP_SINCE = 30 * 24 * 3600.0
 
 
 def _preview(prompt: str) -> str:
-    text = " ".join(prompt.split())
-    return text if len(text) <= PROMPT_PREVIEW else text[: PROMPT_PREVIEW - 1] + "…"
+    return shorten(" ".join(prompt.split()), PROMPT_PREVIEW)
 
 
 def _credits(amount: float, estimated: bool) -> str:
