@@ -118,6 +118,13 @@ async def test_an_anonymous_admin_is_an_admin_and_bans_channels(
     refused = await admin.reply_of(tg.message_of(ban_admin))
     assert refused.params["text"].startswith("Cats & Dogs is an admin here")
 
+    # A channel's request waits for approval, named by its title (no link to a user).
+    sent = await as_channel(tg, member, (MEMES, "Memes & <Co>"), "/edit a hat")
+    request = await said(tg, member, sent, "🙋")
+    assert request.params["text"].startswith("🙋 Memes &amp; &lt;Co&gt; asks for an edit")
+    assert "tg://user" not in request.params["text"]
+    spent_nothing(tg, kie)
+
     # An anonymous admin's album skips approval like any admin's request.
     album = [
         tg.photo_update(GROUP_ID, tg.user(1087968824), make_jpeg(300, 300), media_group_id="a")
@@ -133,7 +140,7 @@ async def test_an_anonymous_admin_is_an_admin_and_bans_channels(
     for update in album:
         update["message"]["sender_chat"] = tg.message_of(update)["chat"]
         assert await tg.post_webhook(update) == 200
-    edit = await bot.wait_state(EditState.DELIVERED)
+    edit = await bot.wait_state(EditState.DELIVERED, edit_id=2)
     assert edit.user_id == GROUP_ID and edit.approval_message_id is None
 
 
