@@ -27,14 +27,24 @@ class AdminCache:
     async def may_change(
         self, bot: Bot, chat: Chat, user_id: int, *, sender_chat: Chat | None = None
     ) -> bool:
-        """Private chats belong to their user; in groups only admins (anonymous ones too)."""
+        """Private chats belong to their user; in groups only admins (anonymous ones too).
+
+        `user_id` is a user or an actor (`bot.origin`): the group's own id is an anonymous
+        admin. A message sent as a chat (`sender_chat`) speaks for that chat, whoever wrote it.
+        """
         if chat.type == ChatType.PRIVATE:
             return True
-        if sender_chat is not None and sender_chat.id == chat.id:
+        if sender_chat is not None:
+            return sender_chat.id == chat.id
+        if user_id == chat.id:
             return True  # an anonymous admin writing as the group
         return await self.is_admin(bot, chat.id, user_id)
 
     async def is_admin(self, bot: Bot, chat_id: int, user_id: int) -> bool:
+        """Whether `user_id` administers the chat; a chat's id (a channel posting in the group,
+        below zero like every chat id) never does, and is not looked up."""
+        if user_id < 0:
+            return False
         key = (chat_id, user_id)
         entry = self._answers.get(key)
         if entry is not None and entry[0] > time.monotonic():

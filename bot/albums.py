@@ -17,7 +17,7 @@ from telegram import Bot, Message
 from telegram.constants import ChatType
 
 from bot.edit_requests import edit_or_ask
-from bot.message_input import extract_prompt, input_photo, is_mask_caption
+from bot.message_input import extract_prompt, input_photo, is_mask_caption, own_caption
 from bot.origin import Origin, answer
 from bot.services import Services
 from domain.edit import AlbumItem, InputPhoto
@@ -39,7 +39,7 @@ async def collect(bot: Bot, services: Services, message: Message, origin: Origin
             user_id=origin.user_id,
             chat_type=origin.chat_type,
             lang=origin.lang,
-            caption=message.caption,
+            caption=own_caption(message),
             photo=photo,
         )
     )

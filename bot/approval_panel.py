@@ -43,8 +43,9 @@ def parse(data: str) -> tuple[bool, int] | None:
 
 
 def requester(edit: Edit) -> str:
-    """The member who asked, as a mention (HTML)."""
-    return mention_html(edit.user_id, edit.user_name or str(edit.user_id))
+    """The member who asked, as a mention (HTML); a channel (`bot.origin`) by its title."""
+    name = edit.user_name or str(edit.user_id)
+    return mention_html(edit.user_id, name) if edit.user_id > 0 else html.escape(name)
 
 
 def preview(prompt: str) -> str:

@@ -32,13 +32,19 @@ log = logging.getLogger(__name__)
 
 
 async def edit_or_ask(
-    bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto], prompt: str
+    bot: Bot,
+    services: Services,
+    origin: Origin,
+    inputs: list[InputPhoto],
+    prompt: str,
+    *,
+    question: str = "edit.ask_prompt",
 ) -> None:
-    """Start the edit, or (no prompt yet) keep the photos and ask for one."""
+    """Start the edit, or (no prompt yet) keep the photos and ask for one with `question`."""
     if clean_prompt(prompt) or await policy.access_refusal(services, origin):
         await start_edit(bot, services, origin, inputs, prompt)
         return
-    await pending_prompts.ask(bot, services, origin, inputs)
+    await pending_prompts.ask(bot, services, origin, inputs, question=question)
 
 
 async def start_edit(

@@ -55,6 +55,13 @@ def input_photo(message: Message) -> InputPhoto | None:
     return None
 
 
+def own_caption(message: Message) -> str | None:
+    """The caption as the sender's own words: a forwarded message's caption was written by
+    someone else, so it is neither a prompt nor addressed to the bot (nor an album's mask
+    marker). A forwarded photo is a photo without a prompt."""
+    return None if message.forward_origin is not None else message.caption
+
+
 def carries_file(message: Message) -> bool:
     return bool(message.photo or message.document)
 

@@ -1,21 +1,52 @@
-"""Where a request came from, and answering it there."""
+"""Where a request came from, who asked, and answering it there.
+
+Who asked (the "actor") is decided here, once, for every consumer (bans, who may edit,
+approval, limits, pending prompts, /ban by reply, history): the user who sent the message,
+or the chat it was sent as (`sender_chat`). A member posting "as a channel" is that channel
+(its id, negative like every chat id, and its title), never the user behind it and never
+Telegram's shared placeholder account for channel posts. An anonymous admin writing as the
+group itself is the group, an admin of it. Telegram's service account (777000: posts of a
+linked channel automatically forwarded into its discussion group) is nobody: such a message
+asks the bot for nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 from telegram import Bot, Message, User
 from telegram.constants import ChatType
 
 from bot.delivery import reply_to
 
+SERVICE_ACCOUNT_ID: Final = 777000  # "Telegram": automatic forwards, service notices
+
+
+class Actor(NamedTuple):
+    """Who a message speaks for: a user id, or a chat id (below zero) with its title."""
+
+    id: int
+    name: str
+
+
+def actor_of(message: Message, user: User) -> Actor | None:
+    """Who sent `message` (`user` is its `from`): None for an automatic forward of a linked
+    channel's post or anything else from Telegram's service account."""
+    if message.is_automatic_forward or user.id == SERVICE_ACCOUNT_ID:
+        return None
+    sender = message.sender_chat
+    if sender is not None:
+        return Actor(sender.id, sender.title or sender.effective_name or str(sender.id))
+    return Actor(user.id, user.full_name)
+
 
 @dataclass(frozen=True)
 class Origin:
     """Where a request came from and where its answers go (a reply to `message_id`).
 
-    `as_group`: sent by an anonymous admin writing as the group itself.
+    `user_id` is the actor's id (see the module doc): a user, or the chat the message was
+    sent as.
     """
 
     chat_id: int
@@ -24,20 +55,20 @@ class Origin:
     user_id: int
     lang: str
     user_name: str = ""
-    as_group: bool = False
 
     @classmethod
-    def of(cls, message: Message, user: User, lang: str) -> Origin:
-        sender_chat = message.sender_chat
-        as_group = sender_chat is not None and sender_chat.id == message.chat_id
+    def of(cls, message: Message, user: User, lang: str) -> Origin | None:
+        """The origin of `message`, or None when it speaks for nobody (`actor_of`)."""
+        actor = actor_of(message, user)
+        if actor is None:
+            return None
         return cls(
             message.chat_id,
             message.chat.type,
             message.message_id,
-            user.id,
+            actor.id,
             lang,
-            user_name=(sender_chat.title or "") if as_group and sender_chat else user.full_name,
-            as_group=as_group,
+            user_name=actor.name,
         )
 
     @classmethod
@@ -55,6 +86,11 @@ class Origin:
     @property
     def group(self) -> bool:
         return self.chat_type != ChatType.PRIVATE
+
+    @property
+    def as_group(self) -> bool:
+        """An anonymous admin, writing as the group itself: an admin of it."""
+        return self.group and self.user_id == self.chat_id
 
 
 async def answer(bot: Bot, origin: Origin, text: str, **kwargs: Any) -> Message:

@@ -17,13 +17,20 @@ from domain.edit import InputPhoto
 MAX_AGE = 3600.0
 
 
-async def ask(bot: Bot, services: Services, origin: Origin, inputs: list[InputPhoto]) -> None:
-    """Keep the photos for the user's next text and ask for it."""
+async def ask(
+    bot: Bot,
+    services: Services,
+    origin: Origin,
+    inputs: list[InputPhoto],
+    *,
+    question: str = "edit.ask_prompt",
+) -> None:
+    """Keep the photos for the user's next text and ask for it (`question`: catalog key)."""
     await services.db.prompts.put(origin.chat_id, origin.user_id, origin.message_id, inputs)
     await answer(
         bot,
         origin,
-        services.tr(origin.lang, "edit.ask_prompt"),
+        services.tr(origin.lang, question),
         reply_markup=ForceReply(selective=True),
     )
 

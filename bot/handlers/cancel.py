@@ -23,7 +23,7 @@ async def cancel_command(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     message, user, services = asked.message, asked.user, asked.services
-    outcome = await services.edits.cancel_latest(user.id, message.chat_id)
+    outcome = await services.edits.cancel_latest(asked.origin.user_id, message.chat_id)
     if outcome is not None:
         edit, sent = outcome
         # Its "Editing…" message (or its approval request, without the Approve and Reject
@@ -34,7 +34,7 @@ async def cancel_command(update: Update, context: BotContext) -> None:
         await reply(message, asked.tr("cancel.done_sent" if sent else "cancel.done_queued"))
         return
     asked_setting = await services.db.chat_settings.drop_input(message.chat_id, user.id)
-    asked_prompt = await pending_prompts.take(services, message.chat_id, user.id)
+    asked_prompt = await pending_prompts.take(services, message.chat_id, asked.origin.user_id)
     if asked_setting or asked_prompt is not None:
         await reply(message, asked.tr("cancel.input"))
         return

@@ -42,14 +42,15 @@ class Incoming:
 
 
 async def incoming(update: Update, context: BotContext) -> Incoming | None:
-    """The update's message and sender (None for an update without both), in the reader's
-    language."""
+    """The update's message and sender, in the reader's language; None for an update without
+    both, or one that speaks for nobody (an automatic forward from a linked channel: see
+    `bot.origin`)."""
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return None
     services = context.services
-    lang = await services.lang_for(user, message.chat)
-    return Incoming(message, user, services, Origin.of(message, user, lang))
+    origin = Origin.of(message, user, await services.lang_for(user, message.chat))
+    return None if origin is None else Incoming(message, user, services, origin)
 
 
 async def reply(message: Message, text: str, **kwargs: Any) -> Message:
@@ -93,9 +94,7 @@ async def admin_command(
     if message.chat.type == ChatType.PRIVATE:
         await reply(message, asked.tr("moderation.groups_only"))
         return None
-    if not await services.admins.may_change(
-        context.bot, message.chat, asked.user.id, sender_chat=message.sender_chat
-    ):
+    if not await services.admins.may_change(context.bot, message.chat, asked.origin.user_id):
         await reply(message, asked.tr(refusal))
         return None
     return asked

@@ -8,13 +8,20 @@ from telegram.ext import Application, CommandHandler, MessageHandler, filters
 from bot import albums, pending_prompts
 from bot.edit_requests import edit_or_ask, start_edit
 from bot.handlers.common import incoming
-from bot.message_input import carries_file, clean_prompt, extract_prompt, input_photo
+from bot.message_input import (
+    carries_file,
+    clean_prompt,
+    extract_prompt,
+    input_photo,
+    own_caption,
+)
 from bot.origin import answer
 from bot.services import BotContext
 
 
 async def on_photo(update: Update, context: BotContext) -> None:
-    """A photo or image file: edit it with the caption as prompt, or ask for a prompt."""
+    """A photo or image file: edit it with the caption as prompt, or ask for a prompt (a
+    forwarded photo's caption is someone else's: `own_caption`)."""
     asked = await incoming(update, context)
     if asked is None:
         return
@@ -22,14 +29,17 @@ async def on_photo(update: Update, context: BotContext) -> None:
     if message.media_group_id:
         await albums.collect(context.bot, asked.services, message, origin)
         return
-    prompt = extract_prompt(message.caption or "", context.bot.username, group=origin.group)
+    caption = own_caption(message) or ""
+    prompt = extract_prompt(caption, context.bot.username, group=origin.group)
     if prompt is None:
-        return  # a group photo not addressed to the bot
+        return  # a group photo not addressed to the bot (a forward never is, by its caption)
     photo = input_photo(message)
     if photo is None:
         await answer(context.bot, origin, asked.tr("error.unsupported_file"))
         return
-    await edit_or_ask(context.bot, asked.services, origin, [photo], prompt)
+    ignored_caption = bool(message.caption) and not caption
+    question = "edit.ask_prompt_forwarded" if ignored_caption else "edit.ask_prompt"
+    await edit_or_ask(context.bot, asked.services, origin, [photo], prompt, question=question)
 
 
 async def on_unsupported_file(update: Update, context: BotContext) -> None:
@@ -55,7 +65,7 @@ async def on_text(update: Update, context: BotContext) -> None:
             return
         await start_edit(context.bot, services, origin, [photo], text)
         return
-    inputs = await pending_prompts.take(services, message.chat_id, asked.user.id)
+    inputs = await pending_prompts.take(services, message.chat_id, origin.user_id)
     if inputs is not None:
         await start_edit(context.bot, services, origin, inputs, text)
         return

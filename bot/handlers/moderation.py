@@ -26,6 +26,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.blocklist import parse_phrases
 from bot.handlers import moderation_views as views
 from bot.handlers.common import admin_command, answer_press, reply
+from bot.origin import actor_of
 from bot.rewrite import redraw
 from bot.services import BotContext, Services
 from storage.chat_settings import ChatPrefs
@@ -147,7 +148,8 @@ async def _apply(
     if action in ("bans", "ok") and not args:
         role: Role = "banned" if action == "bans" else "allowed"
         return views.members_view(ctx, dict(getattr(mod, role)), role=role), None
-    if action in ("unban", "deny") and len(args) == 1 and args[0].isdigit():
+    # A member is a user id, or a channel's (negative) id.
+    if action in ("unban", "deny") and len(args) == 1 and args[0].removeprefix("-").isdigit():
         role = "banned" if action == "unban" else "allowed"
         member = int(args[0])
         if member not in getattr(mod, role):
@@ -174,21 +176,24 @@ async def _member_rule(update: Update, context: BotContext, role: Role, add: boo
         return
     message, user, services, lang = checked.message, checked.user, checked.services, checked.lang
     target = message.reply_to_message
-    member = target.from_user if target is not None else None
+    sender = target.from_user if target is not None else None
+    # Whom the message speaks for (`bot.origin`): its user, or the channel it was posted as.
+    member = actor_of(target, sender) if target is not None and sender is not None else None
     if (
         target is None
+        or sender is None
         or member is None
-        or member.is_bot
-        or target.sender_chat is not None  # written as a channel or anonymously
+        or (sender.is_bot and target.sender_chat is None)  # a bot is no member
+        or (member.id == message.chat_id and not (role == "banned" and add))  # the group itself
     ):
         await reply(message, services.tr(lang, "moderation.member_usage"))
         return
-    name = member.full_name
+    name = member.name
     if (
         role == "banned"
         and add
-        and await services.admins.is_admin(context.bot, message.chat_id, member.id)
-    ):
+        and await services.admins.may_change(context.bot, message.chat, member.id)
+    ):  # an admin, or an anonymous admin writing as the group
         await reply(message, services.tr(lang, "moderation.ban_admin", name=name))
         return
     mod = await change(

@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from telegram import Message, MessageOriginHiddenUser, MessageOriginUser
+from telegram import (
+    Message,
+    MessageOriginChannel,
+    MessageOriginChat,
+    MessageOriginHiddenUser,
+    MessageOriginUser,
+)
 
 from bot.config import RateLimit, Settings
 from bot.formats import format_credits, format_wait
@@ -18,7 +24,7 @@ from storage.user_controls import LogEntry, UserControl, UserOverrides, UserSpen
 
 Tr = Callable[..., str]
 
-USER_ID = re.compile(r"\d{1,15}")
+USER_ID = re.compile(r"-?\d{1,15}")  # a user, or a chat posting as itself (`bot.origin`)
 LIMIT_NAMES = {
     "in_flight": "max_in_flight",
     "max_in_flight": "max_in_flight",
@@ -42,14 +48,19 @@ class Target:
 
 
 def command_target(args: Sequence[str], message: Message) -> Target:
-    """The numeric user id first among the arguments, or the sender of the forwarded
-    message the command replies to."""
+    """The numeric id first among the arguments (a user's, or a channel's: negative), or
+    the sender of the forwarded message the command replies to (a user, or the chat it was
+    posted as)."""
     if args and USER_ID.fullmatch(args[0]):
         return Target(int(args[0]), tuple(args[1:]))
     replied = message.reply_to_message
     origin = replied.forward_origin if replied is not None else None
     if isinstance(origin, MessageOriginUser):
         return Target(origin.sender_user.id, tuple(args))
+    if isinstance(origin, MessageOriginChat):
+        return Target(origin.sender_chat.id, tuple(args))
+    if isinstance(origin, MessageOriginChannel):
+        return Target(origin.chat.id, tuple(args))
     return Target(None, tuple(args), hidden=isinstance(origin, MessageOriginHiddenUser))
 
 

@@ -24,6 +24,14 @@ from tests.fakes.telegram_text import detect_entities
 _NOT_DEFAULT_UPDATES: Final = frozenset(
     {"chat_member", "message_reaction", "message_reaction_count"}
 )
+# Telegram's senders of messages no person signs: channel posts, and automatic forwards.
+CHANNEL_BOT: Final = {
+    "id": 136817688,
+    "is_bot": True,
+    "first_name": "Channel",
+    "username": "Channel_Bot",
+}
+SERVICE_ACCOUNT: Final = {"id": 777000, "is_bot": False, "first_name": "Telegram"}
 _MAX_CALLBACK_ANSWER: Final = 200
 _QUERY_TOO_OLD: Final = "query is too old and response timeout expired or query ID is invalid"
 
@@ -266,6 +274,41 @@ class UpdateFeed(ChatState):
         message: Json = copy.deepcopy(update["message"])
         message["business_connection_id"] = connection_id
         return {"update_id": next(self._update_ids), "business_message": message}
+
+    # --------------------------------------------------------- who a message is sent as
+
+    def as_channel(self, update: Json, channel_id: int, title: str) -> Json:
+        """The message of a group ``message`` update posted "as a channel", the way Telegram
+        shows it: ``sender_chat`` is the channel, ``from`` the placeholder user every channel
+        post shares."""
+        channel: Json = {"id": channel_id, "type": "channel", "title": title}
+        return self._resend(update, {"from": dict(CHANNEL_BOT), "sender_chat": channel})
+
+    def as_forward(self, update: Json, original_sender: Json) -> Json:
+        """The message of a ``message`` update as a forward of `original_sender`'s message: it
+        carries ``forward_origin`` and keeps the original caption."""
+        origin: Json = {"type": "user", "sender_user": original_sender, "date": now() - 60}
+        return self._resend(update, {"forward_origin": origin})
+
+    def as_automatic_forward(self, update: Json, channel_id: int, title: str) -> Json:
+        """The message of a group ``message`` update as a linked channel's post, automatically
+        forwarded into its discussion group: from Telegram's service account, ``sender_chat``
+        the channel, ``is_automatic_forward``."""
+        channel: Json = {"id": channel_id, "type": "channel", "title": title}
+        origin: Json = {"type": "channel", "chat": channel, "message_id": 7, "date": now()}
+        changes: Json = {
+            "from": dict(SERVICE_ACCOUNT),
+            "sender_chat": channel,
+            "is_automatic_forward": True,
+            "forward_origin": origin,
+        }
+        return self._resend(update, changes)
+
+    def _resend(self, update: Json, changes: Json) -> Json:
+        message: Json = copy.deepcopy(update["message"])
+        message.update(copy.deepcopy(changes))
+        self._store_message(int(message["chat"]["id"]), message)
+        return {"update_id": update["update_id"], "message": message}
 
     # ------------------------------------------------------------------------------ delivery
 
