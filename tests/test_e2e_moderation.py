@@ -432,8 +432,8 @@ async def test_admins_remove_results_members_cannot(
     album = await member.reply_of(sent, method="sendMediaGroup")
     photos = [m["message_id"] for m in tg.sent_messages(album)]
     buttons = tg.sent_message(await member.reply_of(tg.sent_messages(album)[0]))
-    assert ("🗑 Remove (admins)", f"r1:x:2:{photos[0]}:2") in keyboard(buttons)
-    await admin.press(buttons, f"r1:x:2:{photos[0]}:2")
+    assert ("🗑 Remove (admins)", "r1:x:2") in keyboard(buttons)
+    await admin.press(buttons, "r1:x:2")
     assert all(tg.is_deleted(GROUP_ID, mid) for mid in [*photos, buttons["message_id"]])
 
     # /remove as a reply to a result.

@@ -125,7 +125,7 @@ class Delivery:
             return
         started = time.monotonic()
         try:
-            file_ids = await ctx.notifier.deliver_result(edit)
+            delivered = await ctx.notifier.deliver_result(edit)
         except ChatUnreachable as exc:
             await ctx.db.chats.block(edit.chat_id, str(exc)[:200])
             await self._undeliverable(edit, owner, str(exc))
@@ -136,10 +136,13 @@ class Delivery:
         except asyncio.CancelledError:
             await ctx.db.edits.release(edit.id, owner)  # the next run sends it (at least once)
             raise
-        delivered = await ctx.db.edits.transition(
-            edit.id, steps.DELIVER, owner=owner, result_file_ids=file_ids
+        done = await ctx.db.edits.transition(
+            edit.id, steps.DELIVER, owner=owner, result_file_ids=delivered.file_ids
         )
-        if delivered is None:
+        # After the state change (a crash in between must not send the result twice); even
+        # with the lease lost, as the messages are out either way.
+        await ctx.db.result_messages.record(edit.id, edit.chat_id, delivered.message_ids)
+        if done is None:
             # Only a worker that stalled past its lease gets here: another one took over.
             log.warning("delivery lease lost", extra={"edit_id": edit.id})
             return
