@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.dbconn import Backend
+from storage.dbconn import Backend, Statement
 from storage.schema import result_messages
 
 _C = result_messages.c
@@ -32,20 +32,23 @@ _OF_EDIT = (
 class ResultMessages:
     def __init__(self, db: Backend) -> None:
         self._db = db
+        insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+        self._insert = insert(result_messages).on_conflict_do_nothing()
 
-    async def record(self, edit_id: int, chat_id: int, message_ids: Sequence[int]) -> None:
-        """Remember that `message_ids` in `chat_id` carry the result of `edit_id` (a message
-        recorded before keeps its edit)."""
-        if not message_ids:
-            return
-        insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
+    def recording(self, edit_id: int, chat_id: int, message_ids: Sequence[int]) -> Statement:
+        """The statement remembering that `message_ids` in `chat_id` carry the result of
+        `edit_id` (a message recorded before keeps its edit), to run on its own (`record`)
+        or in another write's transaction (`Edits.transition(..., also=...)`)."""
         now = time.time()
         rows = [
             {"chat_id": chat_id, "message_id": message_id, "edit_id": edit_id, "created_at": now}
             for message_id in sorted(set(message_ids))
         ]
-        stmt = insert(result_messages).values(rows).on_conflict_do_nothing()
-        await self._db.execute(stmt)
+        return self._insert, rows
+
+    async def record(self, edit_id: int, chat_id: int, message_ids: Sequence[int]) -> None:
+        if message_ids:
+            await self._db.execute(*self.recording(edit_id, chat_id, message_ids))
 
     async def edit_of(self, chat_id: int, message_id: int) -> int | None:
         """The edit whose result `message_id` in `chat_id` carries, if it carries one."""

@@ -104,9 +104,9 @@ class Delivery:
     async def deliver(self, edit_id: int) -> None:
         """succeeded -> delivered, with a lease so only one worker sends.
 
-        The state change follows the send immediately, after only recording the messages
-        sent (the status message is removed afterwards), keeping the window in which a crash
-        could repeat a send about as small as the Bot API round trip itself.
+        The state change follows the send immediately (the status message is removed only
+        afterwards), keeping the window in which a crash could repeat a send as small as the
+        Bot API round trip itself.
         """
         ctx = self.ctx
         lease = ctx.lease(ctx.timing.delivery_lease)
@@ -136,12 +136,12 @@ class Delivery:
         except asyncio.CancelledError:
             await ctx.db.edits.release(edit.id, owner)  # the next run sends it (at least once)
             raise
-        # Before the state change, so a delivered edit always has its messages on record
-        # ("Remove" finds them the moment the result shows); recorded even if the lease
-        # turns out lost, as the messages are out either way.
-        await ctx.db.result_messages.record(edit.id, edit.chat_id, delivered.message_ids)
+        # The messages sent go on record ("Remove" deletes those) in the same transaction,
+        # also if the lease turns out lost: they are out either way.
+        sent = delivered.message_ids
+        record = ctx.db.result_messages.recording(edit.id, edit.chat_id, sent) if sent else None
         done = await ctx.db.edits.transition(
-            edit.id, steps.DELIVER, owner=owner, result_file_ids=delivered.file_ids
+            edit.id, steps.DELIVER, owner=owner, also=record, result_file_ids=delivered.file_ids
         )
         if done is None:
             # Only a worker that stalled past its lease gets here: another one took over.
