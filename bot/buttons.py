@@ -3,9 +3,9 @@
 Data is compact and versioned ("r1:a:<edit id>"), always within Telegram's 64 bytes; a
 handler that cannot parse it answers the press politely instead of failing.
 
-In groups results also get "Remove" (admins only): `r1:x:<edit id>` deletes the message the
-button is on; `r1:x:<edit id>:<first>:<count>` also the result messages `first` to
-`first + count - 1` (an album, or several files), when Telegram gave them consecutive ids.
+In groups results also get "Remove" (admins only): `r1:x:<edit id>`. Callback data comes
+from the client and may be forged, so it names the edit and nothing else: what a press acts
+on (the chat, the messages to delete, who may press) is looked up in the database.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ HISTORY_PREFIX = "h1"
 RESULT_PATTERN = rf"^{RESULT_PREFIX}:"
 HISTORY_PATTERN = rf"^{HISTORY_PREFIX}:"
 REMOVE_PATTERN = rf"^{RESULT_PREFIX}:x:"
-SPAN_MAX = 10
 
 ResultAction = Literal["again", "file"]
 _RESULT_CODES: dict[str, ResultAction] = {"a": "again", "f": "file"}
 _RESULT_RE = re.compile(rf"^{RESULT_PREFIX}:([af]):(\d{{1,18}})$")
 _HISTORY_RE = re.compile(rf"^{HISTORY_PREFIX}:r:(\d{{1,18}})$")
-_REMOVE_RE = re.compile(rf"^{RESULT_PREFIX}:x:(\d{{1,18}})(?::(\d{{1,12}}):(\d{{1,2}}))?$")
+_REMOVE_RE = re.compile(rf"^{RESULT_PREFIX}:x:(\d{{1,18}})$")
 
 
 @dataclass(frozen=True)
@@ -73,32 +72,14 @@ def parse_resend(data: str) -> int | None:
     return int(match[1]) if match else None
 
 
-@dataclass(frozen=True)
-class RemovePress:
-    """ "Remove" under a result: the edit, and the other result messages to delete with it."""
-
-    edit_id: int
-    others: tuple[int, ...] = ()
-
-
-def remove_data(edit_id: int, others: Sequence[int] = ()) -> str:
-    """Data of "Remove"; `others` (the other result messages) only if consecutive ids."""
-    ids = sorted(others)
-    if ids and len(ids) <= SPAN_MAX and ids == list(range(ids[0], ids[0] + len(ids))):
-        return f"{RESULT_PREFIX}:x:{edit_id}:{ids[0]}:{len(ids)}"
+def remove_data(edit_id: int) -> str:
     return f"{RESULT_PREFIX}:x:{edit_id}"
 
 
-def parse_remove(data: str) -> RemovePress | None:
+def parse_remove(data: str) -> int | None:
+    """The edit a "Remove" press names (the messages it deletes come from the database)."""
     match = _REMOVE_RE.match(data)
-    if match is None:
-        return None
-    if match[2] is None:
-        return RemovePress(int(match[1]))
-    first, count = int(match[2]), int(match[3])
-    if not 1 <= count <= SPAN_MAX:
-        return None
-    return RemovePress(int(match[1]), tuple(range(first, first + count)))
+    return int(match[1]) if match else None
 
 
 def result_keyboard(
@@ -107,15 +88,14 @@ def result_keyboard(
     *,
     with_file: bool,
     removable: bool = False,
-    others: Sequence[int] = (),
 ) -> InlineKeyboardMarkup:
     """ "Again" (same photo and prompt, new seed) and, for photos, "As file" (original bytes);
-    in groups (`removable`) "Remove" for admins, also removing the `others` result messages."""
+    in groups (`removable`) "Remove" for admins."""
     row = [InlineKeyboardButton(tr("result.again"), callback_data=again_data(edit_id))]
     if with_file:
         row.append(InlineKeyboardButton(tr("result.as_file"), callback_data=file_data(edit_id)))
     rows = [row]
     if removable:
-        data = remove_data(edit_id, others)
-        rows.append([InlineKeyboardButton(tr("result.remove"), callback_data=data)])
+        remove = InlineKeyboardButton(tr("result.remove"), callback_data=remove_data(edit_id))
+        rows.append([remove])
     return InlineKeyboardMarkup(rows)

@@ -38,7 +38,7 @@ from telegram.warnings import PTBUserWarning
 from bot.buttons import result_keyboard
 from bot.formats import message_params, plain_reason
 from bot.i18n import Translator
-from bot.lifecycle.context import ChatUnreachable, DeliveryFailed, PhotoUnavailable
+from bot.lifecycle.context import ChatUnreachable, Delivered, DeliveryFailed, PhotoUnavailable
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
@@ -204,7 +204,7 @@ class TelegramNotifier:
     def _reply_to(self, edit: Edit) -> ReplyParameters:
         return reply_to(edit.message_id)
 
-    async def deliver_result(self, edit: Edit) -> list[str]:
+    async def deliver_result(self, edit: Edit) -> Delivered:
         provider = self.registry.provider(edit.provider)
         images = await asyncio.gather(
             *(self.fetcher.fetch(url, provider) for url in edit.result_urls)
@@ -219,6 +219,7 @@ class TelegramNotifier:
         as_files = bool(edit.params.get("send_as_file")) or any(
             not _fits_photo(image) for image in images
         )
+        extra: int | None = None  # the buttons' own message under an album
         if as_files:
             messages: list[Message] = []
             for index, image in enumerate(images):
@@ -234,9 +235,7 @@ class TelegramNotifier:
                             document,
                             caption=text,
                             reply_parameters=self._reply_to(edit),
-                            reply_markup=buttons(
-                                with_file=False, others=[m.message_id for m in messages]
-                            )
+                            reply_markup=buttons(with_file=False)
                             if index == len(images) - 1
                             else None,
                             read_timeout=UPLOAD_TIMEOUT,
@@ -262,7 +261,9 @@ class TelegramNotifier:
                     io_timeout=UPLOAD_TIMEOUT,
                 )
             )
-            return [file_id] if (file_id := _sent_file_id(sent)) else []
+            file_ids = [file_id] if (file_id := _sent_file_id(sent)) else []
+            message_id = sent.get("message_id")
+            return Delivered(file_ids, [message_id] if isinstance(message_id, int) else [])
         else:
             media = [
                 InputMediaPhoto(
@@ -288,19 +289,18 @@ class TelegramNotifier:
                 )
             )
             # Media groups cannot carry a keyboard: the buttons follow in a short message.
-            await self._send_buttons(
-                edit,
-                messages[0].message_id,
-                buttons(with_file=True, others=[m.message_id for m in messages]),
-            )
-        return [file_id for message in messages if (file_id := _file_id(message))]
+            extra = await self._send_buttons(edit, messages[0].message_id, buttons(with_file=True))
+        file_ids = [file_id for message in messages if (file_id := _file_id(message))]
+        message_ids = [message.message_id for message in messages]
+        return Delivered(file_ids, message_ids if extra is None else [*message_ids, extra])
 
     async def _send_buttons(
         self, edit: Edit, reply_to_id: int, markup: InlineKeyboardMarkup
-    ) -> None:
-        """The result buttons under a media group; the results are out, so never raise."""
+    ) -> int | None:
+        """The result buttons under a media group (the id of their message); the results
+        are out, so never raise."""
         try:
-            await telegram_call(
+            sent = await telegram_call(
                 partial(
                     self.bot.send_message,
                     edit.chat_id,
@@ -311,12 +311,14 @@ class TelegramNotifier:
             )
         except (ChatUnreachable, DeliveryFailed) as exc:
             log.warning("result buttons not sent", extra={"edit_id": edit.id, "error": str(exc)})
+            return None
+        return sent.message_id
 
-    async def send_files(self, edit: Edit, chat_id: int, reply_to_id: int) -> int:
+    async def send_files(self, edit: Edit, chat_id: int, reply_to_id: int) -> list[int]:
         """Send an edit's results again as documents: the original bytes, fetched anew.
 
         Raises DeliveryFailed (`result_missing`/`result_refused`: the provider no longer has
-        them) or ChatUnreachable. Returns how many files were sent.
+        them) or ChatUnreachable. Returns the ids of the messages sent.
         """
         try:
             provider = self.registry.provider(edit.provider)
@@ -327,9 +329,10 @@ class TelegramNotifier:
         images = await asyncio.gather(
             *(self.fetcher.fetch(url, provider) for url in edit.result_urls)
         )
+        sent: list[int] = []
         for index, image in enumerate(images):
             name = f"edit-{edit.id}-{index + 1}.{image.extension}"
-            await telegram_call(
+            message = await telegram_call(
                 partial(
                     self.bot.send_document,
                     chat_id,
@@ -339,7 +342,8 @@ class TelegramNotifier:
                     write_timeout=UPLOAD_TIMEOUT,
                 )
             )
-        return len(images)
+            sent.append(message.message_id)
+        return sent
 
     async def notify_failure(self, edit: Edit) -> None:
         key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))

@@ -6,6 +6,8 @@ Order: bot-wide bans and the allowlist (`access_refusal`, before anything else i
 at), then, in a group with moderation rules, bans, who may edit, the blocklist and the
 limits; a request that passes is recorded, waiting for an admin's approval when the group
 asks for it. Nothing is downloaded, uploaded or spent for a refused or waiting request.
+A result sent again (a /history button, "Again", "As file") first passes `resend_refusal`:
+removals and bans hold there too.
 
 Every request, in every chat, is also held to the user's own limits and the bot-wide spend
 cap (`bot.limits`); a group's quotas only add to them.
@@ -84,6 +86,38 @@ async def access_refusal(services: Services, origin: Origin) -> str | None:
     ):
         return None
     return "access.denied"
+
+
+async def banned_everywhere(services: Services, user_id: int) -> bool:
+    """The operators banned this user bot-wide (as `access_refusal` checks first): for where
+    no chat is known, such as inline mode."""
+    if user_id in services.settings.admin_ids:
+        return False
+    control = await services.db.user_controls.get(user_id)
+    return control is not None and control.banned
+
+
+async def resend_refusal(bot: Bot, services: Services, origin: Origin, edit: Edit) -> str | None:
+    """Whether an earlier result may be sent again where `origin` asks (a /history button,
+    "Again", "As file"): None, or the refusal's catalog key.
+
+    Never a result an admin removed (anywhere: a removal is not undone by a repost); never
+    for someone `access_refusal` turns away; in a group, never for a member its admins
+    banned (admins are exempt, as for new requests).
+    """
+    if edit.removed_at is not None:
+        return "result.removed"
+    refused = await access_refusal(services, origin)
+    if refused is not None:
+        return refused
+    if not origin.group:
+        return None
+    moderation = (await services.db.chat_settings.get(origin.chat_id, fresh=True)).moderation
+    if origin.user_id in moderation.banned and not (
+        origin.as_group or await services.admins.is_admin(bot, origin.chat_id, origin.user_id)
+    ):
+        return "result.banned_here"
+    return None
 
 
 def enforced_params(

@@ -29,6 +29,7 @@ from storage.edits import Edits
 from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
+from storage.result_messages import ResultMessages
 from storage.throttle import ActionThrottle
 from storage.updates import Updates
 from storage.user_controls import UserControls
@@ -93,6 +94,7 @@ class Database:
         self.alerts = OperatorAlerts(self.backend)
         self.limits = LimitQueries(self.backend)
         self.updates = Updates(self.backend)
+        self.result_messages = ResultMessages(self.backend)
 
     @property
     def dialect(self) -> str:

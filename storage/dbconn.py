@@ -32,6 +32,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 AnyRow = Row[*tuple[Any, ...]]
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+# A statement with its parameters (another repository's write in one's transaction).
+Statement = tuple[sa.Executable, Params]
 
 
 class _Fetched(Generic[R]):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from domain.edit import NOTIFY_STATES, TERMINAL_STATES, Edit, EditState, NewEdit, Settled
 from domain.steps import Step
-from storage.dbconn import Backend, DbConn
+from storage.dbconn import Backend, DbConn, Statement
 from storage.rows import edit_from_row
 from storage.schema import blocked_chats, edits
 from storage.statements import bound, listed, one_of, prepared, setters
@@ -159,7 +159,13 @@ class Edits:
         return edit_from_row(row) if row else None
 
     async def transition(
-        self, edit_id: int, step: Step, *, owner: str | None = None, **fields: Any
+        self,
+        edit_id: int,
+        step: Step,
+        *,
+        owner: str | None = None,
+        also: Statement | None = None,
+        **fields: Any,
     ) -> Edit | None:
         """Apply `step` to an edit, setting `fields`, in one conditional UPDATE.
 
@@ -168,12 +174,13 @@ class Edits:
         whose lease ran out and was taken over commits nothing). Returns the updated edit, or
         None when the edit was not in `step.sources` (someone else already took this step,
         or another one) or the lease is not `owner`'s: the caller must then do nothing.
+        `also`: another repository's write, first in the same transaction, applied either way.
         """
         values: dict[str, Any] = {"updated_at": time.time(), **fields, "state": step.target.value}
         if step.ends:
             values.setdefault("lease_owner", None)
             values.setdefault("lease_until", None)
-        return await self._update(edit_id, values, step.sources, step.error_codes, owner)
+        return await self._update(edit_id, values, step.sources, step.error_codes, owner, also)
 
     async def update_fields(
         self,
@@ -198,6 +205,7 @@ class Edits:
         states: Iterable[EditState] | None,
         error_codes: Iterable[str] | None,
         owner: str | None,
+        also: Statement | None = None,
     ) -> Edit | None:
         names = tuple(values)
         wanted = None if states is None else sorted(state.value for state in states)
@@ -229,7 +237,15 @@ class Edits:
             params.update(listed("w_states", wanted))
         if codes is not None:
             params.update(listed("w_codes", codes))
-        row = (await self._db.execute(stmt, params)).mappings().first()
+        if also is None:
+            row = (await self._db.execute(stmt, params)).mappings().first()
+        else:
+
+            async def body(conn: DbConn) -> RowMapping | None:
+                await conn.execute(*also)
+                return (await conn.execute(stmt, params)).mappings().first()
+
+            row = await self._db.transaction(body)
         return edit_from_row(row) if row else None
 
     async def claim(

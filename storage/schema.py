@@ -208,3 +208,16 @@ updates = sa.Table(
     sa.Column("done_at", sa.Float, nullable=True),
     sa.Index("ix_updates_pending", "done_at", "lease_until"),
 )
+
+# Result messages (0008): every message the bot posted carrying an edit's result (delivery,
+# /history, "As file"), so that a button under one acts only on what it was made for: see
+# storage/result_messages.py.
+result_messages = sa.Table(
+    "result_messages",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, primary_key=True),
+    sa.Column("message_id", sa.BigInteger, primary_key=True),
+    sa.Column("edit_id", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_result_messages_edit", "edit_id", "chat_id"),
+)

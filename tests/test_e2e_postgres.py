@@ -30,3 +30,9 @@ async def test_edit_delivered_with_postgresql(
     task = next(iter(kie.tasks.values()))
     assert edit.task_id == task.task_id and task.inputs == [image]
     assert tg.files_sent_to(CHAT_ID) == task.results
+    # The result's message is on record for its buttons (a second record of it is no error).
+    message_id = tg.sent_message(tg.calls_of("sendPhoto")[0])["message_id"]
+    records = bot.services.db.result_messages
+    await records.record(edit.id, CHAT_ID, [message_id])
+    assert await records.of_edit(edit.id, CHAT_ID) == [message_id]
+    assert await records.edit_of(CHAT_ID, message_id) == edit.id

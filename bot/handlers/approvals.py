@@ -13,22 +13,33 @@ from __future__ import annotations
 import html
 import logging
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import Application, CallbackQueryHandler
 
 from bot.approval_panel import PATTERN, parse, preview, requester
 from bot.handlers.common import answer_press, edit_press
 from bot.origin import Origin, answer
 from bot.rewrite import rewrite
-from bot.services import BotContext
+from bot.services import BotContext, Services
+from domain.edit import Edit
 
 log = logging.getLogger(__name__)
+
+
+async def is_its_panel(_services: Services, message: Message, edit: Edit) -> bool:
+    """The pressed message is the request posted for this edit (not another one's)."""
+    return edit.approval_message_id == message.message_id
 
 
 async def on_decision(update: Update, context: BotContext) -> None:
     """✅ Approve or ❌ Reject pressed: admins only; decide once, tell the member."""
     pressed = await edit_press(
-        update, context, parse, lambda parsed: parsed[1], admins_only="approval.admins_only"
+        update,
+        context,
+        parse,
+        lambda parsed: parsed[1],
+        made_for=is_its_panel,
+        admins_only="approval.admins_only",
     )
     if pressed is None:
         return

@@ -4,7 +4,7 @@ button presses, and resolving a press that names an edit."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -101,6 +101,14 @@ async def admin_command(
 
 
 P = TypeVar("P")
+# Whether the pressed message is one the button's edit made (see `edit_press`).
+MadeFor = Callable[[Services, Message, Edit], Awaitable[bool]]
+
+
+async def carries_result(services: Services, message: Message, edit: Edit) -> bool:
+    """The pressed message is one the bot posted with this edit's result (as recorded)."""
+    found = await services.db.result_messages.edit_of(message.chat_id, message.message_id)
+    return found == edit.id
 
 
 class EditPress(NamedTuple, Generic[P]):
@@ -125,14 +133,18 @@ async def edit_press(
     parse: Callable[[str], P | None],
     edit_id: Callable[[P], int],
     *,
-    same_chat: bool = True,
+    own_anywhere: bool = False,
+    made_for: MadeFor | None = None,
     admins_only: str | None = None,
 ) -> EditPress[P] | None:
     """Resolve a button press naming an edit; answer stale or forged presses and return None.
 
-    With `same_chat`, the edit must belong to the chat the button is in (a forged button of
-    another chat's edit is refused like an unknown one). With `admins_only` (a catalog key),
-    only the chat's admins may press it; anyone else is told so in an alert.
+    Callback data may be forged, so the edit it names is checked against the database: it
+    must belong to the chat the button is in (`own_anywhere`: in the presser's private chat,
+    any edit of theirs, as /history lists there), and with `made_for`, the pressed message
+    must be one that edit made; anything else is refused like an unknown button. With
+    `admins_only` (a catalog key), only the chat's admins may press it; anyone else is told
+    so in an alert.
     """
     query = update.callback_query
     if query is None or query.data is None:
@@ -146,7 +158,8 @@ async def edit_press(
         data is None
         or edit is None
         or not isinstance(message, Message)
-        or (same_chat and edit.chat_id != message.chat_id)
+        or not _in_chat(edit, message, query.from_user, own_anywhere)
+        or (made_for is not None and not await made_for(services, message, edit))
     ):
         await answer_press(query, services.tr(lang, "error.unknown_button"))
         return None
@@ -156,3 +169,12 @@ async def edit_press(
         await answer_press(query, services.tr(lang, admins_only), alert=True)
         return None
     return EditPress(query, message, edit, data, lang)
+
+
+def _in_chat(edit: Edit, message: Message, presser: User, own_anywhere: bool) -> bool:
+    """The edit belongs to the chat of the pressed message (or, `own_anywhere`, is the
+    presser's own and the press is in their private chat)."""
+    if edit.chat_id == message.chat_id:
+        return True
+    private = message.chat.type == ChatType.PRIVATE
+    return own_anywhere and private and edit.user_id == presser.id

@@ -28,6 +28,7 @@ from bot.delivery import reply_to
 from bot.edit_requests import start_edit
 from bot.handlers.common import answer_press, edit_press, incoming, reply
 from bot.origin import Origin
+from bot.policy import resend_refusal
 from bot.services import BotContext, Services
 from domain.edit import TERMINAL_STATES, Edit
 
@@ -66,17 +67,19 @@ async def history_command(update: Update, context: BotContext) -> None:
     buttons: list[InlineKeyboardButton] = []
     for number, edit in enumerate(edits, start=1):
         spec = services.registry.models.get(edit.model)
+        removed = edit.removed_at is not None
+        state = "removed" if removed else edit.state.value
         lines.append(
             services.tr(
                 lang,
                 "history.item",
                 n=number,
-                state=services.tr(lang, f"history.state.{edit.state.value}"),
+                state=services.tr(lang, f"history.state.{state}"),
                 model=html.escape(spec.title if spec else edit.model),
                 prompt=html.escape(_preview(edit.prompt)),
             )
         )
-        if edit.state in TERMINAL_STATES:
+        if edit.state in TERMINAL_STATES and not removed:
             label = services.tr(lang, "history.resend", n=number)
             buttons.append(InlineKeyboardButton(label, callback_data=resend_data(edit.id)))
     lines += ["", services.tr(lang, "history.hint")]
@@ -92,9 +95,9 @@ async def history_command(update: Update, context: BotContext) -> None:
 async def on_resend(update: Update, context: BotContext) -> None:
     """A /history button: send the stored result again, or make it again when none is stored."""
     # /history lists the user's own edits (in a private chat, also those made in groups),
-    # so the edit's chat may differ from the button's; ownership is checked instead.
+    # so there the edit's chat may differ from the button's.
     pressed = await edit_press(
-        update, context, parse_resend, lambda edit_id: edit_id, same_chat=False
+        update, context, parse_resend, lambda edit_id: edit_id, own_anywhere=True
     )
     if pressed is None:
         return
@@ -107,6 +110,10 @@ async def on_resend(update: Update, context: BotContext) -> None:
         await answer_press(query, services.tr(lang, "history.busy"))
         return
     origin = pressed.origin
+    refused = await resend_refusal(context.bot, services, origin, edit)
+    if refused is not None:
+        await answer_press(query, services.tr(lang, refused), alert=True)
+        return
     if edit.result_file_ids:
         await answer_press(query, services.tr(lang, "history.resent"))
         await send_stored(services, context.bot, origin, edit)
@@ -139,12 +146,18 @@ async def send_stored(services: Services, bot: Bot, origin: Origin, edit: Edit) 
             else None
         )
         try:
-            await _send_file_id(bot, origin, file_id, as_document=as_document, markup=markup)
+            message = await _send_file_id(
+                bot, origin, file_id, as_document=as_document, markup=markup
+            )
         except BadRequest as exc:
             if "file of type" not in exc.message.lower():
                 raise
             # Delivery falls back to a document for results too large for a photo.
-            await _send_file_id(bot, origin, file_id, as_document=not as_document, markup=markup)
+            message = await _send_file_id(
+                bot, origin, file_id, as_document=not as_document, markup=markup
+            )
+        # Each as it goes: a failure halfway must not leave messages "Remove" cannot find.
+        await services.db.result_messages.record(edit.id, origin.chat_id, [message.message_id])
 
 
 async def _send_file_id(

@@ -1,7 +1,9 @@
 """Inline mode: `@bot` in any chat lists the user's recent results to share them there.
 
 Results are re-sent by their cached Telegram file ids (nothing is downloaded); the answer
-is personal and cached only briefly, so a new result shows up at once.
+is personal and cached only briefly, so a new result shows up at once. A result an admin
+removed is never offered, and someone the operators banned is offered nothing (an inline
+query does not say which chat it is for, so a group's own bans cannot be told apart here).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from telegram.ext import Application, InlineQueryHandler
 
 from bot.buttons import shorten
 from bot.handlers.common import query_expired
+from bot.policy import banned_everywhere
 from bot.services import BotContext
 from domain.edit import Edit, EditState
 
@@ -32,11 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def inline_results(edits: list[Edit], query: str) -> list[InlineQueryResult]:
-    """Cached photos (documents for results sent as files) of delivered edits, newest first."""
+    """Cached photos (documents for results sent as files) of delivered edits whose result
+    was not removed, newest first."""
     needle = query.strip().casefold()
     results: list[InlineQueryResult] = []
     for edit in edits:
         if edit.state is not EditState.DELIVERED or not edit.result_file_ids:
+            continue
+        if edit.removed_at is not None:
             continue
         if needle and needle not in edit.prompt.casefold():
             continue
@@ -64,8 +70,10 @@ async def inline_query(update: Update, context: BotContext) -> None:
     if query is None:
         return
     services = context.services
-    edits = await services.db.edits.recent(query.from_user.id, limit=SEARCH_DEPTH)
-    results = inline_results(edits, query.query)
+    results: list[InlineQueryResult] = []
+    if not await banned_everywhere(services, query.from_user.id):
+        edits = await services.db.edits.recent(query.from_user.id, limit=SEARCH_DEPTH)
+        results = inline_results(edits, query.query)
     button = None
     if not results:
         lang = await services.lang_for(query.from_user)

@@ -18,6 +18,7 @@ from bot.formats import format_wait
 from bot.handlers.common import answer_press, edit_press
 from bot.lifecycle.context import ChatUnreachable, DeliveryFailed
 from bot.origin import Origin, answer
+from bot.policy import resend_refusal
 from bot.preferences import SEED_MAX
 from bot.services import BotContext, Services
 from domain.edit import Edit
@@ -45,10 +46,14 @@ async def on_result_button(update: Update, context: BotContext) -> None:
     services = context.services
     query, _message, edit, press, lang = pressed
     origin = pressed.origin
+    if press.action == "again" and query.from_user.id != edit.user_id:
+        await answer_press(query, services.tr(lang, "result.not_yours"), alert=True)
+        return
+    refused = await resend_refusal(context.bot, services, origin, edit)
+    if refused is not None:
+        await answer_press(query, services.tr(lang, refused), alert=True)
+        return
     if press.action == "again":
-        if query.from_user.id != edit.user_id:
-            await answer_press(query, services.tr(lang, "result.not_yours"), alert=True)
-            return
         await answer_press(query, services.tr(lang, "result.again_started"))
         await start_edit(
             context.bot,
@@ -88,13 +93,15 @@ async def take_file_slot(services: Services, user_id: int, edit_id: int) -> floa
 async def send_as_files(services: Services, bot: Bot, origin: Origin, edit: Edit) -> None:
     """The original result bytes as documents, or a clear word why they are gone."""
     try:
-        await services.notifier.send_files(edit, origin.chat_id, origin.message_id)
+        sent = await services.notifier.send_files(edit, origin.chat_id, origin.message_id)
     except DeliveryFailed as exc:
         log.info("result not re-sent as file", extra={"edit_id": edit.id, "error": exc.code})
         key = "result.expired" if exc.code in EXPIRED_CODES else "result.file_failed"
         await answer(bot, origin, services.tr(origin.lang, key))
     except ChatUnreachable:
         await services.db.chats.block(origin.chat_id, "unreachable while sending a file")
+    else:
+        await services.db.result_messages.record(edit.id, origin.chat_id, sent)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

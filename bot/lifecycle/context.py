@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from bot.lifecycle.leases import Lease, Leases
 from bot.providers.registry import ProviderRegistry
@@ -52,6 +52,14 @@ class ChatUnreachable(Exception):
     """The chat blocked the bot or is gone: stop sending there."""
 
 
+class Delivered(NamedTuple):
+    """A result out in the chat: its Telegram file ids (to send it again without a
+    download) and the ids of every message carrying it (what "Remove" deletes)."""
+
+    file_ids: list[str]
+    message_ids: list[int]
+
+
 class PhotoSource(Protocol):
     async def fetch(self, photo: InputPhoto) -> bytes:
         """The bytes of an input photo."""
@@ -60,8 +68,8 @@ class PhotoSource(Protocol):
 class Notifier(Protocol):
     """The user-facing side (Telegram)."""
 
-    async def deliver_result(self, edit: Edit) -> list[str]:
-        """Send the results; return their Telegram file ids."""
+    async def deliver_result(self, edit: Edit) -> Delivered:
+        """Send the results; return their file ids and the messages carrying them."""
 
     async def notify_failure(self, edit: Edit) -> None:
         """Tell the user their edit ended without a result, and why."""

@@ -125,7 +125,7 @@ class Delivery:
             return
         started = time.monotonic()
         try:
-            file_ids = await ctx.notifier.deliver_result(edit)
+            delivered = await ctx.notifier.deliver_result(edit)
         except ChatUnreachable as exc:
             await ctx.db.chats.block(edit.chat_id, str(exc)[:200])
             await self._undeliverable(edit, owner, str(exc))
@@ -136,10 +136,14 @@ class Delivery:
         except asyncio.CancelledError:
             await ctx.db.edits.release(edit.id, owner)  # the next run sends it (at least once)
             raise
-        delivered = await ctx.db.edits.transition(
-            edit.id, steps.DELIVER, owner=owner, result_file_ids=file_ids
+        # The messages sent go on record ("Remove" deletes those) in the same transaction,
+        # also if the lease turns out lost: they are out either way.
+        sent = delivered.message_ids
+        record = ctx.db.result_messages.recording(edit.id, edit.chat_id, sent) if sent else None
+        done = await ctx.db.edits.transition(
+            edit.id, steps.DELIVER, owner=owner, also=record, result_file_ids=delivered.file_ids
         )
-        if delivered is None:
+        if done is None:
             # Only a worker that stalled past its lease gets here: another one took over.
             log.warning("delivery lease lost", extra={"edit_id": edit.id})
             return

@@ -91,5 +91,6 @@ class EditService:
         )
 
     async def note_removal(self, edit_id: int, *, by_name: str, at: float) -> None:
-        """An admin removed the edit's result from the chat (for /modlog)."""
+        """An admin removed the edit's result from the chat (for /modlog; a removed result is
+        never sent again)."""
         await self.ctx.db.edits.update_fields(edit_id, removed_by_name=by_name[:128], removed_at=at)
