@@ -149,8 +149,9 @@ def test_only_choices_the_model_accepts_are_offered() -> None:
         "size",
         "num_images",
         "is_enhance",
-        "enable_fallback",
+        "fallback_model",
     ]
+    assert gpt4o.options["fallback_model"].choices == (None, "FLUX_MAX", "GPT_IMAGE_1")
     assert "aspect_ratio" not in list(QWEN.options)
 
 
