@@ -82,6 +82,8 @@ class ParamEntry(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamEntry:
+        if self.type in ("integer", "number") and (self.min is None or self.max is None):
+            raise ValueError("a number needs its documented `min` and `max`")
         offered = self.offer if self.offer is not None else self.values
         if self.default is not None and offered and self.default not in offered:
             raise ValueError(f"default {self.default!r} is not among the offered values")
