@@ -43,10 +43,10 @@ from bot.lifecycle.service import EditService
 from bot.metrics import Metrics
 from bot.providers.base import Provider
 from bot.providers.http import HttpProvider
-from bot.providers.kie import PLAYGROUND_PREFIX, jobs_api, jobs_models
-from bot.providers.kie4o import kie4o_api, kie4o_models
+from bot.providers.kie import PLAYGROUND_PREFIX, jobs_api
+from bot.providers.kie4o import kie4o_api
 from bot.providers.kie_upload import KieUploadStore
-from bot.providers.odkkk import odkkk_api, odkkk_models
+from bot.providers.odkkk import odkkk_api
 from bot.providers.registry import ProviderRegistry
 from bot.providers.transport import RetryPolicy, SlidingWindowLimiter, Transport
 from bot.result_addresses import result_session
@@ -124,8 +124,10 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
     """The provider families whose keys are set (see the README's provider table).
 
-    KIE counts requests per account, so every KIE family shares one limiter.
+    KIE counts requests per account, so every KIE family shares one limiter. Each offers
+    the models the catalog (settings.catalog) lists for it.
     """
+    models = settings.catalog.models_for
     providers: list[Provider] = []
     if settings.kie_api_key is not None:
         kie_key = settings.kie_api_key.get_secret_value()
@@ -144,18 +146,18 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
             hmac_key=hmac_key,
             limiter=SlidingWindowLimiter(*settings.kie_rate_limit),
         )
-        providers.append(on_kie_account(name="kie", api=jobs_api(), models=jobs_models("kie")))
+        providers.append(on_kie_account(name="kie", api=jobs_api(), models=models("kie")))
         if settings.kie_playground:
             providers.append(
                 on_kie_account(
                     name="kie-playground",
                     api=jobs_api(PLAYGROUND_PREFIX),
-                    models=jobs_models("kie-playground", prefix="kie-playground:"),
+                    models=models("kie-playground"),
                 )
             )
         if settings.kie_4o:
             providers.append(
-                on_kie_account(name="kie-4o", api=kie4o_api(), models=kie4o_models("kie-4o"))
+                on_kie_account(name="kie-4o", api=kie4o_api(), models=models("kie-4o"))
             )
     if settings.apikley_api_key is not None:
         providers.append(
@@ -165,7 +167,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
                 transport=transport,
                 base_url=str(settings.apikley_api_url).rstrip("/"),
                 api_key=settings.apikley_api_key.get_secret_value(),
-                models=jobs_models("apikley", prefix="apikley:"),
+                models=models("apikley"),
                 limiter=SlidingWindowLimiter(*settings.apikley_rate_limit),
             )
         )
@@ -177,7 +179,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
                 transport=transport,
                 base_url=str(settings.odkkk_api_url).rstrip("/"),
                 api_key=settings.odkkk_api_key.get_secret_value(),
-                models=odkkk_models("odkkk"),
+                models=models("odkkk"),
                 limiter=SlidingWindowLimiter(*settings.odkkk_rate_limit),
             )
         )

@@ -12,11 +12,14 @@ from pydantic import (
     AnyHttpUrl,
     BeforeValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.providers.catalog import Catalog, CatalogError, load_catalog
 
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,60}$")
 
@@ -161,6 +164,8 @@ class Settings(BaseSettings):
         default=RateLimit(20, 10.0), validation_alias="ODKKK_RATE_LIMIT"
     )
     default_model: str = Field(default="qwen/image-edit", validation_alias="DEFAULT_MODEL")
+    # An operator's model catalog added to the shipped one (README: "Model catalog").
+    model_catalog_file: Path | None = Field(default=None, validation_alias="MODEL_CATALOG_FILE")
     provider_timeout: float = Field(default=30.0, gt=0, validation_alias="PROVIDER_TIMEOUT")
     provider_max_retries: int = Field(
         default=4, ge=0, le=10, validation_alias="PROVIDER_MAX_RETRIES"
@@ -224,6 +229,8 @@ class Settings(BaseSettings):
     result_allow_private: bool = Field(default=False, validation_alias="RESULT_ALLOW_PRIVATE")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
+    _catalog: Catalog = PrivateAttr()
+
     @field_validator("bot_token")
     @classmethod
     def _token_format(cls, value: SecretStr) -> SecretStr:
@@ -271,6 +278,10 @@ class Settings(BaseSettings):
                 "(SUBMIT_LEASE, DELIVERY_LEASE, NOTIFY_LEASE, POLL_LEASE): a lease must be "
                 "renewed well before it runs out"
             )
+        try:  # the models are configuration: a broken catalog stops the start (exit 2)
+            self._catalog = load_catalog(self.model_catalog_file)
+        except CatalogError as exc:
+            raise ValueError(f"MODEL_CATALOG_FILE: {exc}") from None
         if self.blob_max_age < self.task_timeout + self.blob_grace:
             raise ValueError(
                 "BLOB_MAX_AGE must be at least TASK_TIMEOUT + BLOB_GRACE: the orphan sweep "
@@ -293,6 +304,11 @@ class Settings(BaseSettings):
             )
 
     # Derived values -------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The models this deployment can offer (the shipped catalog and MODEL_CATALOG_FILE)."""
+        return self._catalog
 
     @property
     def webhook_mode(self) -> bool:

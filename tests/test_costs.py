@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.costs import expected_cost
-from bot.providers.kie import jobs_models
-from bot.providers.kie4o import kie4o_models
-from bot.providers.odkkk import odkkk_models
+from bot.providers.catalog import models_for
 from domain.edit import Edit, EditState
 from storage.spend import day_bounds, edit_spend, month_bounds
 
@@ -49,21 +47,21 @@ def an_edit() -> Edit:
 
 
 def test_defaults_overrides_image_counts_and_quality() -> None:
-    jobs = jobs_models("kie")
-    playground = jobs_models("kie-playground", prefix="kie-playground:")
+    jobs = models_for("kie")
+    playground = models_for("kie-playground")
     qwen, seedream = jobs["qwen/image-edit"], jobs["seedream/4.5-edit"]
     assert expected_cost(qwen, {}, {}) == 5
     assert expected_cost(qwen, {"num_images": "3"}, {}) == 15
     assert expected_cost(jobs["google/nano-banana-edit"], {}, {}) == 8
     assert expected_cost(seedream, {"quality": "high"}, {}) == 8
     assert expected_cost(seedream, {"quality": "basic"}, {}) == 5
-    assert expected_cost(kie4o_models()["gpt-4o-image"], {"num_images": 2}, {}) == 12
-    assert expected_cost(odkkk_models()["odkkk:qwen-image-edit"], {}, {}) == 5
+    assert expected_cost(models_for("kie-4o")["gpt-4o-image"], {"num_images": 2}, {}) == 12
+    assert expected_cost(models_for("odkkk")["odkkk:qwen-image-edit"], {}, {}) == 5
     # An override by provider model name applies to every reseller of it, by id to one.
     overrides = {"qwen/image-edit": 4.5, "kie-playground:qwen/image-edit": 2}
     assert expected_cost(qwen, {"num_images": 2}, overrides) == 9
     assert expected_cost(playground["kie-playground:qwen/image-edit"], {}, overrides) == 2
-    assert expected_cost(replace(qwen, api_model="new/model"), {}, {}) == 8  # unknown: dearest
+    assert expected_cost(replace(qwen, credits=None), {}, {}) == 8  # unpriced: the dearest
 
 
 def test_one_edits_figure_reported_estimated_or_nothing() -> None:

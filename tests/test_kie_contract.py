@@ -8,10 +8,9 @@ import pytest
 
 from bot.providers import kie
 from bot.providers.base import TaskState
+from bot.providers.catalog import models_for
 from bot.providers.kie import (
     build_create_body,
-    closest_image_size,
-    jobs_models,
     kie_error,
     parse_record,
     signature,
@@ -27,8 +26,8 @@ from tests.docs_examples import (
 )
 from tests.test_providers_contract import JOBS
 
-QWEN = jobs_models("kie")["qwen/image-edit"]
-BANANA = jobs_models("kie")["google/nano-banana-edit"]
+QWEN = models_for("kie")["qwen/image-edit"]
+BANANA = models_for("kie")["google/nano-banana-edit"]
 
 
 _request = JOBS.request
@@ -115,8 +114,8 @@ def test_create_body_for_multi_image_model() -> None:
         ((900, 1200), "portrait_4_3"),
     ],
 )
-def test_closest_image_size(size: tuple[int, int], expected: str) -> None:
-    assert closest_image_size(*size) == expected
+def test_unset_image_size_is_the_closest_to_the_photo(size: tuple[int, int], expected: str) -> None:
+    assert build_create_body(_request(image_sizes=(size,)))["input"]["image_size"] == expected
 
 
 def test_webhook_signature() -> None:

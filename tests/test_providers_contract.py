@@ -15,28 +15,26 @@ from typing import Any
 import pytest
 
 from bot.providers.base import InputRejected, SubmitRequest, TaskState, TaskStatus
+from bot.providers.catalog import models_for
 from bot.providers.kie import (
     build_create_body,
-    jobs_models,
+    jobs_api,
     kie_error,
     parse_record,
     parse_submit,
-    validate_jobs_request,
 )
 from bot.providers.kie4o import (
     build_4o_body,
-    kie4o_models,
+    kie4o_api,
     parse_4o_record,
     parse_4o_submit,
-    validate_4o_request,
 )
 from bot.providers.odkkk import (
     build_odkkk_body,
+    odkkk_api,
     odkkk_error,
-    odkkk_models,
     parse_odkkk_submit,
     parse_odkkk_task,
-    validate_odkkk_request,
 )
 from domain.errors import (
     FeatureDisabled,
@@ -79,33 +77,33 @@ class Family:
 
 JOBS = Family(
     SubmitRequest(
-        model=jobs_models("kie")["qwen/image-edit"],
+        model=models_for("kie")["qwen/image-edit"],
         prompt="Add beautiful flowers to the garden",
         image_urls=("https://files.example/a.jpg",),
         image_sizes=((1200, 1600),),
         callback_url="https://bot.example/callbacks/kie/1?token=t",
     ),
-    validate_jobs_request,
+    jobs_api().validate,
 )
 GPT4O = Family(
     SubmitRequest(
-        model=kie4o_models()["gpt-4o-image"],
+        model=models_for("kie-4o")["gpt-4o-image"],
         prompt="Replace the masked area with a beautiful garden",
         image_urls=("https://public-url/original.jpg",),
         image_sizes=((1500, 1000),),
         mask_url="https://public-url/mask.png",
         callback_url="https://your-domain.com/4o-callback",
     ),
-    validate_4o_request,
+    kie4o_api().validate,
 )
 ODKKK = Family(
     SubmitRequest(
-        model=odkkk_models()["odkkk:qwen-image-edit"],
+        model=models_for("odkkk")["odkkk:qwen-image-edit"],
         prompt="Replace the background of this image",
         image_urls=("https://example.com/image1.png", "https://example.com/image2.png"),
         callback_url="https://your-domain.com/webhooks/image-task-completed",
     ),
-    validate_odkkk_request,
+    odkkk_api().validate,
 )
 
 
@@ -133,16 +131,14 @@ def jobs_request(document: dict[str, Any], models: dict[str, Any]) -> SubmitRequ
     [
         pytest.param(
             build_create_body,
-            jobs_request(
-                PLAYGROUND_REQUEST, jobs_models("kie-playground", prefix="kie-playground:")
-            ),
+            jobs_request(PLAYGROUND_REQUEST, models_for("kie-playground")),
             PLAYGROUND_REQUEST,
             True,
             id="playground",
         ),
         pytest.param(
             build_create_body,
-            jobs_request(APIKLEY_REQUEST, jobs_models("apikley", prefix="apikley:")),
+            jobs_request(APIKLEY_REQUEST, models_for("apikley")),
             APIKLEY_REQUEST,
             True,
             id="apikley",

@@ -9,11 +9,11 @@ import aiohttp
 import pytest
 
 from bot.providers.base import TaskState
+from bot.providers.catalog import models_for
 from bot.providers.http import HttpProvider
 from bot.providers.kie import (
     PLAYGROUND_PREFIX,
     jobs_api,
-    jobs_models,
     kie_error,
     parse_record,
 )
@@ -26,8 +26,8 @@ from tests.docs_examples import (
     PLAYGROUND_RECORD,
 )
 
-PLAYGROUND = jobs_models("kie-playground", prefix="kie-playground:")
-APIKLEY = jobs_models("apikley", prefix="apikley:")
+PLAYGROUND = models_for("kie-playground")
+APIKLEY = models_for("apikley")
 
 
 def test_variant_model_ids() -> None:

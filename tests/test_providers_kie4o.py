@@ -10,13 +10,13 @@ import aiohttp
 import pytest
 
 from bot.providers.base import TaskState, TaskStatus
+from bot.providers.catalog import models_for
 from bot.providers.http import HttpProvider
 from bot.providers.kie import signature
 from bot.providers.kie4o import (
     build_4o_body,
     kie4o_api,
     kie4o_error,
-    kie4o_models,
     parse_4o_callback,
     parse_4o_record,
     parse_download_url,
@@ -37,7 +37,7 @@ from tests.fakes.images import make_jpeg, make_png
 from tests.fakes.kie import FakeKie
 from tests.test_providers_contract import GPT4O
 
-MODEL = kie4o_models()["gpt-4o-image"]
+MODEL = models_for("kie-4o")["gpt-4o-image"]
 
 
 _request = GPT4O.request
@@ -128,7 +128,7 @@ async def test_callback_signature_covers_the_edits_task_when_the_body_names_none
             transport=Transport(session),
             base_url="https://kie",
             api_key="k",
-            models=kie4o_models(),
+            models=models_for("kie-4o"),
             hmac_key="secret",
         )
     ts = str(int(time.time()))
@@ -180,7 +180,7 @@ async def test_client_against_the_fake_with_mask_variants_and_download_url(kie: 
             transport=Transport(session),
             base_url=kie.url,
             api_key=kie.api_key,
-            models=kie4o_models(),
+            models=models_for("kie-4o"),
         )
         photos = [await _upload(session, kie, make_jpeg(96, 64), f"p{i}.jpg") for i in range(2)]
         mask = await _upload(session, kie, make_png(96, 64, alpha=True), "mask.png")

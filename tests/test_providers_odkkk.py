@@ -10,13 +10,13 @@ import pytest
 
 from bot.images.normalize import normalize
 from bot.providers.base import TaskState
+from bot.providers.catalog import models_for
 from bot.providers.http import HttpProvider
 from bot.providers.odkkk import (
     build_odkkk_body,
     callback_allowed,
     odkkk_api,
     odkkk_error,
-    odkkk_models,
     parse_odkkk_task,
 )
 from bot.providers.transport import Transport
@@ -32,7 +32,7 @@ from tests.fakes.kie import FakeKie
 from tests.fakes.odkkk import FakeOdkkk
 from tests.test_providers_contract import ODKKK
 
-MODEL = odkkk_models()["odkkk:qwen-image-edit"]
+MODEL = models_for("odkkk")["odkkk:qwen-image-edit"]
 
 
 _request = ODKKK.request
@@ -126,7 +126,7 @@ async def test_client_against_the_fake_with_three_images(kie: FakeKie) -> None:
             transport=Transport(session),
             base_url=odkkk.url,
             api_key="odkkk-key",
-            models=odkkk_models(),
+            models=models_for("odkkk"),
         )
         urls = []
         for index in range(3):

@@ -28,9 +28,10 @@ from bot.providers.base import (
     check_prompt_and_images,
     option_table,
 )
-from bot.providers.kie import jobs_models, validate_jobs_request
-from bot.providers.kie4o import kie4o_models, validate_4o_request
-from bot.providers.odkkk import odkkk_models, validate_odkkk_request
+from bot.providers.catalog import models_for
+from bot.providers.kie import jobs_api
+from bot.providers.kie4o import kie4o_api
+from bot.providers.odkkk import odkkk_api
 from domain.errors import CallbackRejected, ProviderError
 from tests.conftest import CHAT_ID, USER_ID, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
@@ -190,12 +191,12 @@ async def test_a_new_models_options_are_offered_checked_and_sent(
 
 
 def shipped_models() -> list[tuple[ModelSpec, Any]]:
-    """Every model the bot ships with its family's validator."""
+    """Every model the catalog ships, with its family's validator."""
     families = [
-        (jobs_models("kie"), validate_jobs_request),
-        (jobs_models("apikley", prefix="apikley:"), validate_jobs_request),
-        (kie4o_models(), validate_4o_request),
-        (odkkk_models(), validate_odkkk_request),
+        (models_for("kie"), jobs_api().validate),
+        (models_for("apikley"), jobs_api().validate),
+        (models_for("kie-4o"), kie4o_api().validate),
+        (models_for("odkkk"), odkkk_api().validate),
     ]
     return [(spec, validate) for models, validate in families for spec in models.values()]
 

@@ -25,9 +25,9 @@ from bot.preferences import (
     switch_model,
 )
 from bot.providers.base import ModelOption, ModelSpec, SubmitRequest, option_table
-from bot.providers.kie import jobs_models, validate_jobs_request
-from bot.providers.kie4o import kie4o_models, validate_4o_request
+from bot.providers.catalog import models_for
 from bot.providers.registry import ProviderRegistry
+from bot.providers.wire import validate_request
 from domain.edit import EditState
 from storage.chat_settings import CAS_ATTEMPTS, ChatPrefs, ChatSettings
 from storage.db import Database
@@ -43,10 +43,7 @@ class StubProvider:
         self.models = models
 
     def validate(self, request: SubmitRequest) -> None:
-        if request.model.id == "gpt-4o-image":
-            validate_4o_request(request)
-        else:
-            validate_jobs_request(request)
+        validate_request(request)
 
     async def close(self) -> None:
         return None
@@ -58,7 +55,7 @@ def every_option(models: list[ModelSpec]) -> list[ModelOption]:
 
 
 def registry() -> ProviderRegistry:
-    jobs, gpt4o = jobs_models("kie"), kie4o_models("kie-4o")
+    jobs, gpt4o = models_for("kie"), models_for("kie-4o")
     long_spec = ModelSpec(
         id=LONG_ID,
         provider="a-provider-with-a-long-name",
@@ -152,8 +149,9 @@ def test_only_choices_the_model_accepts_are_offered() -> None:
         "size",
         "num_images",
         "is_enhance",
-        "enable_fallback",
+        "fallback_model",
     ]
+    assert gpt4o.options["fallback_model"].choices == (None, "FLUX_MAX", "GPT_IMAGE_1")
     assert "aspect_ratio" not in list(QWEN.options)
 
 

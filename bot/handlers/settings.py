@@ -256,7 +256,7 @@ async def _ask(
     option: ModelOption,
 ) -> None:
     """Ask for a free-text setting with ForceReply and remember that we are waiting."""
-    question = ctx.tr(f"settings.ask.{option.name}", limit=option.max_length, max=SEED_MAX)
+    question = ctx.option_text(option, "ask", limit=option.max_length, max=SEED_MAX)
     if ctx.group:  # selective ForceReply reaches the mentioned user only
         question = f"{mention_html(user.id, user.first_name)} {question}"
     asked = await bot.send_message(
@@ -351,7 +351,7 @@ async def _take_input(
         chat.id, lambda p: set_option(p, option, value), user_id=user.id
     )
     await services.db.chat_settings.drop_input(pending.chat_id, pending.user_id)
-    title = ctx.tr(f"settings.opt.{option.name}")
+    title = ctx.option_text(option, "label")
     label = views.value_label(ctx, option, value)
     if pending.menu_message_id is not None:
         text, markup = views.option_view(ctx, prefs, option)

@@ -47,6 +47,19 @@ class MenuContext:
     def tr(self, key: str, **params: Any) -> str:
         return self.translator.tr(self.lang, key, **params)
 
+    def option_text(self, option: ModelOption, part: str, **params: Any) -> str:
+        """An option's "label", "help" or "ask" text: the catalog entry's own words in the
+        reader's language (else English) for options the message catalogs do not know."""
+        own = option.texts.get(part, {})
+        text = own.get(self.lang) or own.get("en")
+        if text is None:
+            key = "opt" if part == "label" else part
+            return self.tr(f"settings.{key}.{option.name}", **params)
+        try:
+            return text % params if params else text
+        except (KeyError, ValueError, TypeError):
+            return text
+
     @property
     def group(self) -> bool:
         return self.chat.type != ChatType.PRIVATE
@@ -106,7 +119,7 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
             label = value_label(ctx, option, True) + " 🔒"
         else:
             label = value_label(ctx, option, current(prefs, option))
-        lines.append(_line(ctx.tr(f"settings.opt.{option.name}"), label))
+        lines.append(_line(ctx.option_text(option, "label"), label))
     file_state = ctx.tr("settings.value.on" if prefs.send_as_file else "settings.value.off")
     lines.append(_line(ctx.tr("settings.opt.send_as_file"), file_state))
     lines.append(_line(ctx.tr("settings.opt.lang"), language_name(ctx, prefs.lang)))
@@ -114,7 +127,7 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
         lines += ["", ctx.tr("settings.group_note")]
     keyboard = [[_button(ctx.tr("settings.opt.model"), "models")]]
     keyboard += in_rows(
-        [_button(ctx.tr(f"settings.opt.{option.name}"), "o", option.code) for option in options],
+        [_button(ctx.option_text(option, "label"), "o", option.code) for option in options],
         2,
     )
     keyboard.append([_button(f"{ctx.tr('settings.opt.send_as_file')}: {file_state}", "file")])
@@ -132,8 +145,8 @@ def option_view(ctx: MenuContext, prefs: ChatPrefs, option: ModelOption) -> View
     """One option: what it does, its value, and the values the model offers for it."""
     value = current(prefs, option)
     lines = [
-        f"<b>{ctx.tr(f'settings.opt.{option.name}')}</b>",
-        ctx.tr(f"settings.help.{option.name}"),
+        f"<b>{ctx.option_text(option, 'label')}</b>",
+        ctx.option_text(option, "help"),
         "",
         _line(ctx.tr("settings.now"), value_label(ctx, option, value)),
     ]
@@ -188,6 +201,7 @@ def model_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
             )
         ]
         for model in ctx.registry.models.values()
+        if model.edits  # models that only generate from text are not for editing
     ]
     keyboard.append([_button(ctx.tr("settings.btn.all"), "home")])
     return "\n".join(lines), InlineKeyboardMarkup(keyboard)

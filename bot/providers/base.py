@@ -55,19 +55,22 @@ def requested_results(params: Mapping[str, Any]) -> int:
 
 OptionKind = Literal["choice", "text", "seed"]
 # What leaving an option unset means to the user (the settings menu words it).
-Unset = Literal["default", "auto", "none", "random"]
+Unset = Literal["default", "auto", "none", "random", "off"]
+ParamType = Literal["string", "integer", "number", "boolean"]
+Capability = Literal["edit", "text"]
 
 
 @dataclass(frozen=True)
 class ModelOption:
-    """A parameter of a model that a chat may set, as its provider documents it.
+    """A parameter of a model that a chat may set: how the settings menu offers it.
 
     `choices` are the values offered, in order; None among them means "not sent" (the API's
     default, or for sizes one chosen from the photo's shape: `unset="auto"`). `default` is
     what applies when nothing is stored; choosing it stores nothing. `code` names the option
     in callback data (64 bytes), so it is short and means the same option on every model.
     `value_names` is the group of translated names for the values, when raw values read
-    badly. `max_length` bounds a text option.
+    badly. `max_length` bounds a text option. `texts` holds the option's own menu words
+    ("label", "help", "ask" by language) for options the message catalogs do not know.
     """
 
     name: str
@@ -78,6 +81,7 @@ class ModelOption:
     unset: Unset = "default"
     value_names: str | None = None
     max_length: int = 0
+    texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict, hash=False)
 
 
 def option_table(*options: ModelOption) -> Mapping[str, ModelOption]:
@@ -86,19 +90,70 @@ def option_table(*options: ModelOption) -> Mapping[str, ModelOption]:
 
 
 @dataclass(frozen=True)
+class Param:
+    """One documented input of a model's API: the values it takes and where it is sent.
+
+    `path` is its dotted place in the request body ("input.seed"). `values`, `low`/`high`
+    and `max_length` are the documented limits. When the chat leaves it unset: a value of
+    `auto` closest to the photo's shape (`ratios` gives the shape of named values), else
+    `when_unset`, else nothing. `also_send` are fields sent with it whenever it is sent;
+    `credits` the price per image of the values that cost more than the model's own.
+    """
+
+    name: str
+    path: str
+    type: ParamType = "string"
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    max_length: int = 0
+    send_as_string: bool = False
+    auto: tuple[str, ...] = ()
+    ratios: Mapping[str, float] = field(default_factory=dict, hash=False)
+    when_unset: Any = None
+    also_send: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    credits: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class WireFields:
+    """Where a model's request carries the model name, the prompt, the photos and a mask
+    (dotted paths; None: not sent). `images_list`: the photos as a list, else one URL."""
+
+    model: str | None = "model"
+    prompt: str = "prompt"
+    images: str = "image_urls"
+    images_list: bool = True
+    mask: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A model a chat can choose, and the limits its provider documents."""
+    """A model a chat can choose on one provider, as its catalog entry describes it."""
 
     id: str
     provider: str
     api_model: str
     title: str
+    capabilities: frozenset[Capability] = frozenset({"edit"})
     max_images: int = 1
     prompt_max: int = 2000
-    supports_mask: bool = False
     image_limits: ImageLimits = field(default_factory=ImageLimits)
     # What a chat may set; other parameters of the API are not the chat's to choose.
     options: Mapping[str, ModelOption] = field(default_factory=option_table, hash=False)
+    # Every documented parameter (the options included): limits and place in the request.
+    params: Mapping[str, Param] = field(default_factory=dict, hash=False)
+    wire: WireFields = field(default_factory=WireFields)
+    # Credits one result image costs (None: not priced, see bot/costs.py).
+    credits: float | None = None
+
+    @property
+    def supports_mask(self) -> bool:
+        return self.wire.mask is not None
+
+    @property
+    def edits(self) -> bool:
+        return "edit" in self.capabilities
 
 
 @dataclass(frozen=True)

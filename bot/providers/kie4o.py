@@ -10,119 +10,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.images.limits import ImageLimits
-from bot.providers.base import (
-    InputRejected,
-    ModelOption,
-    ModelSpec,
-    SubmitRequest,
-    TaskState,
-    TaskStatus,
-    check_prompt_and_images,
-    embedded_json,
-    option_table,
-)
+from bot.providers.base import SubmitRequest, TaskState, TaskStatus, embedded_json
 from bot.providers.http import FamilyApi, HttpProvider
-from bot.providers.kie import closest_aspect_ratio, kie_error, task_id_of, verify_callback
+from bot.providers.kie import kie_error, task_id_of, verify_callback
+from bot.providers.wire import build_body, validate_request
 from domain.errors import ProtocolError, ProviderError
 
 log = logging.getLogger(__name__)
 
-MODEL_ID = "gpt-4o-image"
-SIZES = ("1:1", "3:2", "2:3")
-FALLBACK_MODELS = ("FLUX_MAX", "GPT_IMAGE_1")
-MAX_FILES = 5
-# The documents give no prompt limit for 4o; the bot caps it like KIE's longest (nano banana).
-PROMPT_MAX = 5000
-# kie-facts.md: inputs over 25 MB fail with code 400; .jpg .jpeg .png .webp .jfif accepted.
-GPT4O_INPUT_LIMITS = ImageLimits(max_bytes=25 * 1024 * 1024, max_side=4096)
-
 PATH = "/api/v1/gpt4o-image"
-
-# What a chat may set (the fallback model stays the API's default). An unset size is the
-# one closest to the photo's shape.
-OPTIONS = option_table(
-    ModelOption("size", "ar4", choices=(None, *SIZES), unset="auto"),
-    ModelOption("num_images", "n", choices=(1, 2, 3, 4), default=1),
-    ModelOption("is_enhance", "enh", choices=(False, True), default=False),
-    ModelOption("enable_fallback", "fb", choices=(False, True), default=False),
-)
-
-
-def kie4o_models(provider: str = "kie-4o") -> dict[str, ModelSpec]:
-    spec = ModelSpec(
-        id=MODEL_ID,
-        provider=provider,
-        api_model=MODEL_ID,
-        title="GPT-4o Image",
-        max_images=MAX_FILES,
-        prompt_max=PROMPT_MAX,
-        supports_mask=True,
-        image_limits=GPT4O_INPUT_LIMITS,
-        options=OPTIONS,
-    )
-    return {spec.id: spec}
 
 
 # Pure mapping ---------------------------------------------------------------------------------
 
 
-def _variants(value: Any) -> int | None:
-    """nVariants from the `num_images` setting (1-4, as a number or a digit string)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return -1
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return -1
-
-
-def validate_4o_request(request: SubmitRequest) -> None:
-    """Check every documented limit before anything is spent."""
-    check_prompt_and_images(request)
-    params = request.params
-    variants = _variants(params.get("num_images"))
-    if variants is not None and not 1 <= variants <= 4:
-        raise InputRejected("param_range", param="num_images", low=1, high=4)
-    size = params.get("size")
-    if size not in (None, "auto", *SIZES):
-        raise InputRejected("param_choice", param="size", choices=", ".join(("auto", *SIZES)))
-    fallback = params.get("fallback_model")
-    if fallback is not None and fallback not in FALLBACK_MODELS:
-        raise InputRejected(
-            "param_choice", param="fallback_model", choices=", ".join(FALLBACK_MODELS)
-        )
-    for name in ("is_enhance", "enable_fallback"):
-        value = params.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise InputRejected("param_choice", param=name, choices="true, false")
-
-
 def build_4o_body(request: SubmitRequest) -> dict[str, Any]:
-    """The generate JSON: files, optional mask, the size closest to the photo, variants."""
-    params = request.params
-    size = params.get("size")
-    if size in (None, "auto"):
-        size = "1:1"
-        if request.image_sizes:
-            size = closest_aspect_ratio(*request.image_sizes[0], SIZES)
-    body: dict[str, Any] = {
-        "prompt": request.prompt,
-        "filesUrl": list(request.image_urls),
-        "size": size,
-        "nVariants": _variants(params.get("num_images")) or 1,
-    }
-    if request.mask_url:
-        body["maskUrl"] = request.mask_url
-    if params.get("is_enhance") is not None:
-        body["isEnhance"] = params["is_enhance"]
-    if params.get("enable_fallback") is not None:
-        body["enableFallback"] = params["enable_fallback"]
-    if params.get("fallback_model") is not None:
-        body["fallbackModel"] = params["fallback_model"]
+    """The generate JSON as the catalog entry lays it out (files, mask, size closest to the
+    photo, variants, fallback), and the callback."""
+    body = build_body(request)
     if request.callback_url:
         body["callBackUrl"] = request.callback_url
     return body
@@ -300,7 +205,7 @@ def kie4o_api() -> FamilyApi:
         status_path=f"{PATH}/record-info",
         status_param="taskId",
         error_mapper=kie4o_error,
-        validate=validate_4o_request,
+        validate=validate_request,
         build_body=build_4o_body,
         parse_submit=parse_4o_submit,
         parse_status=parse_4o_record,

@@ -14,26 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.images.limits import ImageLimits
-from bot.providers.base import (
-    InputRejected,
-    ModelSpec,
-    SubmitRequest,
-    TaskState,
-    TaskStatus,
-    check_prompt_and_images,
-)
+from bot.providers.base import SubmitRequest, TaskState, TaskStatus
 from bot.providers.http import FamilyApi
+from bot.providers.wire import build_body, validate_request
 from domain.errors import ProtocolError, ProviderError, error_for_code
 
-API_MODEL = "qwen-image-edit"
-MODEL_ID = f"odkkk:{API_MODEL}"
 GENERATIONS = "/v1/images/generations"
-PROMPT_MAX = 2000
-MAX_IMAGES = 3
 CALLBACK_URL_MAX = 2048
-# Each side 384-3072 px: bot.images.normalize up- or downscales into that range.
-ODKKK_INPUT_LIMITS = ImageLimits(min_side=384, max_side=3072)
 
 STATE_MAP = {
     "pending": TaskState.PENDING,
@@ -53,19 +40,6 @@ STATE_MAP = {
 _RETRY_HINT = re.compile(r"retry after (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 _URL_KEYS = ("url", "image_url", "imageUrl", "result_url")
 _RESULT_KEYS = ("data", "results", "result", "images", "output", "result_urls", "urls")
-
-
-def odkkk_models(provider: str = "odkkk") -> dict[str, ModelSpec]:
-    spec = ModelSpec(
-        id=MODEL_ID,
-        provider=provider,
-        api_model=API_MODEL,
-        title="Qwen Image Edit (odkkk)",
-        max_images=MAX_IMAGES,
-        prompt_max=PROMPT_MAX,
-        image_limits=ODKKK_INPUT_LIMITS,
-    )
-    return {spec.id: spec}
 
 
 # Pure mapping ---------------------------------------------------------------------------------
@@ -90,19 +64,10 @@ def callback_allowed(url: str) -> bool:
     )
 
 
-def validate_odkkk_request(request: SubmitRequest) -> None:
-    """Check every documented limit before anything is spent (sizes: see ODKKK_INPUT_LIMITS)."""
-    check_prompt_and_images(request)
-    if request.mask_url:
-        raise InputRejected("mask_unsupported", model=request.model.title)
-
-
 def build_odkkk_body(request: SubmitRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": request.model.api_model,
-        "prompt": request.prompt,
-        "image_urls": list(request.image_urls),
-    }
+    """The generation JSON as the catalog entry lays it out; the callback only where odkkk
+    can reach it."""
+    body = build_body(request)
     if request.callback_url and callback_allowed(request.callback_url):
         body["callback_url"] = request.callback_url
     return body
@@ -244,7 +209,7 @@ def odkkk_api(task_path: str = DEFAULT_TASK_PATH) -> FamilyApi:
         status_path=task_path,
         status_param=None,
         error_mapper=odkkk_error,
-        validate=validate_odkkk_request,
+        validate=validate_request,
         build_body=build_odkkk_body,
         parse_submit=parse_odkkk_submit,
         parse_status=parse_odkkk_task,

@@ -262,6 +262,35 @@ JOBS_MODELS: dict[str, JobsModel] = {
 }
 
 
+# Seedream 4.0 edit, from KIE's public model page. The bot ships no catalog entry for it:
+# tests/test_catalog_model.py adds it through MODEL_CATALOG_FILE alone.
+SEEDREAM_V4_SIZES = (
+    "square",
+    "square_hd",
+    "portrait_4_3",
+    "portrait_3_2",
+    "portrait_16_9",
+    "landscape_4_3",
+    "landscape_3_2",
+    "landscape_16_9",
+    "landscape_21_9",
+)
+
+
+def _seedream_v4(inp: JSON) -> list[str]:
+    p = _Params(inp, "input.")
+    p.string("prompt", required=True, max_len=5000)
+    urls = p.url_list("image_urls", 1, 10, required=True)
+    p.enum("image_size", SEEDREAM_V4_SIZES)
+    p.enum("image_resolution", ("1K", "2K", "4K"))
+    p.number("max_images", 1, 6, integer=True)
+    p.number("seed", integer=True)
+    return urls
+
+
+JOBS_MODELS["bytedance/seedream-v4-edit"] = JobsModel(_seedream_v4, lambda i: (1, "png"))
+
+
 def _num_out(value: float) -> int | float:
     """Credits as the docs print them: integers when whole."""
     return int(value) if float(value).is_integer() else value
