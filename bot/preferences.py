@@ -56,6 +56,12 @@ def set_option(prefs: ChatPrefs, option: ModelOption, value: Any) -> ChatPrefs:
     return prefs.with_param(option.name, None if value == option.default else value)
 
 
+def _takes(spec: ModelSpec, name: str) -> bool:
+    # A documented parameter the menu no longer offers (4o's old enable_fallback switch) was
+    # chosen when it was offered: a chat that stored it keeps getting it.
+    return name in spec.options or name in spec.params
+
+
 def resolve(
     prefs: ChatPrefs, registry: ProviderRegistry, default_model: str
 ) -> tuple[str, dict[str, Any]]:
@@ -68,7 +74,7 @@ def resolve(
     params: dict[str, Any] = {
         name: value
         for name, value in prefs.params.items()
-        if name in spec.options and value is not None
+        if _takes(spec, name) and value is not None
     }
     if prefs.send_as_file:
         params["send_as_file"] = True
@@ -88,7 +94,7 @@ def switch_model(prefs: ChatPrefs, spec: ModelSpec, check: Checker) -> ChatPrefs
     """Choose `spec`, dropping the settings it does not support or whose values it refuses."""
     kept: dict[str, Any] = {}
     for name, value in prefs.params.items():
-        if name not in spec.options:
+        if not _takes(spec, name):
             continue
         if rejection(check, spec.id, {name: value}) is None:
             kept[name] = value

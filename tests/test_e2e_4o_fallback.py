@@ -3,6 +3,8 @@ fake 4o generate request as kie-4o-image.md documents it (`enableFallback`, `fal
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.conftest import CHAT_ID, USER_ID, RunningBot
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
@@ -46,3 +48,23 @@ async def test_choosing_gpt_image_1_as_4os_fallback_reaches_the_generate_request
     newest = list(kie.tasks.values())[-1]
     assert newest is not task
     assert "enableFallback" not in newest.request and "fallbackModel" not in newest.request
+
+
+async def test_a_chat_that_switched_the_old_fallback_on_keeps_it(
+    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot
+) -> None:
+    """Before the choice existed, /settings offered an on/off switch stored as
+    `enable_fallback`; the menu no longer shows it, but a chat that chose it still sends it."""
+    await tg.wait_for("setWebhook")
+    await webhook_bot.services.db.chat_settings.update(
+        CHAT_ID,
+        lambda prefs: replace(prefs, model="gpt-4o-image", params={"enable_fallback": True}),
+        user_id=USER_ID,
+    )
+    me = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    sent = await photo(tg, me, "a sunny day")
+    await me.reply_of(sent, method="sendPhoto")
+    (task,) = kie.tasks.values()
+    assert task.api == "gpt4o"
+    assert task.request["enableFallback"] is True
+    assert "fallbackModel" not in task.request
