@@ -148,7 +148,7 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFac
             "POLL_INTERVAL": 0.05,
             "POLL_MAX_INTERVAL": 0.2,
             "SWEEP_INTERVAL": 0.05,
-            "METRICS_REFRESH_INTERVAL": 0.05,
+            "METRICS_REFRESH_INTERVAL": 0.1,
             "CALLBACK_GRACE": 30,
             "PROVIDER_BACKOFF_BASE": 0.01,
             "PROVIDER_TIMEOUT": 5,
