@@ -4,27 +4,30 @@ clients, too many connections. Through the real bot's listener, with raw sockets
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from domain import steps
 from domain.edit import InputPhoto, NewEdit
 from storage.db import Database
 from storage.dbconn import DbConn
 from storage.schema import edits
 from tests.conftest import BotStarter, RunningBot, SettingsFactory, free_port
+from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
-from tests.reliability import eventually, post
+from tests.reliability import Service, eventually, post, service_env
 from tests.test_reliability_ops import samples, value
 
 SEEDED = 3000
@@ -284,3 +287,63 @@ async def test_an_aborted_upload_is_one_warning_and_changes_nothing(
 async def test_metrics_port_must_differ_from_port(make_settings: SettingsFactory) -> None:
     with pytest.raises(ValueError, match="METRICS_PORT must differ"):
         make_settings(PORT=18080, METRICS_PORT=18080)
+
+
+# The service process (`python -m bot`: uvloop, JSON logs) -----------------------------------
+
+
+async def keep_alive_probe(port: int) -> tuple[asyncio.StreamWriter, bytes]:
+    """A connection that asked for /healthz and stays open; the status line it got."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return writer, head.split(b"\r\n", 1)[0]
+
+
+async def test_the_service_process_caps_connections_and_logs_aborts_once(
+    tg: FakeTelegram, kie: FakeKie, tmp_path: Path
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = service_env(tg, kie, tmp_path / "data", port) | {
+        "HTTP_MAX_CONNECTIONS": "2",
+        "METRICS_PORT": str(metrics_port),
+        "METRICS_TOKEN": SCRAPE_TOKEN,
+    }
+    service = Service(env, tmp_path)
+    try:
+        await service.start(tg)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        settings = load_settings(_env_file=None, **env)
+        writer.write(webhook_head(settings, 5000) + b'{"update_id": 7, ')
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the handler waits for the rest of the body
+        writer.close()
+        await eventually(lambda: "request aborted by the client" in service.stderr())
+
+        held: list[asyncio.StreamWriter] = []
+
+        async def hold_one() -> bool:
+            writer, status = await keep_alive_probe(port)
+            if status.endswith(b" 200 OK"):
+                held.append(writer)
+                return True
+            writer.close()  # a slot still taken by a connection closing
+            return False
+
+        await eventually(hold_one, what="a first connection")
+        await eventually(hold_one, what="a second connection")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        refused = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert refused.startswith(b"HTTP/1.1 503 ")
+        for writer in held:
+            writer.close()
+
+        status, text = await scrape(f"http://127.0.0.1:{metrics_port}", BEARER)
+        assert status == 200 and "bot_edits" in text
+    finally:
+        await service.close()
+    records = [json.loads(line) for line in service.stderr().splitlines() if line.startswith("{")]
+    aborted = [r for r in records if r["msg"] == "request aborted by the client"]
+    assert [(r["level"], r.get("exc")) for r in aborted] == [("WARNING", None)]
+    assert [r["msg"] for r in records if r["level"] in ("ERROR", "CRITICAL")] == []

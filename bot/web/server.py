@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import StreamReader, web
 
@@ -76,9 +76,10 @@ class _Busy(asyncio.Protocol):
     """A connection over the cap: told so, and closed."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(BUSY)
-        transport.close()
+        # A TCP transport (uvloop's is not registered as an asyncio.WriteTransport).
+        tcp = cast(asyncio.Transport, transport)
+        tcp.write(BUSY)
+        tcp.close()
 
 
 class BoundedSite(web.BaseSite):
