@@ -15,6 +15,7 @@ from bot.app import create_app, start_serving
 from bot.config import ConfigError, Settings, load_settings
 from bot.keys import SERVICES
 from bot.logs import log_uncaught_exceptions, settings_secrets, setup_logging
+from bot.web import make_runner
 
 log = logging.getLogger("bot")
 
@@ -45,7 +46,7 @@ def _on_signal(app: web.Application, signum: int) -> None:
 
 
 async def _serve(app: web.Application, settings: Settings) -> None:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=30.0)
+    runner = make_runner(app, access_log=None, shutdown_timeout=30.0)
     try:
         await start_serving(runner, settings.host, settings.port)
         await asyncio.Event().wait()  # until a signal cancels this task

@@ -54,7 +54,7 @@ from bot.results import ResultFetcher
 from bot.services import SERVICES_KEY, BotContext, Services
 from bot.tasks import TaskTracker
 from bot.telegram_http import AiohttpRequest
-from bot.web import error_middleware, setup_routes
+from bot.web import BoundedSite, error_middleware, read_deadline, serve_metrics, setup_routes
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import Database
 from storage.s3 import S3BlobStore, S3Options
@@ -66,7 +66,9 @@ SHUTDOWN_GRACE = 20.0
 
 def create_app(settings: Settings, *, translator: Translator | None = None) -> web.Application:
     """Build the service; resources open on startup and close on cleanup, in order."""
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[read_deadline, error_middleware]
+    )
     app[SETTINGS] = settings
     app[TRANSLATOR] = translator or Translator()
     app[METRICS] = Metrics()
@@ -79,6 +81,7 @@ def create_app(settings: Settings, *, translator: Translator | None = None) -> w
             _blob_store,
             _telegram,
             _background_tasks,
+            serve_metrics,
             _edit_service,
             _intake,
             _sweeper,
@@ -388,9 +391,9 @@ async def start_serving(runner: web.AppRunner, host: str, port: int) -> None:
     polling starts) last.
     """
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
     app = runner.app
     settings, intake = app[SETTINGS], app[INTAKE]
+    await BoundedSite(runner, host, port, max_connections=settings.http_max_connections).start()
     if settings.webhook_mode:
         await app[PTB].bot.set_webhook(
             url=f"{settings.base_url}/telegram",

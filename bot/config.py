@@ -206,6 +206,16 @@ class Settings(BaseSettings):
     # Web server
     host: str = Field(default="0.0.0.0", validation_alias="HOST")
     port: int = Field(default=8080, ge=1, le=65535, validation_alias="PORT")
+    # A request's headers, and then its body, must arrive within this many seconds; an idle
+    # kept-alive connection is closed after it too.
+    http_read_timeout: float = Field(default=60.0, gt=0, validation_alias="HTTP_READ_TIMEOUT")
+    http_max_connections: int = Field(default=1000, ge=1, validation_alias="HTTP_MAX_CONNECTIONS")
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="METRICS_PORT")
+    metrics_refresh_interval: float = Field(
+        default=15.0, gt=0, validation_alias="METRICS_REFRESH_INTERVAL"
+    )
+    webhook_check_ttl: float = Field(default=60.0, ge=0, validation_alias="WEBHOOK_CHECK_TTL")
 
     # Task lifecycle
     poll_interval: float = Field(default=3.0, gt=0, validation_alias="POLL_INTERVAL")
@@ -278,6 +288,8 @@ class Settings(BaseSettings):
                 "(SUBMIT_LEASE, DELIVERY_LEASE, NOTIFY_LEASE, POLL_LEASE): a lease must be "
                 "renewed well before it runs out"
             )
+        if self.metrics_port == self.port:
+            raise ValueError("METRICS_PORT must differ from PORT (or be unset)")
         try:  # the models are configuration: a broken catalog stops the start (exit 2)
             self._catalog = load_catalog(self.model_catalog_file)
         except CatalogError as exc:

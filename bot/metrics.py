@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from domain.edit import EditState
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -89,6 +94,28 @@ class Metrics:
     def observe_call(self, family: str, method: str, seconds: float, outcome: str) -> None:
         self.provider_calls.labels(family=family, method=method, outcome=outcome).inc()
         self.provider_latency.labels(family=family, method=method).observe(seconds)
+
+    async def refresh(self, db: Database) -> None:
+        """Set the gauges that count database rows, all at once, from one set of counts."""
+        counts = await db.edits.count_by_state_and_provider()
+        unnotified = await db.edits.count_unnotified()
+        pending_updates = await db.updates.count_pending()
+
+        def total(*states: EditState) -> int:
+            return sum(count for (state, _), count in counts.items() if state in states)
+
+        self.edits_by_state.clear()  # states that emptied must not keep their last value
+        for (state, provider), count in counts.items():
+            self.edits_by_state.labels(state=state, provider=provider).set(count)
+        queues = {
+            "submit": total(EditState.QUEUED),
+            "provider": total(EditState.SUBMITTING, EditState.SUBMITTED),
+            "delivery": total(EditState.SUCCEEDED),
+            "notify": unnotified,
+            "telegram_updates": pending_updates,
+        }
+        for queue, depth in queues.items():
+            self.queue_depth.labels(queue=queue).set(depth)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

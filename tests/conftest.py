@@ -15,6 +15,7 @@ from bot.app import create_app, start_serving
 from bot.config import Settings, load_settings
 from bot.keys import SERVICES
 from bot.services import Services
+from bot.web import make_runner
 from domain.edit import Edit, EditState
 from tests.fakes.kie import FakeKie
 from tests.fakes.s3 import MotoS3
@@ -147,6 +148,7 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFac
             "POLL_INTERVAL": 0.05,
             "POLL_MAX_INTERVAL": 0.2,
             "SWEEP_INTERVAL": 0.05,
+            "METRICS_REFRESH_INTERVAL": 0.1,
             "CALLBACK_GRACE": 30,
             "PROVIDER_BACKOFF_BASE": 0.01,
             "PROVIDER_TIMEOUT": 5,
@@ -179,7 +181,7 @@ async def start_bot() -> AsyncIterator[BotStarter]:
 
     async def start(settings: Settings) -> RunningBot:
         app = create_app(settings)
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = make_runner(app, handle_signals=False)
         bot = RunningBot(app, runner, f"http://127.0.0.1:{settings.port}", settings)
         running.append(bot)
         await start_serving(runner, settings.host, settings.port)

@@ -26,7 +26,6 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
@@ -35,6 +34,7 @@ from bot.app import create_app, start_serving
 from bot.config import load_settings
 from bot.keys import SERVICES
 from bot.providers.kie import signature
+from bot.web import make_runner
 from domain import steps
 from domain.edit import Edit, EditState, NewEdit
 from storage.blobs import LocalBlobStore
@@ -158,7 +158,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             RESULT_ALLOW_PRIVATE=True,
         )
         app = create_app(config)
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = make_runner(app, handle_signals=False)
         await start_serving(runner, "127.0.0.1", port)
         h.resources["runner"] = runner
         h.resources["session"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))

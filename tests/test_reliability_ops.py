@@ -18,7 +18,7 @@ from domain.edit import EditState
 from tests.conftest import KIE_KEY, TOKEN, BotStarter, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
-from tests.reliability import callback_url, post, quiesce, send_edit
+from tests.reliability import callback_url, eventually, post, quiesce, send_edit
 
 HMAC_KEY = "ops-hmac-key-never-logged"
 
@@ -29,8 +29,12 @@ async def health(bot: RunningBot) -> tuple[int, dict[str, Any]]:
 
 
 async def test_healthz_checks_the_database_and_the_webhook(
-    tg: FakeTelegram, webhook_bot: RunningBot, monkeypatch: pytest.MonkeyPatch
+    tg: FakeTelegram,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    webhook_bot = await start_bot(make_settings(WEBHOOK_CHECK_TTL=0))  # every probe asks
     await tg.wait_for("setWebhook")
     assert await health(webhook_bot) == (
         200,
@@ -84,9 +88,16 @@ async def test_metrics_in_prometheus_format(
     await webhook_bot.wait_state(EditState.SUBMITTED, 2)
     await quiesce(webhook_bot)
 
-    status, raw = await post(f"{webhook_bot.url}/metrics", method="GET")
-    assert status == 200
-    found = samples(raw.decode())
+    async def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+        status, raw = await post(f"{webhook_bot.url}/metrics", method="GET")
+        assert status == 200
+        return samples(raw.decode())
+
+    async def snapshot_caught_up() -> bool:  # the row counts are refreshed in the background
+        return value(await scrape(), "bot_edits", state="submitted", provider="kie") == 1
+
+    await eventually(snapshot_caught_up, what="a snapshot with the second edit")
+    found = await scrape()
     assert value(found, "bot_edits", state="delivered", provider="kie") == 1
     assert value(found, "bot_edits", state="submitted", provider="kie") == 1
     assert value(found, "bot_queue_depth", queue="provider") == 1

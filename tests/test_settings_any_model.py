@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from bot import app as app_module
 from bot.app import create_app, start_serving
@@ -32,6 +31,7 @@ from bot.providers.catalog import models_for
 from bot.providers.kie import jobs_api
 from bot.providers.kie4o import kie4o_api
 from bot.providers.odkkk import odkkk_api
+from bot.web import make_runner
 from domain.errors import CallbackRejected, ProviderError
 from tests.conftest import CHAT_ID, USER_ID, RunningBot, SettingsFactory
 from tests.fakes.kie import FakeKie
@@ -122,7 +122,7 @@ async def acme_bot(
     translator.catalogs["en"].update(ACME_TEXTS)
     settings = make_settings(webhook=True)
     app = create_app(settings, translator=translator)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = make_runner(app, handle_signals=False)
     await start_serving(runner, settings.host, settings.port)
     bot = RunningBot(app, runner, f"http://127.0.0.1:{settings.port}", settings)
     try:

@@ -1,18 +1,53 @@
-"""/healthz (database, webhook) and /metrics (Prometheus)."""
+"""GET /healthz: the database, and (webhook mode) whether Telegram's webhook points here."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import time
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
+from telegram import Bot
 from telegram.error import TelegramError
 
 from bot.keys import PTB, SERVICES, SETTINGS
-from bot.metrics import CONTENT_TYPE_LATEST
-from domain.edit import EditState
 
-log = logging.getLogger(__name__)
+
+class WebhookCheck:
+    """Telegram's getWebhookInfo, asked at most once per WEBHOOK_CHECK_TTL however many
+    probes come, and by one request at a time that concurrent probes share.
+
+    It is a Bot API call like any other: a 429 on it makes PTB's rate limiter hold every
+    request of the bot (every reply) for the retry_after, so probes must not multiply it.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._answer: tuple[float, str] | None = None  # (when, status)
+        self._asking: asyncio.Task[str] | None = None
+
+    async def status(self, bot: Bot, expected_url: str) -> str:
+        """ "ok", "not set" (the webhook points elsewhere) or "error: <kind>"."""
+        if self._answer is not None and time.monotonic() - self._answer[0] < self._ttl:
+            return self._answer[1]
+        if self._asking is None:
+            self._asking = asyncio.create_task(self._ask(bot, expected_url), name="webhook-check")
+        # A probe that gives up (its client left) does not cancel the others' answer.
+        return await asyncio.shield(self._asking)
+
+    async def _ask(self, bot: Bot, expected_url: str) -> str:
+        try:
+            info = await bot.get_webhook_info()
+            status = "ok" if info.url == expected_url else "not set"
+        except TelegramError as exc:
+            status = f"error: {type(exc).__name__}"
+        finally:
+            self._asking = None
+        self._answer = (time.monotonic(), status)
+        return status
+
+
+WEBHOOK_CHECK = web.AppKey("webhook_check", WebhookCheck)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -27,45 +62,14 @@ async def healthz(request: web.Request) -> web.Response:
         healthy = False
     settings = request.app[SETTINGS]
     if settings.webhook_mode:
-        try:
-            info = await request.app[PTB].bot.get_webhook_info()
-            expected = f"{settings.base_url}/telegram"
-            checks["webhook"] = "ok" if info.url == expected else "not set"
-            healthy = healthy and info.url == expected
-        except TelegramError as exc:
-            checks["webhook"] = f"error: {type(exc).__name__}"
-            healthy = False
+        expected = f"{settings.base_url}/telegram"
+        checks["webhook"] = await request.app[WEBHOOK_CHECK].status(request.app[PTB].bot, expected)
+        healthy = healthy and checks["webhook"] == "ok"
     else:
         checks["webhook"] = "polling"
     return web.json_response({"ok": healthy, "checks": checks}, status=200 if healthy else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    meters = services.metrics
-    counts = await services.db.edits.count_by_state_and_provider()
-    meters.edits_by_state.clear()  # states that emptied must not keep their last value
-    for (state, provider), count in counts.items():
-        meters.edits_by_state.labels(state=state, provider=provider).set(count)
-
-    def total(*states: EditState) -> int:
-        return sum(count for (state, _), count in counts.items() if state in states)
-
-    meters.queue_depth.labels(queue="submit").set(total(EditState.QUEUED))
-    meters.queue_depth.labels(queue="provider").set(
-        total(EditState.SUBMITTING, EditState.SUBMITTED)
-    )
-    meters.queue_depth.labels(queue="delivery").set(total(EditState.SUCCEEDED))
-    meters.queue_depth.labels(queue="notify").set(await services.db.edits.count_unnotified())
-    meters.queue_depth.labels(queue="telegram_updates").set(
-        await services.db.updates.count_pending()
-    )
-    meters.background_tasks.set(len(services.tracker))
-    return web.Response(
-        body=services.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
-
-
 def setup(app: web.Application) -> None:
+    app[WEBHOOK_CHECK] = WebhookCheck(app[SETTINGS].webhook_check_ttl)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
