@@ -46,8 +46,15 @@ async def eventually(
 
 
 async def quiesce(bot: RunningBot, *, within: float = 10.0) -> None:
-    """Wait until the bot has no background work (deliveries, notices) in flight."""
-    await eventually(lambda: len(bot.services.tracker) == 0, within=within, what="idle bot")
+    """Wait until the bot has no background work (deliveries, notices) in flight and has
+    finished every Telegram update it received (marking one done is a write of its own)."""
+
+    async def idle() -> bool:
+        if len(bot.services.tracker):
+            return False
+        return await bot.services.db.updates.count_pending() == 0
+
+    await eventually(idle, within=within, what="idle bot")
 
 
 async def send_edit(
