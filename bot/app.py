@@ -97,6 +97,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await db.migrate()
     app[DATABASE] = db
+    app[METRICS].watch_database(db.sync_engine)
     yield
     await db.close()
 
@@ -320,6 +321,7 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
         translator,
         threshold=settings.low_credits_alert,
         interval=settings.credits_check_interval,
+        on_balance=metrics.provider_credits.labels(account="kie").set,
     )
     app[CREDIT_WATCH] = watch
     edits = EditService(

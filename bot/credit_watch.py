@@ -49,8 +49,10 @@ class CreditWatch:
         *,
         threshold: float | None,
         interval: float,
+        on_balance: Callable[[float], None] | None = None,
     ) -> None:
         self.db = db
+        self.on_balance = on_balance
         self.registry = registry
         self.alert = alert
         self.translator = translator
@@ -81,6 +83,8 @@ class CreditWatch:
 
     async def check(self, credits: float) -> None:
         """Open the incident (and alert) below the threshold; close it at or above."""
+        if self.on_balance is not None:
+            self.on_balance(credits)
         if self.threshold is None:
             return
         if credits >= self.threshold:

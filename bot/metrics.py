@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import event
 
 from domain.edit import EditState
 
@@ -75,6 +77,25 @@ class Metrics:
             "Bot time from a finished task to the result sent",
             registry=self.registry,
         )
+        self.database_errors = Counter(
+            "bot_database_errors_total",
+            "Database errors by kind: connections lost or refused, locks, disk, bad SQL "
+            "(conflicts the code expects, such as unique-key races, are not counted)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.webhook_ok = Gauge(
+            "bot_webhook_ok",
+            "Webhook mode: 1 when the last check found Telegram's webhook set to this bot, "
+            "0 when not set or the check failed",
+            registry=self.registry,
+        )
+        self.provider_credits = Gauge(
+            "bot_provider_credits",
+            "The provider account's credit balance, as last reported",
+            ["account"],
+            registry=self.registry,
+        )
         self.background_tasks = Gauge(
             "bot_background_tasks", "Background tasks in flight", registry=self.registry
         )
@@ -116,6 +137,17 @@ class Metrics:
         }
         for queue, depth in queues.items():
             self.queue_depth.labels(queue=queue).set(depth)
+
+    def watch_database(self, engine: sa.Engine) -> None:
+        """Count the errors the database answers with (every statement passes the engine)."""
+
+        def failed(context: sa.engine.ExceptionContext) -> None:
+            # SQLAlchemy's wrapper names the kind alike on SQLite and PostgreSQL.
+            error = context.sqlalchemy_exception or context.original_exception
+            if not isinstance(error, sa.exc.IntegrityError):
+                self.database_errors.labels(kind=type(error).__name__).inc()
+
+        event.listen(engine, "handle_error", failed)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot.keys import PTB, SERVICES, SETTINGS
+from bot.keys import METRICS, PTB, SERVICES, SETTINGS
 
 
 class WebhookCheck:
@@ -21,8 +22,9 @@ class WebhookCheck:
     request of the bot (every reply) for the retry_after, so probes must not multiply it.
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, on_status: Callable[[bool], None] | None = None) -> None:
         self._ttl = ttl
+        self._on_status = on_status
         self._answer: tuple[float, str] | None = None  # (when, status)
         self._asking: asyncio.Task[str] | None = None
 
@@ -44,6 +46,8 @@ class WebhookCheck:
         finally:
             self._asking = None
         self._answer = (time.monotonic(), status)
+        if self._on_status is not None:
+            self._on_status(status == "ok")
         return status
 
 
@@ -71,5 +75,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[WEBHOOK_CHECK] = WebhookCheck(app[SETTINGS].webhook_check_ttl)
+    app[WEBHOOK_CHECK] = WebhookCheck(
+        app[SETTINGS].webhook_check_ttl, on_status=app[METRICS].webhook_ok.set
+    )
     app.router.add_get("/healthz", healthz)
