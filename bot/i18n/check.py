@@ -30,6 +30,7 @@ RLM = "\u200f"
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 # Telegram's HTML tags only: "<prompt>" in a plain-text command description is not markup.
 TAG = re.compile(r"</?(?:b|i|u|s|code|pre|a|tg-spoiler|blockquote)\b[^>]*>")
+# A /command Telegram makes clickable: not glued to a word before it (Arabic "و/deny" is not).
 COMMAND = re.compile(r"(?<![<\w/])/[a-z][a-z_]*")
 
 
@@ -126,6 +127,9 @@ def message_problems(lang: str, source: Message, target: Message) -> Iterator[st
             target.text % dict.fromkeys(got, "x")
         except (ValueError, TypeError, KeyError) as exc:
             yield f"does not format ({exc}); write a literal % as %%"
+    commands = sorted(COMMAND.findall(source.text))
+    if sorted(COMMAND.findall(target.text)) != commands:
+        yield f"commands {sorted(COMMAND.findall(target.text))} instead of {commands}"
     if tags(target.text) != tags(source.text):
         yield f"HTML tags {tags(target.text)} instead of {tags(source.text)}"
     if lang in RTL_LANGS:
