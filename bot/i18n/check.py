@@ -41,11 +41,22 @@ class Message:
     fuzzy: bool
 
 
+# Babel derives python-format from the msgid (a key here, never with a %), so the flag is read
+# from the file itself.
+FLAGGED = re.compile(r'^#,(?P<flags>.*)\n(?:#.*\n)*msgid "(?P<key>[^"]+)"', re.MULTILINE)
+
+
 def load(po_file: Path) -> dict[str, Message]:
+    text = po_file.read_text(encoding="utf-8")
+    flagged = {
+        m["key"]
+        for m in FLAGGED.finditer(text)
+        if "python-format" in (flag.strip() for flag in m["flags"].split(","))
+    }
     with po_file.open("rb") as fh:
         catalog = read_po(fh)
     return {
-        str(m.id): Message(str(m.string or ""), "python-format" in m.flags, m.fuzzy)
+        str(m.id): Message(str(m.string or ""), str(m.id) in flagged, m.fuzzy)
         for m in catalog
         if m.id
     }
@@ -122,7 +133,7 @@ def message_problems(lang: str, source: Message, target: Message) -> Iterator[st
     want, got = Counter(PLACEHOLDER.findall(source.text)), Counter(PLACEHOLDER.findall(target.text))
     if want.keys() != got.keys():
         yield f"placeholders {sorted(got)} instead of {sorted(want)}"
-    if target.python_format:
+    if want or target.python_format:
         try:
             target.text % dict.fromkeys(got, "x")
         except (ValueError, TypeError, KeyError) as exc:
