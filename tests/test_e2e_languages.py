@@ -26,11 +26,11 @@ async def test_every_language_is_chosen_in_settings(
 ) -> None:
     await tg.wait_for("setWebhook")
     translator = webhook_bot.services.translator
-    assert set(translator.languages) == set(LANGUAGES)
+    assert set(translator.languages) >= set(LANGUAGES)
     me = Chat(tg, CHAT_ID, tg.user(USER_ID, language_code="en"))
     menu = await me.command("/settings")
     speaking = DEFAULT_LANG
-    for lang in [*LANGUAGES[1:], DEFAULT_LANG]:
+    for lang in [*(code for code in translator.languages if code != DEFAULT_LANG), DEFAULT_LANG]:
         listed = await me.tap(menu, translator.tr(speaking, "settings.opt.lang"))
         rows = listed["reply_markup"]["inline_keyboard"]
         # "From Telegram" alone, then every language in its own name, two to a row, then Back.
