@@ -1,10 +1,11 @@
 """Compare every catalog with the English source: `python -m bot.i18n.check [locales dir]`.
 
 Prints, per catalog, each message that needs a translator's attention: missing or extra
-keys, empty or fuzzy entries, a python-format flag unlike English's, placeholders or HTML
-tags unlike English's, a `%` that formatting would trip over, and, in right-to-left
-catalogs, a placeholder or /command outside a directional isolate. Exits 1 when anything is
-listed, so it serves both at merge time (what to translate) and in the tests.
+keys, empty or fuzzy entries, a python-format flag, placeholders, HTML tags or /commands
+unlike English's, a `%` that formatting would trip over, and, in right-to-left catalogs, a
+placeholder or /command outside a directional isolate or a line that would not read right to
+left (README, Languages). Exits 1 when anything is listed, so it serves both at merge time
+(what to translate) and in the tests.
 """
 
 from __future__ import annotations
