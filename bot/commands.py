@@ -3,7 +3,7 @@
 Private chats list every command; group members see what they can use there; group admins
 (BotCommandScopeAllChatAdministrators) additionally see the commands that change the
 group's settings and moderate it. Each list is published for the default language (English)
-and for every other catalog language.
+and for every other catalog language, under its two-letter code (pt_BR as "pt").
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def command_lists() -> list[tuple[BotCommandScope, tuple[str, ...]]]:
 async def publish_commands(bot: Bot, translator: Translator) -> bool:
     """Set every command list; a failure is logged, never fatal (the bot works without)."""
     try:
-        for lang in translator.languages:
-            code = None if lang == DEFAULT_LANG else lang
+        languages: list[tuple[str | None, str]] = [(None, DEFAULT_LANG)]
+        languages += translator.command_languages().items()
+        for code, lang in languages:
             for scope, names in command_lists():
                 commands = [
                     BotCommand(name, translator.tr(lang, f"command.{name}")) for name in names

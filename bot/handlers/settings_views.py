@@ -214,13 +214,14 @@ def language_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
         "",
         _line(ctx.tr("settings.now"), language_name(ctx, prefs.lang)),
     ]
-    choices: list[tuple[str | None, str]] = [(None, "auto")]
-    choices += [(lang, lang) for lang in ctx.translator.languages]
-    buttons = [
-        _button(("✅ " if lang == prefs.lang else "") + language_name(ctx, lang), "l", code)
-        for lang, code in choices
-    ]
-    keyboard = [*in_rows(buttons, 3), _back(ctx)]
+
+    def choice(lang: str | None) -> InlineKeyboardButton:
+        mark = "✅ " if lang == prefs.lang else ""
+        return _button(mark + language_name(ctx, lang), "l", lang or "auto")
+
+    # Each language is named in itself; two to a row keeps the longer names whole on phones.
+    languages = [choice(lang) for lang in ctx.translator.languages]
+    keyboard = [[choice(None)], *in_rows(languages, 2), _back(ctx)]
     return "\n".join(lines), InlineKeyboardMarkup(keyboard)
 
 

@@ -43,12 +43,25 @@ class Translator:
         return sorted(self.catalogs)
 
     def lang_for(self, code: str | None) -> str:
-        """The catalog language for a Telegram `language_code` (e.g. 'ru-RU' -> 'ru')."""
+        """The catalog for a Telegram `language_code` (an IETF tag: 'ru-RU' -> ru, 'pt-br' ->
+        pt_BR): the regional catalog if there is one, else the language's own, else its only
+        regional catalog ('pt' -> pt_BR); English for a language without a catalog."""
         if code:
-            base = code.split("-")[0].split("_")[0].lower()
-            if base in self.catalogs:
-                return base
+            base, _, region = code.replace("_", "-").partition("-")
+            base = base.lower()
+            candidates = [f"{base}_{region.split('-')[0].upper()}"] if region else []
+            candidates.append(base)
+            candidates += [lang for lang in self.languages if lang.partition("_")[0] == base]
+            for candidate in candidates:
+                if candidate in self.catalogs:
+                    return candidate
         return DEFAULT_LANG
+
+    def command_languages(self) -> dict[str, str]:
+        """Each catalog's two-letter ISO 639-1 code (the only kind setMyCommands accepts) and
+        the catalog users with that code get; English is the default list, without a code."""
+        codes = {lang.partition("_")[0] for lang in self.catalogs} - {DEFAULT_LANG}
+        return {code: self.lang_for(code) for code in sorted(codes)}
 
     def tr(self, lang: str, key: str, **params: Any) -> str:
         text = self.catalogs.get(lang, {}).get(key) or self.catalogs[DEFAULT_LANG].get(key)

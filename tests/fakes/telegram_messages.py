@@ -226,6 +226,9 @@ class MessageMethods(UpdateFeed):
                 raise bad("BOT_COMMAND_INVALID")
             if not 1 <= len(str(command.get("description", ""))) <= 256:
                 raise bad("command description must be 1-256 characters long")
+        # Telegram takes a two-letter ISO 639-1 code only ("pt", never "pt-br" or "pt_BR").
+        if not re.fullmatch(r"(?:[a-z]{2})?", str(params.get("language_code") or "")):
+            raise bad("invalid language code specified")
         key = _commands_key(params.get("scope"), params.get("language_code"))
         self._commands[key] = [
             {"command": c["command"], "description": c["description"]} for c in commands
