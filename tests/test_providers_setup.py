@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import build_providers
+from bot.builders import build_providers
 from bot.config import ConfigError, RateLimit, load_settings
 from bot.providers.http import FamilyApi, HttpProvider
 from bot.providers.kie import jobs_api

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot import app as app_module
+from bot import builders as app_module
 from bot.app import create_app, start_serving
 from bot.handlers.settings_views import data
 from bot.i18n import Translator

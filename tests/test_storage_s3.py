@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from bot.app import build_blob_store
+from bot.builders import build_blob_store
 from bot.config import ConfigError, load_settings
 from storage.blobs import StorageMisconfigured, StorageUnavailable, is_key, new_key
 from storage.s3 import S3BlobStore, S3Options, normalize_prefix
