@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -73,6 +74,12 @@ def settings_secrets(settings: BaseSettings) -> list[str]:
                 # "<bot id>:<secret>": the secret part alone is as good as the token (the
                 # bot id is public), and a URL-quoted token ("%3A") still carries it whole.
                 found.append(value.get_secret_value().partition(":")[2])
+    # A database URL is a plain setting (it names a host too), but its password is a secret.
+    database_url = getattr(settings, "database_url", None)
+    if isinstance(database_url, str):
+        password = urlsplit(database_url).password
+        if password:
+            found.extend({password, unquote(password)})
     for derived in ("resolved_webhook_secret", "resolved_signing_key"):
         value = getattr(settings, derived, None)
         if isinstance(value, bytes):

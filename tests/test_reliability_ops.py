@@ -182,3 +182,15 @@ async def test_debug_logs_are_json_with_ids_and_never_carry_secrets(
     delivered = [r for r in records if r["msg"] == "edit delivered"]
     assert delivered[0]["edit_id"] == edit.id and delivered[0]["task_id"] == edit.task_id
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+
+
+def test_the_database_password_is_redacted_from_logs(
+    make_settings: SettingsFactory, captured_logs: Callable[[Settings], io.StringIO]
+) -> None:
+    # A driver or SQLAlchemy error may quote the URL it was given, password included.
+    url = "postgresql+asyncpg://bot:pa%24%24-never-logged@db.internal:5432/bot"
+    logs = captured_logs(make_settings(DATABASE_URL=url))
+    logging.getLogger("bot").error("cannot connect to %s (password pa$$-never-logged)", url)
+    text = logs.getvalue()
+    assert "db.internal" in text
+    assert "never-logged" not in text, text
