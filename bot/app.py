@@ -44,6 +44,7 @@ from bot.providers.transport import RetryPolicy, Transport
 from bot.result_addresses import result_session
 from bot.results import ResultFetcher
 from bot.services import SERVICES_KEY, Services
+from bot.startup import StartupError, database_calls, port_in_use, telegram_calls
 from bot.tasks import TaskTracker
 from bot.web import BoundedSite, error_middleware, read_deadline, serve_metrics, setup_routes
 from storage.db import Database
@@ -84,7 +85,12 @@ def create_app(settings: Settings, *, translator: Translator | None = None) -> w
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    await db.migrate()
+    try:
+        with database_calls(settings):
+            await db.migrate()
+    except BaseException:
+        await db.close()  # a context that fails before its yield is never cleaned up
+        raise
     app[DATABASE] = db
     app[METRICS].watch_database(db.sync_engine)
     yield
@@ -122,9 +128,10 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
         enabled = ", ".join(registry.models) or (
             "none: set KIE_API_KEY, APIKLEY_API_KEY or ODKKK_API_KEY"
         )
-        raise RuntimeError(
+        raise StartupError(
             f"DEFAULT_MODEL={settings.default_model} is not offered by any enabled provider "
-            f"(enabled models: {enabled})"
+            f"(enabled models: {enabled}): set DEFAULT_MODEL to one of them, or enable a "
+            "provider of that model (README, Providers and models)"
         )
     app[REGISTRY] = registry
     yield
@@ -143,7 +150,14 @@ async def _telegram(app: web.Application) -> AsyncIterator[None]:
     """PTB's Application, its handlers registered; it takes updates only once `_intake` runs."""
     ptb = builders.build_telegram(app[SETTINGS])
     app[PTB] = ptb
-    await ptb.initialize()
+    try:
+        with telegram_calls(app[SETTINGS]):
+            await ptb.initialize()
+    except BaseException:
+        # PTB marks itself initialized only after getMe answered, so its own shutdown would
+        # leave the HTTP sessions it opened before that call unclosed.
+        await asyncio.gather(*(request.shutdown() for request in ptb.bot._request))
+        raise
     yield
     await ptb.shutdown()
 
@@ -230,7 +244,8 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
     app[INTAKE] = intake
     await ptb.start()
     try:
-        await publish_commands(ptb.bot, app[TRANSLATOR])
+        with telegram_calls(settings):
+            await publish_commands(ptb.bot, app[TRANSLATOR])
         await intake.start()  # updates an earlier run recorded and did not finish
     except BaseException:
         await ptb.stop()  # so that `_telegram` can shut it down
@@ -254,17 +269,23 @@ async def start_serving(runner: web.AppRunner, host: str, port: int) -> None:
     await runner.setup()
     app = runner.app
     settings, intake = app[SETTINGS], app[INTAKE]
-    await BoundedSite(runner, host, port, max_connections=settings.http_max_connections).start()
+    site = BoundedSite(runner, host, port, max_connections=settings.http_max_connections)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise port_in_use(exc, "PORT", host, port) or exc from None
     if settings.webhook_mode:
-        await app[PTB].bot.set_webhook(
-            url=f"{settings.base_url}/telegram",
-            secret_token=settings.resolved_webhook_secret,
-            allowed_updates=Update.ALL_TYPES,
-            max_connections=100,
-        )
+        with telegram_calls(settings, webhook=True):
+            await app[PTB].bot.set_webhook(
+                url=f"{settings.base_url}/telegram",
+                secret_token=settings.resolved_webhook_secret,
+                allowed_updates=Update.ALL_TYPES,
+                max_connections=100,
+            )
         log.info("webhook mode", extra={"url": f"{settings.base_url}/telegram"})
         return
-    await intake.poll(settings.telegram_poll_timeout)
+    with telegram_calls(settings):
+        await intake.poll(settings.telegram_poll_timeout)
     log.info("long polling mode")
 
 

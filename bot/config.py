@@ -23,6 +23,15 @@ from bot.providers.catalog import Catalog, CatalogError, load_catalog
 
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,60}$")
 
+# .env.example's placeholders ("replace-with-...", "replace-me-..."): a copied but unedited
+# file must stop the start with a clear message, not start a bot that fails later.
+PLACEHOLDER_RE = re.compile(r"replace[-_ ]?(?:me|with)", re.IGNORECASE)
+
+# Telegram's own Bot API sends webhooks only to https URLs on these ports; a self-hosted
+# Bot API server started with --local also accepts http and any port.
+TELEGRAM_API_HOST = "api.telegram.org"
+TELEGRAM_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
+
 StorageKind = Literal["local", "kie", "s3"]
 
 
@@ -238,6 +247,10 @@ class Settings(BaseSettings):
     # are fetched; self-hosted setups whose results live on a private network opt in.
     result_allow_private: bool = Field(default=False, validation_alias="RESULT_ALLOW_PRIVATE")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    # How long start-up keeps retrying while Telegram or the database does not answer.
+    startup_retry_timeout: float = Field(
+        default=120.0, ge=0, validation_alias="STARTUP_RETRY_TIMEOUT"
+    )
 
     _catalog: Catalog = PrivateAttr()
 
@@ -250,6 +263,31 @@ class Settings(BaseSettings):
                 "@BotFather"
             )
         return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_placeholders(cls, values: object) -> object:
+        if not isinstance(values, dict):
+            return values
+        ours = {
+            str(field.validation_alias).lower()
+            for field in cls.model_fields.values()
+            if isinstance(field.validation_alias, str)
+        }
+        unedited = sorted(
+            name.upper()
+            for name, value in values.items()
+            if isinstance(name, str)
+            and name.lower() in ours
+            and isinstance(value, str)
+            and PLACEHOLDER_RE.search(value)
+        )
+        if unedited:
+            raise ValueError(
+                f"{', '.join(unedited)}: still the placeholder from .env.example, replace me "
+                "with your own value (README, Configuration)"
+            )
+        return values
 
     @field_validator("admin_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod
@@ -279,6 +317,7 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE=kie (the default without PUBLIC_BASE_URL) needs KIE_API_KEY")
         if self.resolved_storage == "s3":
             self._check_s3()
+        self._check_webhook_url()
         shortest_lease = min(
             self.submit_lease, self.delivery_lease, self.notify_lease, self.poll_lease
         )
@@ -300,6 +339,19 @@ class Settings(BaseSettings):
                 "would delete photos of edits still running"
             )
         return self
+
+    def _check_webhook_url(self) -> None:
+        url = self.public_base_url
+        if url is None or self.telegram_api_url.host != TELEGRAM_API_HOST:
+            return
+        if url.scheme != "https" or url.port not in TELEGRAM_WEBHOOK_PORTS:
+            raise ValueError(
+                f"PUBLIC_BASE_URL must be an https:// URL on port 443, 80, 88 or 8443: "
+                f"Telegram's Bot API refuses to send webhooks to {url.scheme}://...:{url.port} "
+                "(put a TLS proxy in front and give its https address, or leave "
+                "PUBLIC_BASE_URL unset for long polling; plain http works only with a "
+                "self-hosted Bot API server started with --local, set in TELEGRAM_API_URL)"
+            )
 
     def _check_s3(self) -> None:
         if not self.s3_bucket:
@@ -384,8 +436,8 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             loc = ".".join(str(part) for part in err["loc"]) or "settings"
             name = loc.upper() if loc != "settings" else "settings"
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
                 msg = "is required but not set"
-            lines.append(f"{name}: {msg}")
+            lines.append(msg if name == "settings" else f"{name}: {msg}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -71,11 +71,11 @@ def test_public_url_switches_to_webhook_and_local_storage() -> None:
     settings = load_settings(
         _env_file=None,
         BOT_TOKEN=TOKEN,
-        PUBLIC_BASE_URL="http://bot.example:8443/",
+        PUBLIC_BASE_URL="https://bot.example:8443/",
         DATABASE_URL="postgresql://u:p@db/bot",
     )
     assert settings.webhook_mode
-    assert settings.base_url == "http://bot.example:8443"
+    assert settings.base_url == "https://bot.example:8443"
     assert settings.resolved_storage == "local"
     assert settings.resolved_database_url == "postgresql+asyncpg://u:p@db/bot"
 

@@ -64,7 +64,7 @@ async def test_a_refused_get_me_at_startup_exits_with_a_clear_message_and_no_tok
     env["TELEGRAM_API_URL"] = tg.url + path
     code, output = await run_bot(env, tmp_path)
 
-    assert code != 0, output
+    assert code == 2, output
     for secret in (TOKEN, TOKEN.split(":")[1]):
         assert secret not in output, f"the token leaked at startup:\n{output}"
     assert "photo-edit-bot: " in output, output

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.keys import DATABASE, METRICS, SETTINGS, TRACKER
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.startup import port_in_use
 from bot.web.server import BoundedSite, make_runner, read_deadline
 from storage.db import Database
 
@@ -82,7 +83,12 @@ async def serve_metrics(app: web.Application) -> AsyncIterator[None]:
                 settings.metrics_port,
                 max_connections=settings.http_max_connections,
             )
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise (
+                    port_in_use(exc, "METRICS_PORT", settings.host, settings.metrics_port) or exc
+                ) from None
         yield
     finally:
         stop.set()
