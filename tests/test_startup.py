@@ -49,6 +49,21 @@ async def test_telegram_unreachable_is_retried_then_gives_up_with_one_paragraph(
     assert_clean(output)
 
 
+async def test_a_silent_telegram_times_out_and_gives_up_with_one_paragraph(
+    tg: FakeTelegram, kie: FakeKie, tmp_path: Path
+) -> None:
+    tg.delay("getMe", 60)  # accepts the connection, never answers in time
+    env = service_env(tg, kie, tmp_path / "data", free_port())
+    env["STARTUP_RETRY_TIMEOUT"] = "1"
+
+    code, output = await run_bot(env, tmp_path)
+
+    assert code == 1, output
+    final = output.splitlines()[-1]
+    assert "could not start: the Telegram Bot API" in final and "TimedOut" in final, final
+    assert_clean(output)
+
+
 async def test_telegram_briefly_failing_at_start_then_the_bot_serves(
     tg: FakeTelegram, kie: FakeKie, tmp_path: Path
 ) -> None:
