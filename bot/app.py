@@ -123,7 +123,9 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 async def _providers(app: web.Application) -> AsyncIterator[None]:
     """The enabled providers; refuses to start if DEFAULT_MODEL is not one of their models."""
     settings = app[SETTINGS]
-    registry = ProviderRegistry(builders.build_providers(settings, app[TRANSPORT]))
+    registry = ProviderRegistry(
+        builders.build_providers(settings, app[TRANSPORT]), failover=settings.failover
+    )
     if settings.default_model not in registry.models:
         enabled = ", ".join(registry.models) or (
             "none: set KIE_API_KEY, APIKLEY_API_KEY or ODKKK_API_KEY"

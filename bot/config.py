@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Literal
 
 from pydantic import (
     AnyHttpUrl,
-    BeforeValidator,
     Field,
     PrivateAttr,
     SecretStr,
@@ -20,67 +18,21 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.providers.catalog import Catalog, CatalogError, load_catalog
+from bot.setting_values import (
+    PLACEHOLDER_RE,
+    TELEGRAM_API_HOST,
+    TELEGRAM_WEBHOOK_PORTS,
+    TOKEN_RE,
+    ConfigError,
+    ModelCosts,
+    ProviderNames,
+    RateLimit,
+    RateLimitSetting,
+    StorageKind,
+    split_ids,
+)
 
-TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,60}$")
-
-# .env.example's placeholders ("replace-with-...", "replace-me-..."): a copied but unedited
-# file must stop the start with a clear message, not start a bot that fails later.
-PLACEHOLDER_RE = re.compile(r"replace[-_ ]?(?:me|with)", re.IGNORECASE)
-
-# Telegram's own Bot API sends webhooks only to https URLs on these ports; a self-hosted
-# Bot API server started with --local also accepts http and any port.
-TELEGRAM_API_HOST = "api.telegram.org"
-TELEGRAM_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
-
-StorageKind = Literal["local", "kie", "s3"]
-
-
-class ConfigError(ValueError):
-    """A setting is missing or cannot work; the message says which and why."""
-
-
-class RateLimit(NamedTuple):
-    """At most `calls` requests per `period` seconds (written "20/10" in settings)."""
-
-    calls: int
-    period: float
-
-
-def _parse_rate(value: object) -> object:
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", value)
-        if match is None or int(match[1]) < 1 or float(match[2]) <= 0:
-            raise ValueError("expected '<requests>/<seconds>' with both above 0, e.g. 20/10")
-        return RateLimit(int(match[1]), float(match[2]))
-    return value
-
-
-RateLimitSetting = Annotated[RateLimit, NoDecode, BeforeValidator(_parse_rate)]
-
-
-def _parse_costs(value: object) -> object:
-    """MODEL_COSTS: "model=credits,model=credits" (credits per image) as a mapping."""
-    if not isinstance(value, str):
-        return value
-    costs: dict[str, float] = {}
-    for part in re.split(r"[,\s]+", value.strip()):
-        match = re.fullmatch(r"([^=]+)=(\d+(?:\.\d+)?)", part)
-        if part and match is None:
-            raise ValueError("expected 'model=credits,...' with credits >= 0, e.g. gpt-4o-image=6")
-        if match is not None:
-            costs[match[1]] = float(match[2])
-    return costs
-
-
-ModelCosts = Annotated[dict[str, float], NoDecode, BeforeValidator(_parse_costs)]
-
-
-def _split_ids(value: object) -> object:
-    if isinstance(value, str):
-        return [int(part) for part in re.split(r"[,\s]+", value.strip()) if part]
-    if isinstance(value, int):
-        return [value]
-    return value
+__all__ = ["ConfigError", "RateLimit", "Settings", "load_settings"]
 
 
 class Settings(BaseSettings):
@@ -173,6 +125,9 @@ class Settings(BaseSettings):
         default=RateLimit(20, 10.0), validation_alias="ODKKK_RATE_LIMIT"
     )
     default_model: str = Field(default="qwen/image-edit", validation_alias="DEFAULT_MODEL")
+    # Provider names in the operator's order: an edit refused by one (README, "Failover")
+    # goes to the next that offers the same model. Empty: no failover.
+    failover: ProviderNames = Field(default=[], validation_alias="FAILOVER")
     # An operator's model catalog added to the shipped one (README: "Model catalog").
     model_catalog_file: Path | None = Field(default=None, validation_alias="MODEL_CATALOG_FILE")
     provider_timeout: float = Field(default=30.0, gt=0, validation_alias="PROVIDER_TIMEOUT")
@@ -292,7 +247,7 @@ class Settings(BaseSettings):
     @field_validator("admin_ids", "allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
-        return _split_ids(value)
+        return split_ids(value)
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

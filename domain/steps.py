@@ -57,6 +57,10 @@ BEGIN_SUBMIT = _step("begin_submit", {_S.QUEUED}, _S.SUBMITTING)
 # The provider refused the create request (429, 5xx, no connection): no task exists, so the
 # edit waits in `queued` again before the next attempt.
 BACK_OFF = _step("back_off", {_S.SUBMITTING}, _S.QUEUED)
+# The provider refused in a way that proves no task exists (README, "Failover"): the edit
+# moves to the same model on the next provider and is `queued` again, so one edit never has
+# two paid tasks.
+FAIL_OVER = _step("fail_over", {_S.SUBMITTING}, _S.QUEUED)
 RECORD_TASK = _step("record_task", {_S.SUBMITTING}, _S.SUBMITTED)
 FAIL_SUBMISSION = _step("fail_submission", {_S.QUEUED, _S.SUBMITTING}, _S.FAILED)
 INTERRUPT = _step("interrupt", {_S.SUBMITTING}, _S.FAILED)
@@ -79,6 +83,7 @@ STEPS: tuple[Step, ...] = (
     EXPIRE_APPROVAL,
     BEGIN_SUBMIT,
     BACK_OFF,
+    FAIL_OVER,
     RECORD_TASK,
     FAIL_SUBMISSION,
     INTERRUPT,

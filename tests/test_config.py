@@ -98,3 +98,14 @@ def test_python_m_bot_without_token_exits_with_message(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "BOT_TOKEN: is required but not set" in result.stderr
+
+
+def test_failover_names_known_providers_in_order() -> None:
+    settings = load_settings(
+        _env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", FAILOVER="kie, apikley"
+    )
+    assert settings.failover == ["kie", "apikley"]
+    with pytest.raises(ConfigError, match="FAILOVER: unknown provider kei"):
+        load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", FAILOVER="kei,apikley")
+    with pytest.raises(ConfigError, match="FAILOVER: names a provider twice"):
+        load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", FAILOVER="kie,kie")

@@ -27,6 +27,7 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.providers.base import Provider, SubmitRequest
 from bot.providers.kie import signature
+from bot.startup import StartupError
 from bot.web import make_runner
 from domain.edit import EditState
 from tests.conftest import (
@@ -685,7 +686,7 @@ async def test_kie_families_share_one_limiter_so_a_burst_waits_instead_of_429(
 async def test_default_model_must_be_enabled(make_settings: SettingsFactory) -> None:
     runner = make_runner(create_app(make_settings(DEFAULT_MODEL=PLAYGROUND_MODEL)))
     try:
-        with pytest.raises(RuntimeError) as info:
+        with pytest.raises(StartupError) as info:
             await runner.setup()
     finally:
         await runner.cleanup()

@@ -155,16 +155,21 @@ class Lifecycle:
             return self.submitting
         return False
 
-    async def incident(self, code: str, detail: str, *, quiet_period: float = 3600.0) -> None:
-        """Alert the operators once per incident, not once per edit."""
+    async def incident(
+        self, code: str, detail: str, *, scope: str = "", quiet_period: float = 3600.0
+    ) -> None:
+        """Alert the operators once per incident, not once per edit. `scope` (a provider)
+        keeps one account's incident apart from another's: with failover, the next
+        provider's success must not end the first one's incident."""
         now = time.time()
-        if now - self.incidents.get(code, 0.0) < quiet_period:
+        key = f"{code}@{scope}"
+        if now - self.incidents.get(key, 0.0) < quiet_period:
             return
-        self.incidents[code] = now
+        self.incidents[key] = now
         try:
             await self.notifier.alert_admins(code, detail)
         except Exception:
             log.exception("could not alert admins", extra={"incident": code})
 
-    def clear_incident(self, code: str) -> None:
-        self.incidents.pop(code, None)
+    def clear_incident(self, code: str, *, scope: str = "") -> None:
+        self.incidents.pop(f"{code}@{scope}", None)

@@ -22,6 +22,7 @@ from bot.images.limits import ImageError
 from bot.images.normalize import normalize
 from bot.lifecycle.context import Lifecycle, PhotoUnavailable
 from bot.lifecycle.delivery import Notices
+from bot.lifecycle.failover import fail_over
 from bot.lifecycle.leases import Lease
 from bot.providers.base import InputRejected, Provider, SubmitRequest
 from bot.providers.registry import UnknownModel
@@ -111,6 +112,7 @@ class Submission:
         status_field = await noted
         unrecorded = {"blob_keys": prepared.blob_keys, **status_field}
         attempt = 0
+        tried: set[str] = set()  # providers that refused this edit (failover)
         # Waiting for the account's rate limiter, or a back-off after a refusal, happens
         # while the edit is `queued`: a crash there leaves nothing uncertain, and a shutdown
         # leaves the edit for the next run.
@@ -134,7 +136,15 @@ class Submission:
             except ProviderError as exc:
                 delay = provider.retry_delay(attempt, exc) if exc.retryable else None
                 if delay is None:
-                    return await self._fail(sending, exc, owner)
+                    moved = await fail_over(
+                        ctx, sending, exc, owner, prepared.request, tried, self.callback_url
+                    )
+                    if moved is None:
+                        return await self._fail(sending, exc, owner)
+                    edit, provider, request = moved
+                    prepared = _Prepared(provider, request, prepared.blob_keys)
+                    attempt = 0
+                    continue
                 if await self._back_off(sending, owner, exc, delay, attempt) is None:
                     return None  # cancelled meanwhile, or our lease was lost
                 attempt += 1
@@ -145,8 +155,8 @@ class Submission:
                 # Cut off while the provider may have received the request: never resubmit.
                 await self.interrupt(sending, owner, notify=False)
                 raise
-            ctx.clear_incident(ProviderAuthError.code)
-            ctx.clear_incident(InsufficientCredits.code)
+            ctx.clear_incident(ProviderAuthError.code, scope=edit.provider)
+            ctx.clear_incident(InsufficientCredits.code, scope=edit.provider)
             return await self._record_task(edit, task_id, prepared, started, owner)
         return None
 
@@ -314,7 +324,7 @@ class Submission:
             extra={"edit_id": edit.id, "error": code, "detail": detail[:300]},
         )
         if isinstance(exc, ProviderAuthError | InsufficientCredits):
-            await ctx.incident(code, f"{edit.provider}: {detail}")
+            await ctx.incident(code, f"{edit.provider}: {detail}", scope=edit.provider)
         failed = await self.notices.end(
             edit,
             steps.FAIL_SUBMISSION,

@@ -146,6 +146,9 @@ class ModelSpec:
     wire: WireFields = field(default_factory=WireFields)
     # Credits one result image costs (None: not priced, see bot/costs.py).
     credits: float | None = None
+    # The catalog entry this is (the same on every provider of that entry): failover moves an
+    # edit only between specs of one entry, which take the same photos and options.
+    entry: str = ""
 
     @property
     def supports_mask(self) -> bool:

@@ -257,6 +257,7 @@ class Catalog:
                 mask=images.mask_field,
             ),
             credits=entry.credits,
+            entry=entry.id,
         )
 
     def _option(self, name: str, param: ParamEntry) -> ModelOption:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from bot.providers.base import ModelSpec, Provider
 
@@ -14,7 +14,8 @@ class UnknownModel(LookupError):
 class ProviderRegistry:
     """Enabled providers by name and their models by id, in a stable order."""
 
-    def __init__(self, providers: Iterable[Provider]) -> None:
+    def __init__(self, providers: Iterable[Provider], *, failover: Sequence[str] = ()) -> None:
+        self.failover = tuple(failover)
         self.providers: dict[str, Provider] = {}
         self.models: dict[str, ModelSpec] = {}
         for provider in providers:
@@ -35,6 +36,20 @@ class ProviderRegistry:
 
     def provider_for(self, model_id: str) -> Provider:
         return self.provider(self.model(model_id).provider)
+
+    def failover_target(self, model_id: str, tried: Iterable[str]) -> ModelSpec | None:
+        """Where an edit of `model_id` goes when its provider refused it: the same catalog
+        entry on the next provider of the operator's FAILOVER order not yet `tried`. Only
+        providers named there take part, the refusing one included."""
+        spec = self.model(model_id)
+        if spec.provider not in self.failover:
+            return None
+        same = {m.provider: m for m in self.models.values() if m.entry == spec.entry}
+        skip = {spec.provider, *tried}
+        for name in self.failover:
+            if name in same and name not in skip:
+                return same[name]
+        return None
 
     async def close(self) -> None:
         for provider in self.providers.values():

@@ -1,0 +1,135 @@
+"""Provider failover (FAILOVER): a refusal that proves no task exists moves the edit to the
+same model on the next provider; anything that may have created a task never does."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import Settings
+from domain.edit import EditState
+from tests.conftest import BotStarter, SettingsFactory
+from tests.fakes.kie import FakeKie
+from tests.fakes.telegram import FakeTelegram
+from tests.test_e2e_providers import (
+    ADMIN_ID,
+    APIKLEY,
+    APIKLEY_KEY,
+    creates,
+    expect_edit_delivered,
+    expect_failure_text,
+    ready,
+)
+
+JOBS_CREATE = "/api/v1/jobs/createTask"
+
+
+def failover_settings(
+    make_settings: SettingsFactory, apikley: FakeKie, **extra: object
+) -> Settings:
+    return make_settings(
+        APIKLEY_API_KEY=APIKLEY_KEY,
+        APIKLEY_API_URL=apikley.url,
+        FAILOVER="kie,apikley",
+        **extra,
+    )
+
+
+def admin_alerts(tg: FakeTelegram) -> list[str]:
+    return [
+        str(call.params["text"])
+        for call in tg.calls_of("sendMessage")
+        if str(call.params.get("chat_id")) == str(ADMIN_ID)
+    ]
+
+
+async def test_kie_out_of_credits_fails_over_to_apikley_with_one_task_at_each(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    async with APIKLEY.serve(kie) as apikley:
+        assert isinstance(apikley, FakeKie)
+        bot = await start_bot(failover_settings(make_settings, apikley))
+        await ready(bot, tg)
+        kie.fail_next(JOBS_CREATE, 402, "Credits insufficient", http_status=True)
+
+        await expect_edit_delivered(bot, tg, "make it snow")
+
+        assert creates(kie) == [JOBS_CREATE]  # refused: no task there
+        assert not kie.tasks
+        assert creates(apikley) == [JOBS_CREATE]
+        assert len(apikley.tasks) == 1
+        edit = await bot.wait_state(EditState.DELIVERED)
+        assert (edit.provider, edit.model) == ("apikley", "apikley:qwen/image-edit")
+        assert len(tg.calls_of("sendPhoto")) == 1  # one result delivered
+        alerts = admin_alerts(tg)
+        assert len(alerts) == 1 and "kie" in alerts[0], alerts
+
+        # The account is still empty: the next edit fails over too, and the operators,
+        # already told, are not told again (one alert per incident).
+        kie.fail_next(JOBS_CREATE, 402, "Credits insufficient", http_status=True)
+        await expect_edit_delivered(bot, tg, "make it rain")
+        assert len(apikley.tasks) == 2 and not kie.tasks
+        assert len(admin_alerts(tg)) == 1
+
+
+async def test_no_failover_after_a_create_request_timed_out(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    async with APIKLEY.serve(kie) as apikley:
+        assert isinstance(apikley, FakeKie)
+        bot = await start_bot(failover_settings(make_settings, apikley, PROVIDER_TIMEOUT=0.5))
+        await ready(bot, tg)
+        kie.slow_answers("createTask", 3)  # sent, never answered in time: a task may exist
+        kie.next_outcome(hold=True)  # and it does: it is still running at KIE
+
+        await expect_failure_text(bot, tg, "x", "")
+        edit = await bot.wait_state(EditState.FAILED)
+
+        assert edit.error_code == "submit_uncertain"
+        assert edit.provider == "kie"
+        assert creates(kie) == [JOBS_CREATE]
+        assert not creates(apikley)
+
+
+@pytest.mark.parametrize(
+    ("code", "failover"),
+    [
+        pytest.param(401, True, id="bad-key"),
+        pytest.param(422, False, id="refused-parameter"),  # would be refused anywhere
+    ],
+)
+async def test_which_refusals_fail_over(
+    code: int,
+    failover: bool,
+    tg: FakeTelegram,
+    kie: FakeKie,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
+) -> None:
+    async with APIKLEY.serve(kie) as apikley:
+        assert isinstance(apikley, FakeKie)
+        bot = await start_bot(failover_settings(make_settings, apikley))
+        await ready(bot, tg)
+        kie.fail_next(JOBS_CREATE, code, "refused", http_status=True)
+        if failover:
+            await expect_edit_delivered(bot, tg, "x")
+            assert len(apikley.tasks) == 1
+        else:
+            await expect_failure_text(bot, tg, "x", "rejected the request")
+            await bot.wait_state(EditState.FAILED)
+            assert not creates(apikley)
+
+
+async def test_without_failover_setting_a_refusal_ends_the_edit(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    async with APIKLEY.serve(kie) as apikley:
+        assert isinstance(apikley, FakeKie)
+        bot = await start_bot(
+            make_settings(APIKLEY_API_KEY=APIKLEY_KEY, APIKLEY_API_URL=apikley.url)
+        )
+        await ready(bot, tg)
+        kie.fail_next(JOBS_CREATE, 402, "Credits insufficient", http_status=True)
+        await expect_failure_text(bot, tg, "x", "out of credits")
+        edit = await bot.wait_state(EditState.FAILED)
+        assert edit.error_code == "insufficient_credits"
+        assert not creates(apikley)
