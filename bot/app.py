@@ -39,6 +39,7 @@ from bot.keys import (
 from bot.lifecycle.context import Timing
 from bot.lifecycle.service import EditService
 from bot.metrics import Metrics
+from bot.operator_langs import OperatorLanguages
 from bot.providers.registry import ProviderRegistry
 from bot.providers.transport import RetryPolicy, Transport
 from bot.result_addresses import result_session
@@ -188,6 +189,7 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
         ),
         app[REGISTRY],
         settings.admin_ids,
+        OperatorLanguages(settings.admin_ids, app[DATABASE].chat_settings, translator),
     )
     watch = CreditWatch(
         app[DATABASE],

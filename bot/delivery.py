@@ -39,6 +39,7 @@ from bot.buttons import result_keyboard
 from bot.formats import message_params, plain_reason
 from bot.i18n import Translator
 from bot.lifecycle.context import ChatUnreachable, Delivered, DeliveryFailed, PhotoUnavailable
+from bot.operator_langs import OperatorLanguages
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
@@ -194,8 +195,10 @@ class TelegramNotifier:
         fetcher: ResultFetcher,
         registry: ProviderRegistry,
         admin_ids: Sequence[int],
+        operator_langs: OperatorLanguages | None = None,
     ) -> None:
         self.bot = bot
+        self.operator_langs = operator_langs
         self.translator = translator
         self.fetcher = fetcher
         self.registry = registry
@@ -378,7 +381,8 @@ class TelegramNotifier:
 
     async def alert_admins(self, incident: str, detail: str) -> None:
         for admin_id in self.admin_ids:
-            text = self.translator.tr("en", "admin.incident", incident=incident, detail=detail)
+            lang = await self.operator_langs.of(admin_id) if self.operator_langs else "en"
+            text = self.translator.tr(lang, "admin.incident", incident=incident, detail=detail)
             try:
                 await telegram_call(partial(self.bot.send_message, admin_id, text))
             except (ChatUnreachable, DeliveryFailed):

@@ -41,6 +41,8 @@ class Services:
 
     async def lang_for(self, user: User | None, chat: Chat | None = None) -> str:
         """The reply language: a group's chosen one, else the user's override, else Telegram's."""
+        if user is not None and self.notifier.operator_langs is not None:
+            self.notifier.operator_langs.saw(user)
         if chat is not None and chat.type != ChatType.PRIVATE:
             lang = (await self.db.chat_settings.get(chat.id)).lang
             if lang in self.translator.catalogs:

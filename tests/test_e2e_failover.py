@@ -3,6 +3,8 @@ same model on the next provider; anything that may have created a task never doe
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bot.config import Settings
@@ -133,3 +135,42 @@ async def test_without_failover_setting_a_refusal_ends_the_edit(
         edit = await bot.wait_state(EditState.FAILED)
         assert edit.error_code == "insufficient_credits"
         assert not creates(apikley)
+
+
+@pytest.mark.parametrize(
+    ("telegram_lang", "chosen", "expected"),
+    [
+        pytest.param("ru", None, "Оповещение для владельца", id="telegram-language"),
+        pytest.param("ru", "de", "⚠️", id="chosen-in-the-bot"),
+        pytest.param(None, None, "Operator alert", id="unknown-english"),
+    ],
+)
+async def test_operator_alerts_use_the_operators_language(
+    telegram_lang: str | None,
+    chosen: str | None,
+    expected: str,
+    tg: FakeTelegram,
+    kie: FakeKie,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
+) -> None:
+    async with APIKLEY.serve(kie) as apikley:
+        assert isinstance(apikley, FakeKie)
+        bot = await start_bot(failover_settings(make_settings, apikley))
+        await ready(bot, tg)
+        if chosen is not None:
+            await bot.services.db.chat_settings.update(
+                ADMIN_ID, lambda prefs: dataclasses.replace(prefs, lang=chosen), user_id=ADMIN_ID
+            )
+        if telegram_lang is not None:  # the operator wrote to the bot since its start
+            operator = tg.user(ADMIN_ID, first_name="Op", language_code=telegram_lang)
+            await tg.post_webhook(tg.text_update(ADMIN_ID, operator, "/start"))
+            await tg.wait_for("sendMessage", lambda c: c.params["chat_id"] == ADMIN_ID)
+        kie.fail_next(JOBS_CREATE, 402, "Credits insufficient", http_status=True)
+
+        await expect_edit_delivered(bot, tg, "make it snow")
+
+        (alert,) = [text for text in admin_alerts(tg) if "insufficient_credits" in text]
+        assert expected in alert, alert
+        german = bot.services.translator.tr("de", "admin.incident", incident="x", detail="y")
+        assert (german.split("x")[0] in alert) == (chosen == "de"), alert
