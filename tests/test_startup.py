@@ -4,11 +4,9 @@ Telegram or the database not answering is retried for STARTUP_RETRY_TIMEOUT seco
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +16,7 @@ from tests.conftest import TOKEN, free_port
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.reliability import service_env
-from tests.test_startup_secrets import run_bot
+from tests.test_startup_secrets import run_bot, spawn_bot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +69,7 @@ async def test_telegram_briefly_failing_at_start_then_the_bot_serves(
     port = free_port()
     env = service_env(tg, kie, tmp_path / "data", port)
     env["STARTUP_RETRY_TIMEOUT"] = "30"
-    process = await start_bot_process(env, tmp_path)
+    process = await spawn_bot(env, tmp_path)
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
@@ -180,24 +178,6 @@ async def test_an_unedited_env_example_exits_2_saying_replace_me(tmp_path: Path)
     assert "BOT_TOKEN" in output and "KIE_API_KEY" in output, output
     assert "replace me" in output, output
     assert_clean(output)
-
-
-async def start_bot_process(env: dict[str, str], workdir: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=workdir,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-            "HOME": str(workdir),
-            **env,
-        },
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from tests.fakes.telegram import FakeTelegram
 from tests.reliability import service_env
 
 
-async def run_bot(env: dict[str, str], workdir: Path) -> tuple[int, str]:
-    """`python -m bot` until it exits by itself; its exit code and its stdout + stderr."""
-    process = await asyncio.create_subprocess_exec(
+async def spawn_bot(env: dict[str, str], workdir: Path) -> asyncio.subprocess.Process:
+    """`python -m bot` with only `env` (and PATH, PYTHONPATH, HOME); output on stdout."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
@@ -32,6 +32,11 @@ async def run_bot(env: dict[str, str], workdir: Path) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def run_bot(env: dict[str, str], workdir: Path) -> tuple[int, str]:
+    """`python -m bot` until it exits by itself; its exit code and its stdout + stderr."""
+    process = await spawn_bot(env, workdir)
     try:
         output, _ = await asyncio.wait_for(process.communicate(), 60)
     finally:
