@@ -103,6 +103,7 @@ async def start_edit(
             claim=True,
             state=state,
             user_name=origin.user_name or None,
+            thread_id=origin.thread_id,
             guard=guard,
             cost_estimate=cost,
         )
@@ -131,6 +132,7 @@ async def _send_status(bot: Bot, services: Services, origin: Origin) -> int | No
         "chat_id": origin.chat_id,
         "text": services.tr(origin.lang, "edit.queued"),
         "reply_parameters": reply_to(origin.message_id),
+        "message_thread_id": origin.thread_id,
     }
     try:
         message = await api_call(bot, "sendMessage", params)

@@ -53,12 +53,14 @@ class Chat:
         *,
         chat_type: str | None = None,
         polling: bool = False,
+        thread_id: int | None = None,
     ) -> None:
         self.tg = tg
         self.chat_id = chat_id
         self.user = user
         self.chat_type = chat_type
         self.polling = polling
+        self.thread_id = thread_id  # writing in this forum topic
 
     async def deliver(self, update: Json) -> None:
         """Hand an update to the bot the way Telegram would in its mode."""
@@ -69,7 +71,12 @@ class Chat:
 
     async def send(self, text: str, *, reply_to: Json | None = None) -> Json:
         update = self.tg.text_update(
-            self.chat_id, self.user, text, reply_to=reply_to, chat_type=self.chat_type
+            self.chat_id,
+            self.user,
+            text,
+            reply_to=reply_to,
+            chat_type=self.chat_type,
+            thread_id=self.thread_id,
         )
         await self.deliver(update)
         return self.tg.message_of(update)

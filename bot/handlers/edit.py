@@ -15,7 +15,7 @@ from bot.message_input import (
     input_photo,
     own_caption,
 )
-from bot.origin import answer
+from bot.origin import answer, replied_to
 from bot.services import BotContext
 
 
@@ -57,7 +57,7 @@ async def on_text(update: Update, context: BotContext) -> None:
         return
     text = asked.message.text
     message, services, origin = asked.message, asked.services, asked.origin
-    replied = message.reply_to_message
+    replied = replied_to(message)
     if replied is not None and carries_file(replied):
         photo = input_photo(replied)
         if photo is None:
@@ -78,7 +78,7 @@ async def edit_command(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     prompt = " ".join(context.args or [])
-    replied = asked.message.reply_to_message
+    replied = replied_to(asked.message)
     photo = input_photo(replied) if replied is not None else None
     if photo is None:
         await answer(context.bot, asked.origin, asked.tr("edit.usage"))

@@ -38,6 +38,7 @@ from bot import pending_prompts
 from bot.handlers import settings_views as views
 from bot.handlers.common import answer_press, incoming, reply
 from bot.message_input import carries_file, clean_prompt
+from bot.origin import replied_to, topic_of
 from bot.preferences import (
     SEED_MAX,
     chosen_model,
@@ -262,6 +263,7 @@ async def _ask(
     asked = await bot.send_message(
         menu.chat_id,
         question,
+        message_thread_id=topic_of(menu),
         parse_mode=ParseMode.HTML,
         reply_markup=ForceReply(selective=True),
     )
@@ -301,7 +303,7 @@ async def on_input(update: Update, context: BotContext) -> None:
 async def _pending_for(
     services: Services, bot: Bot, message: Message, user: User
 ) -> PendingInput | None:
-    replied = message.reply_to_message
+    replied = replied_to(message)
     if replied is not None:
         if replied.from_user is None or replied.from_user.id != bot.id or carries_file(replied):
             return None  # a reply to a photo or someone's message: an edit, not a setting
