@@ -164,6 +164,8 @@ class Settings(BaseSettings):
         default=RateLimit(20, 10.0), validation_alias="ODKKK_RATE_LIMIT"
     )
     default_model: str = Field(default="qwen/image-edit", validation_alias="DEFAULT_MODEL")
+    # The model /imagine draws with unless a chat chose one ("": see bot.preferences).
+    default_generator: str = Field(default="", validation_alias="DEFAULT_GENERATOR")
     # An operator's model catalog added to the shipped one (README: "Model catalog").
     model_catalog_file: Path | None = Field(default=None, validation_alias="MODEL_CATALOG_FILE")
     provider_timeout: float = Field(default=30.0, gt=0, validation_alias="PROVIDER_TIMEOUT")

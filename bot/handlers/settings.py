@@ -71,8 +71,8 @@ class Press:
     index: int = -1
 
 
-_NO_ARG = frozenset({"home", "models", "langs", "file", "reset", "close"})
-_WITH_ARG = frozenset({"o", "t", "c", "m", "l"})
+_NO_ARG = frozenset({"home", "models", "gens", "langs", "file", "reset", "close"})
+_WITH_ARG = frozenset({"o", "t", "c", "m", "g", "l"})
 
 
 def parse(data: str) -> Press | None:
@@ -106,6 +106,7 @@ def menu_context(services: Services, lang: str, chat: Chat) -> views.MenuContext
         registry=services.registry,
         default_model=services.settings.default_model,
         chat=chat,
+        default_generator=services.settings.default_generator,
     )
 
 
@@ -191,6 +192,8 @@ async def _apply(
         return _Outcome(views.model_view(ctx, prefs))
     if press.action == "langs":
         return _Outcome(views.language_view(ctx, prefs))
+    if press.action == "gens":
+        return _Outcome(views.generator_view(ctx, prefs))
     if press.action == "close":
         return _Outcome(views.closed(ctx))
     if press.action == "file":
@@ -206,6 +209,12 @@ async def _apply(
         chosen, check = spec, checker(services)
         prefs = await change(lambda p: switch_model(p, chosen, check))
         return _Outcome(views.model_view(ctx, prefs), ctx.tr("settings.saved"))
+    if press.action == "g":
+        drawing = model_by_key(services.registry, press.arg)
+        if drawing is None or not drawing.generates:
+            raise _Stale(press.arg)
+        prefs = await change(lambda p: replace(p, generator=drawing.id))
+        return _Outcome(views.generator_view(ctx, prefs), ctx.tr("settings.saved"))
     if press.action == "l":
         lang = None if press.arg == "auto" else press.arg
         if lang is not None and lang not in services.translator.catalogs:
