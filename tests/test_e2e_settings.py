@@ -367,23 +367,26 @@ async def test_commands_are_published_per_language_and_for_group_admins(
         "settings",
         "model",
         "edit",
+        "imagine",
         "history",
         "cancel",
         "usage",
     ]
+    assert everyone[5]["description"] == "Draw an image: /imagine <prompt>"
     assert everyone[2]["description"] == "Model, size, format and other settings"
     assert tg.commands(scope={"type": "all_private_chats"}) == everyone
     russian = tg.commands(language_code="ru")
     assert names(russian) == names(everyone)
     assert russian[2]["description"] == "Модель, размер, формат и другие настройки"
     members = tg.commands(scope={"type": "all_group_chats"})
-    assert names(members) == ["edit", "history", "cancel", "help"]
+    assert names(members) == ["edit", "imagine", "history", "cancel", "help"]
     admins = tg.commands(scope={"type": "all_chat_administrators"})
     moderation = ["moderation", "modlog", "usage", "allow", "deny", "ban", "unban", "block"]
     assert names(admins) == [*names(members), "settings", "model", *moderation, "unblock", "remove"]
     admins_ru = tg.commands(scope={"type": "all_chat_administrators"}, language_code="ru")
-    assert admins_ru[5]["description"] == "Сменить модель"
-    assert admins_ru[6]["description"].startswith("Модерация")
+    assert admins_ru[1]["description"] == "Нарисовать изображение: /imagine <запрос>"
+    assert admins_ru[6]["description"] == "Сменить модель"
+    assert admins_ru[7]["description"].startswith("Модерация")
     assert all(call.ok for call in tg.calls_of("setMyCommands"))
     languages = 1 + len(webhook_bot.services.translator.command_languages())
     assert len(tg.calls_of("setMyCommands")) == 4 * languages
