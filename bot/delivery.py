@@ -357,6 +357,8 @@ class TelegramNotifier:
 
     async def notify_failure(self, edit: Edit) -> None:
         key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))
+        if key == "error.task_failed" and not edit.inputs:
+            key = "imagine.task_failed"  # a drawing (/imagine) has no photo to speak of
         params: dict[str, Any] = {"param": param or ""}
         if edit.error_code and edit.error_code.startswith(OWN_PARAMS):
             params.update(message_params(edit.error_detail))

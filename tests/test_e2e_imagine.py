@@ -190,9 +190,23 @@ async def test_a_drawing_in_a_group_waits_for_approval_like_an_edit(
     admin = Chat(tg, GROUP_ID, tg.user(ADMIN_ID, first_name="Ann"))
     asked = await member.send("/imagine a dragon")
     panel = tg.sent_message(await member.reply_of(asked))
-    assert "asks for an edit" in panel["text"] and "a dragon" in panel["text"]
+    assert panel["text"].startswith("🙋 Bob asks for a drawing:\na dragon")
     assert not kie.tasks  # nothing spent before an admin decides
     await admin.press(panel, "a1:y:1")
+    said = "✅ An admin approved your request. ⏳ Drawing your image…"
+    await tg.wait_for("sendMessage", lambda c: c.params.get("text") == said)
     await member.reply_of(asked, method="sendPhoto")
     edit = await webhook_bot.wait_state(EditState.DELIVERED)
     assert (edit.decision, edit.inputs, edit.model) == ("approved", [], "google/nano-banana")
+
+
+async def test_a_failed_drawing_says_so(
+    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot
+) -> None:
+    await tg.wait_for("setWebhook")
+    kie.next_outcome(fail=("500", "Internal server error"))
+    me = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    await me.send("/imagine a storm")
+    [notice] = await tg.wait_for("editMessageText")
+    assert notice.params["text"] == "😔 The model couldn't draw this image: Internal server error"
+    assert (await webhook_bot.wait_edit(lambda e: e.notified_at is not None)).inputs == []

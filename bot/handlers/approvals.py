@@ -79,7 +79,8 @@ async def on_decision(update: Update, context: BotContext) -> None:
         decided.lang,
         thread_id=decided.thread_id,
     )
-    status = await answer(context.bot, origin, services.tr(decided.lang, "approval.approved"))
+    said = "approval.approved" if decided.inputs else "imagine.approved"
+    status = await answer(context.bot, origin, services.tr(decided.lang, said))
     await services.edits.note_status_message(decided.id, status.message_id)
     await services.edits.submit(decided.id)
 
