@@ -55,10 +55,33 @@ async def test_imagine_with_4o_in_a_private_chat(
     assert len(again) == 1 and "filesUrl" not in again[0].request
 
 
-async def test_imagine_with_a_jobs_model_in_a_forum_topic(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+@pytest.mark.parametrize(
+    ("model", "api", "sent"),
+    [
+        (
+            "seedream/4.5-text-to-image",
+            "jobs",
+            {
+                "input": {
+                    "prompt": "a lighthouse at dusk",
+                    "aspect_ratio": "1:1",
+                    "quality": "basic",
+                }
+            },
+        ),
+        ("gpt-4o-image", "gpt4o", {"prompt": "a lighthouse at dusk", "size": "1:1"}),
+    ],
+)
+async def test_imagine_in_a_forum_topic(
+    tg: FakeTelegram,
+    kie: FakeKie,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
+    model: str,
+    api: str,
+    sent: Json,
 ) -> None:
-    bot = await start_bot(make_settings(DEFAULT_GENERATOR="seedream/4.5-text-to-image"))
+    bot = await start_bot(make_settings(DEFAULT_GENERATOR=model))
     await tg.wait_for("setWebhook")
     topic = tg.create_topic(GROUP_ID, "Art")
     member = Chat(tg, GROUP_ID, tg.user(MEMBER_ID, first_name="Bob"), thread_id=topic)
@@ -68,14 +91,11 @@ async def test_imagine_with_a_jobs_model_in_a_forum_topic(
     result = await member.reply_of(asked, method="sendPhoto")
     assert in_topic(tg, result, topic)
     edit = await bot.wait_state(EditState.DELIVERED)
-    assert (edit.model, edit.thread_id, edit.inputs) == ("seedream/4.5-text-to-image", topic, [])
+    assert (edit.model, edit.thread_id, edit.inputs) == (model, topic, [])
     [task] = kie.tasks.values()
-    assert (task.api, task.model) == ("jobs", "seedream/4.5-text-to-image")
-    assert task.request["input"] == {
-        "prompt": "a lighthouse at dusk",
-        "aspect_ratio": "1:1",
-        "quality": "basic",
-    }
+    assert task.api == api
+    assert {key: task.request[key] for key in sent} == sent  # and no photo field
+    assert "filesUrl" not in task.request and "image_urls" not in task.request.get("input", {})
 
 
 async def test_imagine_with_the_generating_model_chosen_in_settings(
