@@ -41,6 +41,7 @@ async def collect(bot: Bot, services: Services, message: Message, origin: Origin
             lang=origin.lang,
             caption=own_caption(message),
             photo=photo,
+            thread_id=origin.thread_id,
         )
     )
     if added:
@@ -86,7 +87,12 @@ async def edit_album(bot: Bot, services: Services, items: list[AlbumItem]) -> No
         return  # an album in a group that does not address the bot
     anchor = prompt_item or items[0]
     origin = Origin(
-        anchor.chat_id, anchor.chat_type, anchor.message_id, anchor.user_id, anchor.lang
+        anchor.chat_id,
+        anchor.chat_type,
+        anchor.message_id,
+        anchor.user_id,
+        anchor.lang,
+        thread_id=anchor.thread_id,
     )
     inputs: list[InputPhoto] = []
     for item in items:

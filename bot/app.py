@@ -122,7 +122,8 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _providers(app: web.Application) -> AsyncIterator[None]:
-    """The enabled providers; refuses to start if DEFAULT_MODEL is not one of their models."""
+    """The enabled providers; refuses to start if DEFAULT_MODEL is not one of their models,
+    or DEFAULT_GENERATOR (when set) not one of those that generate."""
     settings = app[SETTINGS]
     registry = ProviderRegistry(
         builders.build_providers(settings, app[TRANSPORT]), failover=settings.failover
@@ -135,6 +136,13 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
             f"DEFAULT_MODEL={settings.default_model} is not offered by any enabled provider "
             f"(enabled models: {enabled}): set DEFAULT_MODEL to one of them, or enable a "
             "provider of that model (README, Providers and models)"
+        )
+    generator = registry.models.get(settings.default_generator)
+    if settings.default_generator and (generator is None or not generator.generates):
+        drawing = ", ".join(s.id for s in registry.models.values() if s.generates) or "none"
+        raise RuntimeError(
+            f"DEFAULT_GENERATOR={settings.default_generator} is not an enabled model that "
+            f"generates from text (enabled ones: {drawing})"
         )
     app[REGISTRY] = registry
     yield

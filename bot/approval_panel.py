@@ -59,7 +59,7 @@ async def post_request(bot: Bot, services: Services, origin: Origin, edit: Edit)
         return services.tr(origin.lang, key, **params)
 
     text = tr(
-        "approval.request",
+        "approval.request" if edit.inputs else "imagine.request",  # a drawing has no photo
         requester=requester(edit),
         prompt=preview(edit.prompt),
         wait=format_wait(tr, services.settings.approval_timeout),

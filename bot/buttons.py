@@ -5,7 +5,8 @@ handler that cannot parse it answers the press politely instead of failing.
 
 In groups results also get "Remove" (admins only): `r1:x:<edit id>`. Callback data comes
 from the client and may be forged, so it names the edit and nothing else: what a press acts
-on (the chat, the messages to delete, who may press) is looked up in the database.
+on (the chat, the messages to delete, who may press) is looked up in the database. A text
+offered for drawing gets "Draw it" (`g1`): the prompt is the message the offer replies to.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ HISTORY_PREFIX = "h1"
 RESULT_PATTERN = rf"^{RESULT_PREFIX}:"
 HISTORY_PATTERN = rf"^{HISTORY_PREFIX}:"
 REMOVE_PATTERN = rf"^{RESULT_PREFIX}:x:"
+DRAW_DATA = "g1"
+DRAW_PATTERN = rf"^{DRAW_DATA}$"
 
 ResultAction = Literal["again", "file"]
 _RESULT_CODES: dict[str, ResultAction] = {"a": "again", "f": "file"}
@@ -99,3 +102,8 @@ def result_keyboard(
         remove = InlineKeyboardButton(tr("result.remove"), callback_data=remove_data(edit_id))
         rows.append([remove])
     return InlineKeyboardMarkup(rows)
+
+
+def draw_keyboard(label: str) -> InlineKeyboardMarkup:
+    """The one button under a text offered for drawing (`DRAW_DATA`)."""
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=DRAW_DATA)]])

@@ -25,8 +25,18 @@ from bot.i18n import DEFAULT_LANG, Translator
 
 log = logging.getLogger(__name__)
 
-PRIVATE_COMMANDS = ("start", "help", "settings", "model", "edit", "history", "cancel", "usage")
-GROUP_COMMANDS = ("edit", "history", "cancel", "help")
+PRIVATE_COMMANDS = (
+    "start",
+    "help",
+    "settings",
+    "model",
+    "edit",
+    "imagine",
+    "history",
+    "cancel",
+    "usage",
+)
+GROUP_COMMANDS = ("edit", "imagine", "history", "cancel", "help")
 MODERATION_COMMANDS = (
     "moderation",
     "modlog",

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     # Provider names in the operator's order: an edit refused by one (README, "Failover")
     # goes to the next that offers the same model. Empty: no failover.
     failover: ProviderNames = Field(default=[], validation_alias="FAILOVER")
+    # The model /imagine draws with unless a chat chose one ("": see bot.preferences).
+    default_generator: str = Field(default="", validation_alias="DEFAULT_GENERATOR")
     # An operator's model catalog added to the shipped one (README: "Model catalog").
     model_catalog_file: Path | None = Field(default=None, validation_alias="MODEL_CATALOG_FILE")
     provider_timeout: float = Field(default=30.0, gt=0, validation_alias="PROVIDER_TIMEOUT")

@@ -186,7 +186,9 @@ class TelegramPhotoSource:
 
 
 class TelegramNotifier:
-    """Sends results and failure notices as replies to the user's message."""
+    """Sends results and failure notices as replies to the user's message, in the forum
+    topic it was in (`Edit.thread_id`: the reply alone would land in General once the
+    message is gone)."""
 
     def __init__(
         self,
@@ -238,6 +240,7 @@ class TelegramNotifier:
                             document,
                             caption=text,
                             reply_parameters=self._reply_to(edit),
+                            message_thread_id=edit.thread_id,
                             reply_markup=buttons(with_file=False)
                             if index == len(images) - 1
                             else None,
@@ -259,6 +262,7 @@ class TelegramNotifier:
                         ),
                         "caption": caption,
                         "reply_parameters": self._reply_to(edit),
+                        "message_thread_id": edit.thread_id,
                         "reply_markup": buttons(with_file=True),
                     },
                     io_timeout=UPLOAD_TIMEOUT,
@@ -286,6 +290,7 @@ class TelegramNotifier:
                         edit.chat_id,
                         media,
                         reply_parameters=self._reply_to(edit),
+                        message_thread_id=edit.thread_id,
                         read_timeout=UPLOAD_TIMEOUT,
                         write_timeout=UPLOAD_TIMEOUT,
                     )
@@ -310,6 +315,7 @@ class TelegramNotifier:
                     self.translator.tr(edit.lang, "result.buttons"),
                     reply_markup=markup,
                     reply_parameters=reply_to(reply_to_id),
+                    message_thread_id=edit.thread_id,
                 )
             )
         except (ChatUnreachable, DeliveryFailed) as exc:
@@ -317,8 +323,11 @@ class TelegramNotifier:
             return None
         return sent.message_id
 
-    async def send_files(self, edit: Edit, chat_id: int, reply_to_id: int) -> list[int]:
-        """Send an edit's results again as documents: the original bytes, fetched anew.
+    async def send_files(
+        self, edit: Edit, chat_id: int, reply_to_id: int, thread_id: int | None
+    ) -> list[int]:
+        """Send an edit's results again as documents: the original bytes, fetched anew, as
+        replies to `reply_to_id` in the forum topic `thread_id`.
 
         Raises DeliveryFailed (`result_missing`/`result_refused`: the provider no longer has
         them) or ChatUnreachable. Returns the ids of the messages sent.
@@ -341,6 +350,7 @@ class TelegramNotifier:
                     chat_id,
                     InputFile(image.data, filename=name),
                     reply_parameters=reply_to(reply_to_id),
+                    message_thread_id=thread_id,
                     read_timeout=UPLOAD_TIMEOUT,
                     write_timeout=UPLOAD_TIMEOUT,
                 )
@@ -350,6 +360,8 @@ class TelegramNotifier:
 
     async def notify_failure(self, edit: Edit) -> None:
         key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))
+        if key == "error.task_failed" and not edit.inputs:
+            key = "imagine.task_failed"  # a drawing (/imagine) has no photo to speak of
         params: dict[str, Any] = {"param": param or ""}
         if edit.error_code and edit.error_code.startswith(OWN_PARAMS):
             params.update(message_params(edit.error_detail))
@@ -370,7 +382,12 @@ class TelegramNotifier:
                     return
                 # Otherwise the status message is gone: send a fresh reply instead.
         await telegram_call(
-            lambda: self.bot.send_message(edit.chat_id, text, reply_parameters=self._reply_to(edit))
+            lambda: self.bot.send_message(
+                edit.chat_id,
+                text,
+                reply_parameters=self._reply_to(edit),
+                message_thread_id=edit.thread_id,
+            )
         )
         if edit.approval_message_id is not None and edit.error_code == "approval_expired":
             # The request nobody decided on loses its buttons (best effort).

@@ -1,5 +1,7 @@
 """Starting an edit, the one path every way of asking takes (a photo with a caption, a reply
-to a photo, a photo then a prompt, an album, /edit, "Again" under a result, /history).
+to a photo, a photo then a prompt, an album, /edit, "Again" under a result, /history), and
+/imagine: an image drawn from the prompt alone is an edit without input photos, made by the
+chat's generating model under the same limits, moderation, approval and delivery.
 
 Validate, ask `bot.policy` who may and on what terms, record the edit, then post it for
 approval or submit it; bad input and refusals are answered with a clear message.
@@ -21,7 +23,7 @@ from bot.costs import expected_cost
 from bot.delivery import api_call, reply_to
 from bot.message_input import clean_prompt
 from bot.origin import Origin, answer
-from bot.preferences import resolve
+from bot.preferences import resolve, resolve_generation
 from bot.providers.base import InputRejected
 from bot.services import Services
 from domain.edit import Edit, EditState, InputPhoto
@@ -56,10 +58,12 @@ async def start_edit(
     *,
     dedupe_key: str | None = None,
     model_params: tuple[str, Mapping[str, Any]] | None = None,
+    generate: bool = False,
 ) -> None:
     """Validate, record and submit one edit; answer bad input with a clear message.
 
-    The model and params come from the chat's settings unless `model_params` is given (a
+    The model and params come from the chat's settings (`generate`: its generating model,
+    for a new image from the prompt alone, `inputs` empty) unless `model_params` is given (a
     repeat of an earlier edit); `dedupe_key` defaults to the origin message. Who may ask and
     on what terms (allowlist, group moderation) is decided by `bot.policy`.
     """
@@ -71,8 +75,16 @@ async def start_edit(
     prefs = ChatPrefs()
     if model_params is None or origin.group:  # a group's moderation rules apply to repeats too
         prefs = await services.db.chat_settings.get(origin.chat_id, fresh=True)
+    settings = services.settings
+    if model_params is None and generate:
+        model_params = resolve_generation(
+            prefs, services.registry, settings.default_generator, settings.default_model
+        )
+        if model_params is None:
+            await answer(bot, origin, services.tr(origin.lang, "imagine.unavailable"))
+            return
     if model_params is None:
-        model_params = resolve(prefs, services.registry, services.settings.default_model)
+        model_params = resolve(prefs, services.registry, settings.default_model)
     model_id, chosen = model_params
     params = policy.enforced_params(services.registry, prefs.moderation, origin, model_id, chosen)
     images = [photo for photo in inputs if photo.role == "image"]
@@ -82,7 +94,6 @@ async def start_edit(
     except InputRejected as exc:
         await answer(bot, origin, services.tr(origin.lang, f"error.input.{exc.code}", **exc.params))
         return
-    settings = services.settings
     cost = expected_cost(services.registry.model(model_id), params, settings.model_costs)
     own = await services.db.user_controls.limits_for(origin.user_id)
     request_limits = limits.for_request(settings, origin.user_id, cost, own)
@@ -103,6 +114,7 @@ async def start_edit(
             claim=True,
             state=state,
             user_name=origin.user_name or None,
+            thread_id=origin.thread_id,
             guard=guard,
             cost_estimate=cost,
         )
@@ -122,15 +134,18 @@ async def start_edit(
         await post_request(bot, services, origin, edit)  # nothing spent until then
         return
     # The status message goes out while the photos are fetched and stored.
-    await services.edits.submit(edit.id, claimed=edit, status=_send_status(bot, services, origin))
+    status = _send_status(bot, services, origin, "edit.queued" if inputs else "imagine.queued")
+    await services.edits.submit(edit.id, claimed=edit, status=status)
 
 
-async def _send_status(bot: Bot, services: Services, origin: Origin) -> int | None:
-    """Say the edit is under way; its message id, or None if it could not be sent."""
+async def _send_status(bot: Bot, services: Services, origin: Origin, key: str) -> int | None:
+    """Say the edit is under way (catalog key `key`); its message id, or None if it could not
+    be sent."""
     params = {
         "chat_id": origin.chat_id,
-        "text": services.tr(origin.lang, "edit.queued"),
+        "text": services.tr(origin.lang, key),
         "reply_parameters": reply_to(origin.message_id),
+        "message_thread_id": origin.thread_id,
     }
     try:
         message = await api_call(bot, "sendMessage", params)

@@ -41,12 +41,35 @@ def actor_of(message: Message, user: User) -> Actor | None:
     return Actor(user.id, user.full_name)
 
 
+def topic_of(message: Message) -> int | None:
+    """The forum topic `message` is in (its `message_thread_id`), or None outside topics.
+
+    Only a topic message's thread id names a topic: in a group without topics the field is
+    the first message of a reply chain, which Telegram refuses as a thread to send to.
+    """
+    return message.message_thread_id if message.is_topic_message else None
+
+
+def replied_to(message: Message) -> Message | None:
+    """The message `message` replies to, or None.
+
+    In a forum topic, Telegram shows a message that replies to nothing as a reply to the
+    service message that opened the topic: that is no reply (to /ban its creator, say).
+    """
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    return replied
+
+
 @dataclass(frozen=True)
 class Origin:
-    """Where a request came from and where its answers go (a reply to `message_id`).
+    """Where a request came from and where its answers go (a reply to `message_id`, in the
+    forum topic `thread_id`).
 
     `user_id` is the actor's id (see the module doc): a user, or the chat the message was
-    sent as.
+    sent as. Answers name the topic as well as the message they reply to: a reply to a
+    deleted message (still sent) would otherwise land in the forum's General topic.
     """
 
     chat_id: int
@@ -55,6 +78,7 @@ class Origin:
     user_id: int
     lang: str
     user_name: str = ""
+    thread_id: int | None = None
 
     @classmethod
     def of(cls, message: Message, user: User, lang: str) -> Origin | None:
@@ -69,6 +93,7 @@ class Origin:
             actor.id,
             lang,
             user_name=actor.name,
+            thread_id=topic_of(message),
         )
 
     @classmethod
@@ -81,6 +106,7 @@ class Origin:
             user.id,
             lang,
             user_name=user.full_name,
+            thread_id=topic_of(message),
         )
 
     @property
@@ -94,10 +120,12 @@ class Origin:
 
 
 async def answer(bot: Bot, origin: Origin, text: str, **kwargs: Any) -> Message:
-    """Send `text` as a reply to the origin message (still sent if that was deleted)."""
+    """Send `text` as a reply to the origin message (still sent if that was deleted), in its
+    forum topic."""
     return await bot.send_message(
         origin.chat_id,
         text,
         reply_parameters=reply_to(origin.message_id),
+        message_thread_id=origin.thread_id,
         **kwargs,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.providers.base import InputRejected, ModelOption, ModelSpec
 from bot.providers.registry import ProviderRegistry
+from bot.providers.wire import check_param
 from storage.chat_settings import ChatPrefs
 
 SEED_MAX = 2**31 - 1
@@ -44,6 +45,53 @@ def chosen_model(prefs: ChatPrefs, registry: ProviderRegistry, default_model: st
     if prefs.model is not None and prefs.model in registry.models:
         return registry.models[prefs.model]
     return registry.model(default_model)
+
+
+def generators(registry: ProviderRegistry) -> list[ModelSpec]:
+    """The enabled models that make an image from a prompt alone, in catalog order."""
+    return [spec for spec in registry.models.values() if spec.generates]
+
+
+def chosen_generator(
+    prefs: ChatPrefs, registry: ProviderRegistry, default_generator: str, default_model: str
+) -> ModelSpec | None:
+    """The model /imagine draws with: the chat's choice, else DEFAULT_GENERATOR, else the
+    chat's edit model when it also generates (4o), else the first that does; None when no
+    enabled model generates."""
+    for model_id in (prefs.generator, default_generator or None):
+        spec = registry.models.get(model_id) if model_id else None
+        if spec is not None and spec.generates:
+            return spec
+    edit_model = chosen_model(prefs, registry, default_model)
+    if edit_model.generates:
+        return edit_model
+    return next(iter(generators(registry)), None)
+
+
+def resolve_generation(
+    prefs: ChatPrefs, registry: ProviderRegistry, default_generator: str, default_model: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The model id and params for the chat's next /imagine, or None (nothing generates).
+
+    The chat's settings are shared with its edit model: those the generator takes, with a
+    value it accepts, are sent; the rest are left to the model.
+    """
+    spec = chosen_generator(prefs, registry, default_generator, default_model)
+    if spec is None:
+        return None
+    params: dict[str, Any] = {}
+    for name, value in prefs.params.items():
+        param = spec.params.get(name)
+        if param is None or value is None:
+            continue
+        try:
+            check_param(param, value)
+        except InputRejected:
+            continue
+        params[name] = value
+    if prefs.send_as_file:
+        params["send_as_file"] = True
+    return spec.id, params
 
 
 def current(prefs: ChatPrefs, option: ModelOption) -> Any:

@@ -112,6 +112,9 @@ class Edit:
     # The worker holding the edit (its lease's token) and until when, unless nobody does.
     lease_owner: str | None = None
     lease_until: float | None = None
+    # The forum topic the request came from (0011): answers sent later (results after a
+    # restart, notices) must land there even when the request message is gone.
+    thread_id: int | None = None
 
 
 class Settled(NamedTuple):
@@ -146,6 +149,7 @@ class NewEdit:
     lease_until: float | None = None
     user_name: str | None = None  # the requester's name, for the moderation log
     cost_estimate: float | None = None  # expected credits (reserved against the limits)
+    thread_id: int | None = None  # the forum topic answers go to (see Edit)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ class AlbumItem:
     caption: str | None
     photo: InputPhoto | None
     created_at: float = 0.0
+    thread_id: int | None = None  # the forum topic of the album
 
 
 _CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")

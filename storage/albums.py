@@ -66,6 +66,7 @@ class Albums:
                     caption=item.caption,
                     photo=item.photo.to_json() if item.photo else None,
                     created_at=now,
+                    thread_id=item.thread_id,
                 )
             )
         except IntegrityError:

@@ -43,6 +43,7 @@ class ChatPrefs:
     send_as_file: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
     moderation: Moderation = field(default_factory=Moderation)  # groups only (/moderation)
+    generator: str | None = None  # the model /imagine draws with
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"params": dict(self.params)}
@@ -52,6 +53,8 @@ class ChatPrefs:
             data["lang"] = self.lang
         if self.send_as_file:
             data["send_as_file"] = True
+        if self.generator is not None:
+            data["generator"] = self.generator
         moderation = self.moderation.to_json()
         if moderation:
             data["moderation"] = moderation
@@ -62,13 +65,14 @@ class ChatPrefs:
         if not isinstance(data, dict):
             return cls()
         params = data.get("params")
-        model, lang = data.get("model"), data.get("lang")
+        model, lang, generator = data.get("model"), data.get("lang"), data.get("generator")
         return cls(
             model=model if isinstance(model, str) else None,
             lang=lang if isinstance(lang, str) else None,
             send_as_file=data.get("send_as_file") is True,
             params=dict(params) if isinstance(params, dict) else {},
             moderation=Moderation.from_json(data.get("moderation")),
+            generator=generator if isinstance(generator, str) else None,
         )
 
     def with_param(self, name: str, value: Any) -> ChatPrefs:

@@ -123,6 +123,7 @@ class Edits:
             "lease_until": new.lease_until,
             "user_name": new.user_name,
             "cost_estimate": new.cost_estimate,
+            "thread_id": new.thread_id,
             "created_at": now,
             "updated_at": now,
         }

@@ -52,6 +52,7 @@ def edit_from_row(row: Mapping[Any, Any]) -> Edit:
         cost_estimate=row.get("cost_estimate"),
         lease_owner=row.get("lease_owner"),
         lease_until=row.get("lease_until"),
+        thread_id=row.get("thread_id"),
     )
 
 
@@ -67,4 +68,5 @@ def album_item_from_row(row: Mapping[Any, Any]) -> AlbumItem:
         caption=row["caption"],
         photo=InputPhoto.from_json(row["photo"]) if row["photo"] else None,
         created_at=row["created_at"],
+        thread_id=row.get("thread_id"),
     )

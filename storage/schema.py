@@ -53,6 +53,8 @@ edits = sa.Table(
     sa.Column("removed_at", sa.Float, nullable=True),
     # Spending limits (0005): the expected credits, counted until the real figure is known.
     sa.Column("cost_estimate", sa.Float, nullable=True),
+    # Forum topics (0011): the topic (message_thread_id) the request came from.
+    sa.Column("thread_id", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("provider", "task_id", name="uq_edits_provider_task"),
     sa.Index("ix_edits_state_next_check", "state", "next_check_at"),
     sa.Index("ix_edits_user_created", "user_id", "created_at"),
@@ -104,6 +106,7 @@ album_items = sa.Table(
     sa.Column("caption", sa.Text, nullable=True),
     sa.Column("photo", sa.JSON, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("thread_id", sa.BigInteger, nullable=True),  # 0011: its forum topic
     sa.Index("ix_album_items_group", "chat_id", "media_group_id"),
 )
 

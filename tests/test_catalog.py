@@ -52,7 +52,13 @@ def test_the_shipped_catalog_offers_every_model_on_its_providers() -> None:
     catalog = load_catalog()
     offered = {name: list(catalog.models_for(name)) for name in PROVIDER_FAMILIES}
     assert offered == {
-        "kie": ["qwen/image-edit", "google/nano-banana-edit", "seedream/4.5-edit"],
+        "kie": [
+            "qwen/image-edit",
+            "google/nano-banana-edit",
+            "seedream/4.5-edit",
+            "google/nano-banana",
+            "seedream/4.5-text-to-image",
+        ],
         "kie-playground": ["kie-playground:qwen/image-edit"],
         "apikley": ["apikley:qwen/image-edit"],
         "kie-4o": ["gpt-4o-image"],
@@ -61,6 +67,9 @@ def test_the_shipped_catalog_offers_every_model_on_its_providers() -> None:
     gpt4o = catalog.models_for("kie-4o")["gpt-4o-image"]
     assert gpt4o.capabilities == {"edit", "text"} and gpt4o.supports_mask
     assert gpt4o.image_limits.max_bytes == 25 * 1024 * 1024 and gpt4o.max_images == 5
+    drawing = [spec.id for spec in catalog.models_for("kie").values() if spec.generates]
+    assert drawing == ["google/nano-banana", "seedream/4.5-text-to-image"]
+    assert not any(catalog.models_for("kie")[model_id].edits for model_id in drawing)
     odkkk = catalog.models_for("odkkk")["odkkk:qwen-image-edit"]
     assert (odkkk.image_limits.min_side, odkkk.image_limits.max_side) == (384, 3072)
 
@@ -76,6 +85,8 @@ def test_an_operator_file_adds_and_replaces_entries(tmp_path: Path) -> None:
         "qwen/image-edit",
         "google/nano-banana-edit",
         "seedream/4.5-edit",
+        "google/nano-banana",
+        "seedream/4.5-text-to-image",
         "acme/edit",
     ]
     seedream = kie["seedream/4.5-edit"]

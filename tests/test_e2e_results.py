@@ -151,8 +151,8 @@ async def test_cancel_drops_a_question_waiting_for_text(
     assert await tg.post_webhook(update) == 200
     await me.reply_of(tg.message_of(update))
     assert (await me.command("/cancel"))["text"] == "🛑 OK, I'm no longer waiting for your text."
-    hint = await me.command("make it red")  # no longer a prompt for that photo
-    assert hint["text"].startswith("📷 Send me a photo")
+    offer = await me.command("make it red")  # no longer a prompt for that photo
+    assert offer["text"].startswith("🎨 There is no photo here to edit.")  # only offered
     assert not kie.tasks
 
 

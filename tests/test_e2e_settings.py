@@ -53,12 +53,14 @@ class Chat:
         *,
         chat_type: str | None = None,
         polling: bool = False,
+        thread_id: int | None = None,
     ) -> None:
         self.tg = tg
         self.chat_id = chat_id
         self.user = user
         self.chat_type = chat_type
         self.polling = polling
+        self.thread_id = thread_id  # writing in this forum topic
 
     async def deliver(self, update: Json) -> None:
         """Hand an update to the bot the way Telegram would in its mode."""
@@ -69,7 +71,12 @@ class Chat:
 
     async def send(self, text: str, *, reply_to: Json | None = None) -> Json:
         update = self.tg.text_update(
-            self.chat_id, self.user, text, reply_to=reply_to, chat_type=self.chat_type
+            self.chat_id,
+            self.user,
+            text,
+            reply_to=reply_to,
+            chat_type=self.chat_type,
+            thread_id=self.thread_id,
         )
         await self.deliver(update)
         return self.tg.message_of(update)
@@ -360,23 +367,26 @@ async def test_commands_are_published_per_language_and_for_group_admins(
         "settings",
         "model",
         "edit",
+        "imagine",
         "history",
         "cancel",
         "usage",
     ]
+    assert everyone[5]["description"] == "Draw an image: /imagine <prompt>"
     assert everyone[2]["description"] == "Model, size, format and other settings"
     assert tg.commands(scope={"type": "all_private_chats"}) == everyone
     russian = tg.commands(language_code="ru")
     assert names(russian) == names(everyone)
     assert russian[2]["description"] == "Модель, размер, формат и другие настройки"
     members = tg.commands(scope={"type": "all_group_chats"})
-    assert names(members) == ["edit", "history", "cancel", "help"]
+    assert names(members) == ["edit", "imagine", "history", "cancel", "help"]
     admins = tg.commands(scope={"type": "all_chat_administrators"})
     moderation = ["moderation", "modlog", "usage", "allow", "deny", "ban", "unban", "block"]
     assert names(admins) == [*names(members), "settings", "model", *moderation, "unblock", "remove"]
     admins_ru = tg.commands(scope={"type": "all_chat_administrators"}, language_code="ru")
-    assert admins_ru[5]["description"] == "Сменить модель"
-    assert admins_ru[6]["description"].startswith("Модерация")
+    assert admins_ru[1]["description"] == "Нарисовать изображение: /imagine <запрос>"
+    assert admins_ru[6]["description"] == "Сменить модель"
+    assert admins_ru[7]["description"].startswith("Модерация")
     assert all(call.ok for call in tg.calls_of("setMyCommands"))
     languages = 1 + len(webhook_bot.services.translator.command_languages())
     assert len(tg.calls_of("setMyCommands")) == 4 * languages

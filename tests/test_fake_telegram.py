@@ -259,6 +259,37 @@ async def test_replies(fake: FakeTelegram, bot: Bot) -> None:
     assert fake.files_sent_to(CHAT) == []
 
 
+async def test_forum_topics(fake: FakeTelegram, bot: Bot) -> None:
+    topic = fake.create_topic(GROUP, "Cats")
+    update = fake.photo_update(GROUP, USER, make_image(20, 20), caption="hi", thread_id=topic)
+    message = Update.de_json(update, bot).effective_message
+    assert message is not None and message.chat.is_forum
+    assert message.is_topic_message and message.message_thread_id == topic
+    # Not a reply to anything: Telegram shows it as a reply to the topic's opening message.
+    assert message.reply_to_message is not None
+    assert message.reply_to_message.forum_topic_created is not None
+
+    # A reply lands in the topic of the message it replies to; so does a named topic.
+    replied = await bot.send_message(GROUP, "a", reply_parameters=ReplyParameters(message.id))
+    assert replied.is_topic_message and replied.message_thread_id == topic
+    named = await bot.send_media_group(
+        GROUP,
+        [InputMediaPhoto(make_image(10, 10)), InputMediaPhoto(make_image(12, 12))],
+        message_thread_id=topic,
+    )
+    assert all(m.message_thread_id == topic for m in named)
+    # A reply to a deleted message, without the topic, lands in General.
+    fake.user_deletes(GROUP, message.id)
+    lost = await bot.send_message(
+        GROUP, "b", reply_parameters=ReplyParameters(message.id, allow_sending_without_reply=True)
+    )
+    assert not lost.is_topic_message and lost.message_thread_id is None
+    with pytest.raises(BadRequest, match=r"(?i)message thread not found"):
+        await bot.send_message(GROUP, "c", message_thread_id=topic + 1000)
+    with pytest.raises(BadRequest, match=r"(?i)message thread not found"):
+        await bot.send_message(CHAT, "d", message_thread_id=topic)
+
+
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 async def test_retry_after(fake: FakeTelegram, bot: Bot) -> None:
     fake.fail("sendMessage", 429, "Too Many Requests: retry after 7", retry_after=7)

@@ -117,7 +117,7 @@ def test_check_tool_lists_what_needs_translating(tmp_path: Path) -> None:
 
     assert done.returncode == 1
     lines = done.stdout.splitlines()
-    assert "ar: 3 to fix" in lines  # the model is named in three messages
+    assert "ar: 4 to fix" in lines  # the model is named in four messages
     assert "  error.input.model_unavailable: %(model)s outside a directional isolate" in lines
     assert "de: 10 to fix" in lines  # "lenght" and "80%" in two messages each
     for expected in (

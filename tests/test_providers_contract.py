@@ -396,7 +396,7 @@ def test_documented_errors_map_to_typed_errors(
         ),
         pytest.param(GPT4O, {"prompt": " "}, "prompt_empty", id="4o-blank-prompt"),
         pytest.param(GPT4O, {"prompt": "x" * 5001}, "prompt_too_long", id="4o-long-prompt"),
-        pytest.param(GPT4O, {"image_urls": ()}, "no_image", id="4o-no-image"),
+        pytest.param(GPT4O, {"image_urls": ()}, "no_image", id="4o-mask-without-photo"),
         pytest.param(
             GPT4O,
             {"image_urls": tuple(f"https://a/{i}.jpg" for i in range(6))},
@@ -465,3 +465,17 @@ def test_documented_limits_are_checked_before_spending(
 )
 def test_limits_at_the_edges_pass(family: Family, overrides: dict[str, Any]) -> None:
     family.validate(family.request(**overrides))
+
+
+def test_drawing_from_text_takes_no_photo_and_drawing_models_take_none() -> None:
+    """4o and the text-to-image jobs models generate from the prompt alone; a model that only
+    generates refuses photos, an edit-only model still needs one."""
+    text_only = models_for("kie")["seedream/4.5-text-to-image"]
+    GPT4O.validate(GPT4O.request(image_urls=(), image_sizes=(), mask_url=None))
+    JOBS.validate(JOBS.request(model=text_only, image_urls=(), image_sizes=()))
+    with pytest.raises(InputRejected) as info:
+        JOBS.validate(JOBS.request(model=text_only))
+    assert (info.value.code, info.value.params) == ("text_only", {"model": "Seedream 4.5"})
+    with pytest.raises(InputRejected) as info:
+        JOBS.validate(JOBS.request(image_urls=()))
+    assert info.value.code == "no_image"

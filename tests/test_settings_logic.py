@@ -17,10 +17,12 @@ from bot.handlers import settings_views as views
 from bot.handlers.settings import Press, parse
 from bot.i18n import Translator
 from bot.preferences import (
+    chosen_generator,
     model_by_key,
     model_key,
     parse_seed,
     resolve,
+    resolve_generation,
     set_option,
     switch_model,
 )
@@ -295,3 +297,38 @@ async def test_concurrent_changes_are_never_lost(tmp_path: Path) -> None:
         assert await ChatSettings(db.backend).get(-200) == ChatPrefs()  # nothing stored: defaults
     finally:
         await db.close()
+
+
+def test_the_drawing_model_and_the_settings_it_is_sent() -> None:
+    def drawn_by(prefs: ChatPrefs, default: str = "") -> str | None:
+        spec = chosen_generator(prefs, REGISTRY, default, "qwen/image-edit")
+        return spec.id if spec is not None else None
+
+    assert drawn_by(ChatPrefs()) == "google/nano-banana"  # the catalog's first
+    assert drawn_by(ChatPrefs(model="gpt-4o-image")) == "gpt-4o-image"  # the edit model draws
+    assert drawn_by(ChatPrefs(), "seedream/4.5-text-to-image") == "seedream/4.5-text-to-image"
+    chosen = ChatPrefs(model="gpt-4o-image", generator="seedream/4.5-text-to-image")
+    assert drawn_by(chosen, "google/nano-banana") == "seedream/4.5-text-to-image"
+    # A choice or default that no longer draws (gone, or edits only) falls through.
+    assert drawn_by(ChatPrefs(generator="gone/model"), "qwen/image-edit") == "google/nano-banana"
+    only_edits = ProviderRegistry([StubProvider("kie", {"qwen/image-edit": QWEN})])
+    assert chosen_generator(ChatPrefs(), only_edits, "", "qwen/image-edit") is None
+    assert resolve_generation(ChatPrefs(), only_edits, "", "qwen/image-edit") is None
+
+    # Settings of the same name go along when the drawing model takes the value.
+    prefs = ChatPrefs(
+        generator="seedream/4.5-text-to-image",
+        send_as_file=True,
+        params={"aspect_ratio": "16:9", "quality": "high", "seed": 7, "num_images": 2},
+    )
+    assert resolve_generation(prefs, REGISTRY, "", "qwen/image-edit") == (
+        "seedream/4.5-text-to-image",
+        {"aspect_ratio": "16:9", "quality": "high", "send_as_file": True},
+    )
+    refused = ChatPrefs(generator="seedream/4.5-text-to-image", params={"aspect_ratio": "4:5"})
+    assert resolve_generation(refused, REGISTRY, "", "qwen/image-edit") == (
+        "seedream/4.5-text-to-image",
+        {},
+    )
+    stored = ChatPrefs.from_json(chosen.to_json())
+    assert stored.generator == "seedream/4.5-text-to-image"

@@ -13,6 +13,7 @@ from bot.handlers import (
     fallback,
     history,
     ignored,
+    imagine,
     inline,
     moderation,
     operators,
@@ -38,5 +39,6 @@ def register_all(application: Application) -> None:  # type: ignore[type-arg]
     remove.register(application)  # before results: its buttons share the result prefix
     results.register(application)
     inline.register(application)
+    imagine.register(application)
     edit.register(application)
     fallback.register(application)  # last: catches what nothing else handled

@@ -72,9 +72,15 @@ async def on_decision(update: Update, context: BotContext) -> None:
         await services.edits.notify(decided.id)  # "an admin rejected your request"
         return
     origin = Origin(
-        decided.chat_id, decided.chat_type, decided.message_id, decided.user_id, decided.lang
+        decided.chat_id,
+        decided.chat_type,
+        decided.message_id,
+        decided.user_id,
+        decided.lang,
+        thread_id=decided.thread_id,
     )
-    status = await answer(context.bot, origin, services.tr(decided.lang, "approval.approved"))
+    said = "approval.approved" if decided.inputs else "imagine.approved"
+    status = await answer(context.bot, origin, services.tr(decided.lang, said))
     await services.edits.note_status_message(decided.id, status.message_id)
     await services.edits.submit(decided.id)
 

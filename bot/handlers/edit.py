@@ -6,6 +6,7 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot import albums, pending_prompts
+from bot.buttons import draw_keyboard
 from bot.edit_requests import edit_or_ask, start_edit
 from bot.handlers.common import incoming
 from bot.message_input import (
@@ -15,7 +16,8 @@ from bot.message_input import (
     input_photo,
     own_caption,
 )
-from bot.origin import answer
+from bot.origin import answer, replied_to
+from bot.preferences import generators
 from bot.services import BotContext
 
 
@@ -51,13 +53,15 @@ async def on_unsupported_file(update: Update, context: BotContext) -> None:
 
 
 async def on_text(update: Update, context: BotContext) -> None:
-    """Text in a private chat: a prompt for a replied-to photo or for the last uncaptioned one."""
+    """Text in a private chat: a prompt for a replied-to photo or for the last uncaptioned one;
+    any other text is offered for drawing, with a button (nothing is spent until it is
+    pressed: it may just be a greeting)."""
     asked = await incoming(update, context)
     if asked is None or asked.message.text is None:  # the filter lets only text through
         return
     text = asked.message.text
     message, services, origin = asked.message, asked.services, asked.origin
-    replied = message.reply_to_message
+    replied = replied_to(message)
     if replied is not None and carries_file(replied):
         photo = input_photo(replied)
         if photo is None:
@@ -69,7 +73,11 @@ async def on_text(update: Update, context: BotContext) -> None:
     if inputs is not None:
         await start_edit(context.bot, services, origin, inputs, text)
         return
-    await answer(context.bot, origin, asked.tr("edit.hint"))
+    if not generators(services.registry):
+        await answer(context.bot, origin, asked.tr("edit.hint"))
+        return
+    offer = draw_keyboard(asked.tr("imagine.btn.draw"))
+    await answer(context.bot, origin, asked.tr("imagine.offer"), reply_markup=offer)
 
 
 async def edit_command(update: Update, context: BotContext) -> None:
@@ -78,7 +86,7 @@ async def edit_command(update: Update, context: BotContext) -> None:
     if asked is None:
         return
     prompt = " ".join(context.args or [])
-    replied = asked.message.reply_to_message
+    replied = replied_to(asked.message)
     photo = input_photo(replied) if replied is not None else None
     if photo is None:
         await answer(context.bot, asked.origin, asked.tr("edit.usage"))

@@ -168,13 +168,13 @@ async def _send_file_id(
     as_document: bool,
     markup: InlineKeyboardMarkup | None,
 ) -> Message:
-    reply_parameters = reply_to(origin.message_id)
-    if as_document:
-        return await bot.send_document(
-            origin.chat_id, file_id, reply_parameters=reply_parameters, reply_markup=markup
-        )
-    return await bot.send_photo(
-        origin.chat_id, file_id, reply_parameters=reply_parameters, reply_markup=markup
+    send = bot.send_document if as_document else bot.send_photo
+    return await send(
+        origin.chat_id,
+        file_id,
+        reply_parameters=reply_to(origin.message_id),
+        message_thread_id=origin.thread_id,
+        reply_markup=markup,
     )
 
 

@@ -26,7 +26,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.blocklist import parse_phrases
 from bot.handlers import moderation_views as views
 from bot.handlers.common import admin_command, answer_press, reply
-from bot.origin import actor_of
+from bot.origin import actor_of, replied_to
 from bot.rewrite import redraw
 from bot.services import BotContext, Services
 from storage.chat_settings import ChatPrefs
@@ -175,7 +175,7 @@ async def _member_rule(update: Update, context: BotContext, role: Role, add: boo
     if checked is None:
         return
     message, user, services, lang = checked.message, checked.user, checked.services, checked.lang
-    target = message.reply_to_message
+    target = replied_to(message)
     sender = target.from_user if target is not None else None
     # Whom the message speaks for (`bot.origin`): its user, or the channel it was posted as.
     member = actor_of(target, sender) if target is not None and sender is not None else None

@@ -21,6 +21,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.buttons import REMOVE_PATTERN, parse_remove
 from bot.handlers.common import admin_command, answer_press, carries_result, edit_press, reply
+from bot.origin import replied_to
 from bot.services import BotContext, Services
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ async def remove_command(update: Update, context: BotContext) -> None:
     if checked is None:
         return
     message, user, services, lang = checked.message, checked.user, checked.services, checked.lang
-    target = message.reply_to_message
+    target = replied_to(message)
     edit_id = None
     if target is not None:
         edit_id = await services.db.result_messages.edit_of(message.chat_id, target.message_id)

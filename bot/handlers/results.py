@@ -93,7 +93,9 @@ async def take_file_slot(services: Services, user_id: int, edit_id: int) -> floa
 async def send_as_files(services: Services, bot: Bot, origin: Origin, edit: Edit) -> None:
     """The original result bytes as documents, or a clear word why they are gone."""
     try:
-        sent = await services.notifier.send_files(edit, origin.chat_id, origin.message_id)
+        sent = await services.notifier.send_files(
+            edit, origin.chat_id, origin.message_id, origin.thread_id
+        )
     except DeliveryFailed as exc:
         log.info("result not re-sent as file", extra={"edit_id": edit.id, "error": exc.code})
         key = "result.expired" if exc.code in EXPIRED_CODES else "result.file_failed"

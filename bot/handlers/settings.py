@@ -38,6 +38,7 @@ from bot import pending_prompts
 from bot.handlers import settings_views as views
 from bot.handlers.common import answer_press, incoming, reply
 from bot.message_input import carries_file, clean_prompt
+from bot.origin import replied_to, topic_of
 from bot.preferences import (
     SEED_MAX,
     chosen_model,
@@ -70,8 +71,8 @@ class Press:
     index: int = -1
 
 
-_NO_ARG = frozenset({"home", "models", "langs", "file", "reset", "close"})
-_WITH_ARG = frozenset({"o", "t", "c", "m", "l"})
+_NO_ARG = frozenset({"home", "models", "gens", "langs", "file", "reset", "close"})
+_WITH_ARG = frozenset({"o", "t", "c", "m", "g", "l"})
 
 
 def parse(data: str) -> Press | None:
@@ -105,6 +106,7 @@ def menu_context(services: Services, lang: str, chat: Chat) -> views.MenuContext
         registry=services.registry,
         default_model=services.settings.default_model,
         chat=chat,
+        default_generator=services.settings.default_generator,
     )
 
 
@@ -190,6 +192,8 @@ async def _apply(
         return _Outcome(views.model_view(ctx, prefs))
     if press.action == "langs":
         return _Outcome(views.language_view(ctx, prefs))
+    if press.action == "gens":
+        return _Outcome(views.generator_view(ctx, prefs))
     if press.action == "close":
         return _Outcome(views.closed(ctx))
     if press.action == "file":
@@ -205,6 +209,12 @@ async def _apply(
         chosen, check = spec, checker(services)
         prefs = await change(lambda p: switch_model(p, chosen, check))
         return _Outcome(views.model_view(ctx, prefs), ctx.tr("settings.saved"))
+    if press.action == "g":
+        drawing = model_by_key(services.registry, press.arg)
+        if drawing is None or not drawing.generates:
+            raise _Stale(press.arg)
+        prefs = await change(lambda p: replace(p, generator=drawing.id))
+        return _Outcome(views.generator_view(ctx, prefs), ctx.tr("settings.saved"))
     if press.action == "l":
         lang = None if press.arg == "auto" else press.arg
         if lang is not None and lang not in services.translator.catalogs:
@@ -262,6 +272,7 @@ async def _ask(
     asked = await bot.send_message(
         menu.chat_id,
         question,
+        message_thread_id=topic_of(menu),
         parse_mode=ParseMode.HTML,
         reply_markup=ForceReply(selective=True),
     )
@@ -301,7 +312,7 @@ async def on_input(update: Update, context: BotContext) -> None:
 async def _pending_for(
     services: Services, bot: Bot, message: Message, user: User
 ) -> PendingInput | None:
-    replied = message.reply_to_message
+    replied = replied_to(message)
     if replied is not None:
         if replied.from_user is None or replied.from_user.id != bot.id or carries_file(replied):
             return None  # a reply to a photo or someone's message: an edit, not a setting

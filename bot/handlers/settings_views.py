@@ -6,6 +6,7 @@ Callback data is versioned and compact, always within Telegram's 64 bytes:
     s1:v:<code>:<i>    choose choice i        s1:t:<code>        ask for text (ForceReply)
     s1:c:<code>        clear (random seed)    s1:models          the model list
     s1:m:<model key>   choose a model         s1:langs           the language list
+    s1:gens            the generating models  s1:g:<model key>   choose one (/imagine)
     s1:l:<lang|auto>   choose a language      s1:file            toggle "send as files"
     s1:reset           back to defaults       s1:close           close the menu
 """
@@ -21,7 +22,7 @@ from telegram.constants import ChatType
 
 from bot.buttons import in_rows, shorten
 from bot.i18n import Translator
-from bot.preferences import chosen_model, current, model_key
+from bot.preferences import chosen_generator, chosen_model, current, generators, model_key
 from bot.providers.base import ModelOption
 from bot.providers.registry import ProviderRegistry
 from storage.chat_settings import ChatPrefs
@@ -43,6 +44,7 @@ class MenuContext:
     registry: ProviderRegistry
     default_model: str
     chat: Chat
+    default_generator: str = ""
 
     def tr(self, key: str, **params: Any) -> str:
         return self.translator.tr(self.lang, key, **params)
@@ -114,6 +116,9 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
     else:
         title = ctx.tr("settings.title.private")
     lines = [title, "", _line(ctx.tr("settings.opt.model"), spec.title)]
+    drawing = _generator(ctx, prefs)
+    if drawing is not None:
+        lines.append(_line(ctx.tr("settings.opt.generator"), drawing))
     for option in options:
         if locked(ctx, prefs, option):
             label = value_label(ctx, option, True) + " 🔒"
@@ -126,6 +131,8 @@ def home(ctx: MenuContext, prefs: ChatPrefs) -> View:
     if ctx.group:
         lines += ["", ctx.tr("settings.group_note")]
     keyboard = [[_button(ctx.tr("settings.opt.model"), "models")]]
+    if drawing is not None:
+        keyboard[0].append(_button(ctx.tr("settings.opt.generator"), "gens"))
     keyboard += in_rows(
         [_button(ctx.option_text(option, "label"), "o", option.code) for option in options],
         2,
@@ -202,6 +209,38 @@ def model_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
         ]
         for model in ctx.registry.models.values()
         if model.edits  # models that only generate from text are not for editing
+    ]
+    keyboard.append([_button(ctx.tr("settings.btn.all"), "home")])
+    return "\n".join(lines), InlineKeyboardMarkup(keyboard)
+
+
+def _generator(ctx: MenuContext, prefs: ChatPrefs) -> str | None:
+    """The title of the model /imagine draws with, when there is a choice (else None)."""
+    if len(generators(ctx.registry)) < 2:
+        return None
+    spec = chosen_generator(prefs, ctx.registry, ctx.default_generator, ctx.default_model)
+    return spec.title if spec is not None else None
+
+
+def generator_view(ctx: MenuContext, prefs: ChatPrefs) -> View:
+    """The models that draw from text alone; the chosen one draws every /imagine."""
+    spec = chosen_generator(prefs, ctx.registry, ctx.default_generator, ctx.default_model)
+    lines = [
+        f"<b>{ctx.tr('settings.opt.generator')}</b>",
+        ctx.tr("settings.help.generator"),
+        "",
+        _line(ctx.tr("settings.now"), spec.title if spec is not None else "—"),
+    ]
+    keyboard = [
+        [
+            _button(
+                ("✅ " if spec is not None and model.id == spec.id else "")
+                + f"{model.title} · {model.provider}",
+                "g",
+                model_key(model.id),
+            )
+        ]
+        for model in generators(ctx.registry)
     ]
     keyboard.append([_button(ctx.tr("settings.btn.all"), "home")])
     return "\n".join(lines), InlineKeyboardMarkup(keyboard)

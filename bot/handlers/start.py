@@ -23,7 +23,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     asked = await incoming(update, context)
     if asked is None:
         return
-    text = asked.tr("help.text", bot=context.bot.username)
+    text = asked.tr("help.text", bot=context.bot.username) + "\n\n" + asked.tr("help.imagine")
     await reply(asked.message, text, parse_mode=ParseMode.HTML)
 
 

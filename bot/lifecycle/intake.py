@@ -67,12 +67,14 @@ class Intake:
         user_name: str | None = None,
         guard: InsertGuard | None = None,
         cost_estimate: float | None = None,
+        thread_id: int | None = None,
     ) -> Edit | None:
         """Record a new edit; None if this request was recorded before (a repeated update).
 
         `guard`: the group's limits, re-checked by the insert (LimitReached if they no longer
         hold); `user_name` is kept for the moderation log; `cost_estimate` is the expected
-        credits, reserved against the spending limits until the real figure is known.
+        credits, reserved against the spending limits until the real figure is known;
+        `thread_id` the forum topic every answer goes to.
 
         `unblock_chat`: the chat wrote to the bot, so it no longer blocks it. `claim`: a
         queued edit is created leased to this worker, which must then pass it to `submit`
@@ -101,6 +103,7 @@ class Intake:
                 lease_until=time.time() + lease.seconds if leased else None,
                 user_name=user_name[:128] if user_name else None,
                 cost_estimate=cost_estimate,
+                thread_id=thread_id,
             ),
             unblock_chat=unblock_chat,
             guard=guard,

@@ -158,6 +158,11 @@ class ModelSpec:
     def edits(self) -> bool:
         return "edit" in self.capabilities
 
+    @property
+    def generates(self) -> bool:
+        """Makes an image from the prompt alone (/imagine)."""
+        return "text" in self.capabilities
+
 
 @dataclass(frozen=True)
 class SubmitRequest:
@@ -227,7 +232,8 @@ class InputRejected(ValueError):
 
 
 def check_prompt_and_images(request: SubmitRequest) -> None:
-    """The limits every family documents: a non-blank prompt and 1..max images, per model."""
+    """The limits every family documents: a non-blank prompt and 1..max images, per model;
+    no image for a model that generates from text, and none for one that only does that."""
     model = request.model
     prompt = request.prompt
     if not prompt.strip():
@@ -235,8 +241,10 @@ def check_prompt_and_images(request: SubmitRequest) -> None:
     if len(prompt) > model.prompt_max:
         raise InputRejected("prompt_too_long", limit=model.prompt_max, length=len(prompt))
     count = len(request.image_urls)
-    if count < 1:
+    if count < 1 and not model.generates:
         raise InputRejected("no_image")
+    if count and not model.edits:
+        raise InputRejected("text_only", model=model.title)
     if count > model.max_images:
         raise InputRejected("too_many_images", limit=model.max_images, count=count)
 

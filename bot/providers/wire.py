@@ -84,6 +84,8 @@ def validate_request(request: SubmitRequest) -> None:
     model = request.model
     if request.mask_url and not model.supports_mask:
         raise InputRejected("mask_unsupported", model=model.title)
+    if request.mask_url and not request.image_urls:
+        raise InputRejected("no_image")  # a mask says where to edit a photo
     for name, param in model.params.items():
         check_param(param, request.params.get(name))
 

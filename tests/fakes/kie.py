@@ -245,6 +245,26 @@ def _seedream(inp: JSON) -> list[str]:
     return urls
 
 
+def _nano_banana_t2i(inp: JSON) -> list[str]:
+    p = _Params(inp, "input.")
+    p.string("prompt", required=True, max_len=5000)
+    p.enum("output_format", ("png", "jpeg"))
+    p.enum("image_size", ASPECT_RATIOS)
+    if "image_urls" in inp or "image_url" in inp:
+        raise ParamError("input.image_urls is not a parameter of google/nano-banana")
+    return []
+
+
+def _seedream_t2i(inp: JSON) -> list[str]:
+    p = _Params(inp, "input.")
+    p.string("prompt", required=True, max_len=3000)
+    p.enum("aspect_ratio", ("1:1", "4:3", "3:4", "16:9", "9:16", "2:3", "3:2", "21:9"))
+    p.enum("quality", ("basic", "high"))
+    if "image_urls" in inp:
+        raise ParamError("input.image_urls is not a parameter of seedream/4.5-text-to-image")
+    return []
+
+
 @dataclass(frozen=True)
 class JobsModel:
     """A model of the jobs API: input validation (→ input URLs) and result shape."""
@@ -259,6 +279,9 @@ JOBS_MODELS: dict[str, JobsModel] = {
     ),
     "google/nano-banana-edit": JobsModel(_nano_banana, lambda i: (1, _ext(i.get("output_format")))),
     "seedream/4.5-edit": JobsModel(_seedream, lambda i: (1, "png")),
+    # Text to image: no input photo (kie-facts.md).
+    "google/nano-banana": JobsModel(_nano_banana_t2i, lambda i: (1, _ext(i.get("output_format")))),
+    "seedream/4.5-text-to-image": JobsModel(_seedream_t2i, lambda i: (1, "png")),
 }
 
 

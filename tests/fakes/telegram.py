@@ -47,6 +47,11 @@ Realistic behaviours worth knowing:
   ``callback_data`` to 1-64 bytes (``BUTTON_DATA_INVALID``).
 * Photos must be decodable images (else ``IMAGE_PROCESS_FAILED``); the fake produces
   2-3 ``PhotoSize`` entries (real downscaled JPEG thumbnails, the uploaded bytes last).
+* Forum topics: `create_topic` makes a supergroup a forum (``chat.is_forum``) and opens a
+  topic; update builders take ``thread_id`` (``is_topic_message``, and a message replying to
+  nothing replies to the topic's ``forum_topic_created`` message, as on Telegram). A send
+  lands in ``message_thread_id`` (an unknown topic or a chat without topics: ``400 message
+  thread not found``), else in the topic of the message it replies to, else in General.
 * ``getUpdates`` answers ``409 Conflict`` while a webhook is set, and a newer ``getUpdates``
   terminates an older pending one with ``409 Conflict: terminated by other getUpdates request``.
 
@@ -68,7 +73,7 @@ __all__ = ["FakeTelegram"]
 
 DEFAULT_TOKEN: Final = "123456:TEST-token-for-the-fake-telegram-api-0"
 
-_SEND: Final = frozenset({"chat_id", "reply_parameters", "reply_markup"})
+_SEND: Final = frozenset({"chat_id", "message_thread_id", "reply_parameters", "reply_markup"})
 _CAPTIONED: Final = _SEND | {"caption", "parse_mode"}
 
 
@@ -104,7 +109,7 @@ class FakeTelegram(ApiServer, MessageMethods):
                 "sendDocument": (self._send_document, _CAPTIONED | {"document"}),
                 "sendMediaGroup": (
                     self._send_media_group,
-                    frozenset({"chat_id", "media", "reply_parameters"}),
+                    frozenset({"chat_id", "message_thread_id", "media", "reply_parameters"}),
                 ),
                 "editMessageText": (
                     self._edit_message_text,

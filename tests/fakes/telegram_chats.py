@@ -47,6 +47,8 @@ class ChatState(FileStore):
         self._sent_files: dict[int, list[bytes]] = {}
         self._blocked: dict[int, str] = {}
         self._members: dict[tuple[int, int], tuple[str, int]] = {}
+        self._topics: dict[int, dict[int, Json]] = {}
+        """Forum topics by chat: thread id -> the ``forum_topic_created`` service message."""
 
     # ------------------------------------------------------------------------- model control
 
@@ -75,10 +77,14 @@ class ChatState(FileStore):
         *,
         chat_type: str | None = None,
         title: str | None = None,
+        is_forum: bool = False,
     ) -> Json:
         """Registers (or re-describes) a chat; by default positive ids are private chats (named
-        after the user of that id) and negative ids supergroups."""
+        after the user of that id) and negative ids supergroups. `is_forum`: a supergroup with
+        topics enabled (see `create_topic`)."""
         kind = chat_type or ("private" if chat_id > 0 else "supergroup")
+        if is_forum and kind != "supergroup":
+            raise ValueError("only supergroups have topics")
         chat: Json = {"id": chat_id, "type": kind}
         if kind == "private":
             user = self._users.get(chat_id, {})
@@ -86,8 +92,32 @@ class ChatState(FileStore):
             chat.update({key: user[key] for key in ("last_name", "username") if key in user})
         else:
             chat["title"] = title or f"Test {kind.capitalize()} {abs(chat_id)}"
+        if is_forum:
+            chat["is_forum"] = True
         self._chats[chat_id] = chat
         return copy.deepcopy(chat)
+
+    def create_topic(self, chat_id: int, name: str, *, creator: Json | int = 1) -> int:
+        """Creates a topic in a forum supergroup (registered as one if new) and returns its
+        thread id: like on Telegram, the id of the ``forum_topic_created`` service message
+        that opens it."""
+        chat = self._chats.get(chat_id)
+        if chat is None or not chat.get("is_forum"):
+            title = chat.get("title") if chat else None
+            self.register_chat(chat_id, chat_type="supergroup", title=title, is_forum=True)
+        thread_id = self._next_message_id(chat_id)
+        service: Json = {
+            "message_id": thread_id,
+            "from": self._as_user(creator),
+            "chat": copy.deepcopy(self._chats[chat_id]),
+            "date": now(),
+            "message_thread_id": thread_id,
+            "is_topic_message": True,
+            "forum_topic_created": {"name": name, "icon_color": 7322096},
+        }
+        self._store_message(chat_id, service)
+        self._topics.setdefault(chat_id, {})[thread_id] = service
+        return thread_id
 
     def set_chat_member(
         self, chat_id: int, user_id: int, status: str, *, until_date: int = 0
@@ -96,6 +126,13 @@ class ChatState(FileStore):
         if status not in _CHAT_MEMBER_STATUSES:
             raise ValueError(f"unknown chat member status {status!r}")
         self._members[(chat_id, user_id)] = (status, until_date)
+
+    def user_deletes(self, chat_id: int, message_id: int) -> None:
+        """Someone in the chat deletes a message (no update reaches the bot): it can no
+        longer be replied to or edited."""
+        if self._live_message(chat_id, message_id) is None:
+            raise ValueError(f"no message {message_id} in chat {chat_id}")
+        self._deleted.setdefault(chat_id, set()).add(message_id)
 
     def block_chat(self, chat_id: int, description: str | None = None) -> None:
         """Every send to the chat answers 403 (the user blocked the bot / the bot was kicked)."""
@@ -188,6 +225,13 @@ class ChatState(FileStore):
         if chat_id in self._blocked:
             raise ApiError(403, self._blocked[chat_id])
 
+    def _topic_root(self, chat_id: int, thread_id: int) -> Json:
+        """The service message opening a topic; 400 for a thread the chat does not have."""
+        root = self._topics.get(chat_id, {}).get(thread_id)
+        if root is None:
+            raise bad("message thread not found")
+        return root
+
     def _next_message_id(self, chat_id: int) -> int:
         message_id = self._last_message_id.get(chat_id, 0) + 1
         self._last_message_id[chat_id] = message_id
@@ -209,6 +253,7 @@ class ChatState(FileStore):
         reply: Json | None,
         markup: Json | None,
         media_group_id: str | None = None,
+        thread_id: int | None = None,
     ) -> Json:
         message: Json = {
             "message_id": self._next_message_id(chat_id),
@@ -216,8 +261,17 @@ class ChatState(FileStore):
             "chat": copy.deepcopy(self._chat(chat_id)),
             "date": now(),
         }
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
         if reply is not None:
             message["reply_to_message"] = reply
+        elif thread_id is not None:
+            # Telegram shows a topic message that replies to nothing as a reply to the
+            # service message that opened the topic.
+            root = copy.deepcopy(self._topic_root(chat_id, thread_id))
+            root.pop("reply_to_message", None)
+            message["reply_to_message"] = root
         if media_group_id is not None:
             message["media_group_id"] = media_group_id
         message.update(content)

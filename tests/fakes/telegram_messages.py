@@ -93,6 +93,22 @@ class MessageMethods(UpdateFeed):
         replied.pop("reply_to_message", None)
         return replied
 
+    def _thread(self, chat_id: int, params: Json, reply: Json | None) -> int | None:
+        """The forum topic a sent message lands in: ``message_thread_id`` (a topic of this
+        forum, else 400), else the topic of the message it replies to, else none (in a forum:
+        the General topic, where a reply to a deleted message lands)."""
+        value = params.get("message_thread_id")
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad("message thread not found")
+            if not self._chat(chat_id).get("is_forum"):
+                raise bad("message thread not found")
+            self._topic_root(chat_id, value)
+            return value
+        if reply is not None and reply.get("is_topic_message"):
+            return int(reply["message_thread_id"])
+        return None
+
     def _editable(self, params: Json) -> tuple[int, Json]:
         """The stored message an edit targets."""
         chat_id = self._resolve_chat(params)
@@ -112,17 +128,19 @@ class MessageMethods(UpdateFeed):
         chat_id = self._resolve_chat(params)
         content = text_content(params)
         reply = self._reply_to(chat_id, params)
+        thread = self._thread(chat_id, params, reply)
         markup = _inline_markup(params)
-        return self._bot_message(chat_id, content, reply=reply, markup=markup)
+        return self._bot_message(chat_id, content, reply=reply, markup=markup, thread_id=thread)
 
     async def _send_photo(self, params: Json, uploads: dict[str, Upload]) -> Any:
         chat_id = self._resolve_chat(params)
         caption = caption_content(params)
         reply = self._reply_to(chat_id, params)
+        thread = self._thread(chat_id, params, reply)
         markup = _inline_markup(params)
         sizes = self._photo_sizes(params.get("photo"), uploads, "photo")
         content: Json = {"photo": [size.photo_size_json() for size in sizes], **caption}
-        message = self._bot_message(chat_id, content, reply=reply, markup=markup)
+        message = self._bot_message(chat_id, content, reply=reply, markup=markup, thread_id=thread)
         self._sent_files.setdefault(chat_id, []).append(sizes[-1].data)
         return message
 
@@ -130,10 +148,11 @@ class MessageMethods(UpdateFeed):
         chat_id = self._resolve_chat(params)
         caption = caption_content(params)
         reply = self._reply_to(chat_id, params)
+        thread = self._thread(chat_id, params, reply)
         markup = _inline_markup(params)
         document = self._document(params.get("document"), uploads, "document")
         content: Json = {"document": document.document_json(), **caption}
-        message = self._bot_message(chat_id, content, reply=reply, markup=markup)
+        message = self._bot_message(chat_id, content, reply=reply, markup=markup, thread_id=thread)
         self._sent_files.setdefault(chat_id, []).append(document.data)
         return message
 
@@ -145,6 +164,7 @@ class MessageMethods(UpdateFeed):
         if not 2 <= len(media) <= 10:
             raise bad("wrong number of media items: must be 2-10")
         reply = self._reply_to(chat_id, params)
+        thread = self._thread(chat_id, params, reply)
         prepared: list[tuple[Json, bytes]] = []
         for item in media:
             unknown = sorted(set(item) - {"type", "media", "caption", "parse_mode"})
@@ -163,6 +183,7 @@ class MessageMethods(UpdateFeed):
                     reply=copy.deepcopy(reply),
                     markup=None,
                     media_group_id=group_id,
+                    thread_id=thread,
                 )
             )
             self._sent_files.setdefault(chat_id, []).append(data)

@@ -121,14 +121,16 @@ class UpdateFeed(ChatState):
         reply_to: Json | None = None,
         entities: list[Json] | None = None,
         chat_type: str | None = None,
+        thread_id: int | None = None,
     ) -> Json:
         """A ``message`` update with text. Without ``entities``, bot_command, mention and url
-        entities are detected like Telegram does."""
+        entities are detected like Telegram does. ``thread_id``: sent in that forum topic
+        (`create_topic`)."""
         content: Json = {"text": text}
         found = detect_entities(text) if entities is None else entities
         if found:
             content["entities"] = found
-        return self._user_message_update(chat_id, user, content, reply_to, chat_type)
+        return self._user_message_update(chat_id, user, content, reply_to, chat_type, thread_id)
 
     def photo_update(
         self,
@@ -140,9 +142,10 @@ class UpdateFeed(ChatState):
         reply_to: Json | None = None,
         media_group_id: str | None = None,
         chat_type: str | None = None,
+        thread_id: int | None = None,
     ) -> Json:
         """A ``message`` update with a photo: 2-3 registered PhotoSizes, the given bytes
-        (with their real width/height) last."""
+        (with their real width/height) last; ``thread_id`` as for `text_update`."""
         try:
             sizes = self._register_photo(image)
         except ApiError as exc:
@@ -151,7 +154,7 @@ class UpdateFeed(ChatState):
         if media_group_id is not None:
             content["media_group_id"] = media_group_id
         _add_caption(content, caption)
-        return self._user_message_update(chat_id, user, content, reply_to, chat_type)
+        return self._user_message_update(chat_id, user, content, reply_to, chat_type, thread_id)
 
     def document_update(
         self,
@@ -165,8 +168,10 @@ class UpdateFeed(ChatState):
         reply_to: Json | None = None,
         media_group_id: str | None = None,
         chat_type: str | None = None,
+        thread_id: int | None = None,
     ) -> Json:
-        """A ``message`` update with a document (the file is registered for getFile)."""
+        """A ``message`` update with a document (the file is registered for getFile);
+        ``thread_id`` as for `text_update`."""
         suffix = "." + file_name.rsplit(".", 1)[-1] if "." in file_name else ""
         info = self._register_file(
             data, kind="document", suffix=suffix, mime_type=mime_type, file_name=file_name
@@ -175,7 +180,7 @@ class UpdateFeed(ChatState):
         if media_group_id is not None:
             content["media_group_id"] = media_group_id
         _add_caption(content, caption)
-        return self._user_message_update(chat_id, user, content, reply_to, chat_type)
+        return self._user_message_update(chat_id, user, content, reply_to, chat_type, thread_id)
 
     def callback_query_update(self, user: Json | int, message: Json, data: str) -> Json:
         """A ``callback_query`` update for a button of ``message`` (e.g. ``sent_message(call)``)."""
@@ -228,9 +233,14 @@ class UpdateFeed(ChatState):
         content: Json,
         reply_to: Json | None,
         chat_type: str | None,
+        thread_id: int | None = None,
     ) -> Json:
         sender = self._as_user(user)
-        if chat_id not in self._chats or chat_type is not None:
+        if thread_id is not None:
+            root = self._topic_root(chat_id, thread_id)  # create_topic made the chat a forum
+            # A topic message that replies to nothing replies to the topic's service message.
+            reply_to = reply_to or root
+        elif chat_id not in self._chats or chat_type is not None:
             self.register_chat(chat_id, chat_type=chat_type)
         message: Json = {
             "message_id": self._next_message_id(chat_id),
@@ -238,6 +248,9 @@ class UpdateFeed(ChatState):
             "chat": copy.deepcopy(self._chats[chat_id]),
             "date": now(),
         }
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
         if reply_to is not None:
             replied = copy.deepcopy(reply_to)
             replied.pop("reply_to_message", None)
