@@ -40,7 +40,14 @@ async def transport() -> AsyncIterator[Transport]:
     [
         (
             {"KIE_API_KEY": "k"},
-            ["qwen/image-edit", "google/nano-banana-edit", "seedream/4.5-edit", "gpt-4o-image"],
+            [
+                "qwen/image-edit",
+                "google/nano-banana-edit",
+                "seedream/4.5-edit",
+                "google/nano-banana",
+                "seedream/4.5-text-to-image",
+                "gpt-4o-image",
+            ],
         ),
         (
             {"KIE_API_KEY": "k", "KIE_4O": "false", "KIE_PLAYGROUND": "true"},
@@ -48,6 +55,8 @@ async def transport() -> AsyncIterator[Transport]:
                 "qwen/image-edit",
                 "google/nano-banana-edit",
                 "seedream/4.5-edit",
+                "google/nano-banana",
+                "seedream/4.5-text-to-image",
                 "kie-playground:qwen/image-edit",
             ],
         ),
