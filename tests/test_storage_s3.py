@@ -274,7 +274,8 @@ async def test_build_blob_store_wires_every_s3_setting(s3_server: MotoS3, bucket
 
 
 def test_env_example_loads_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`cp .env.example .env` must start: empty values mean "unset", not "invalid"."""
+    """`cp .env.example .env` plus the two required secrets must start: empty values mean
+    "unset", not "invalid" (the placeholders themselves are refused: tests/test_startup.py)."""
     example = Path(__file__).resolve().parent.parent / ".env.example"
     storage_names = [
         "STORAGE",
@@ -296,7 +297,7 @@ def test_env_example_loads_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in storage_names:
         monkeypatch.delenv(name, raising=False)
         assert f"\n{name}=" in text, f"{name} is not documented in .env.example"
-    settings = load_settings(_env_file=str(example))
+    settings = load_settings(_env_file=str(example), BOT_TOKEN=TOKEN, KIE_API_KEY="kie-key")
     assert settings.storage is None and settings.s3_bucket is None
     assert settings.s3_endpoint_url is None and settings.s3_public_base_url is None
     assert (settings.blob_grace, settings.blob_max_age, settings.blob_cleanup_interval) == (
