@@ -156,7 +156,7 @@ def gradient_jpeg(width: int, height: int, *, quality: int = 90) -> bytes:
 
 
 _PEAK_CHILD = r"""
-import json, sys
+import json, sys, time
 from bot.images.limits import ImageError, ImageLimits
 from bot.images.decode import ensure_heif_opener
 from bot.images.normalize import normalize
@@ -177,12 +177,14 @@ try:  # the peak so far (imports, reading stdin) is forgotten: only normalize() 
 except OSError:
     pass
 before = memory("VmRSS")
+started = time.monotonic()
 try:
     out = normalize(data, limits)
     result = {"size": [out.width, out.height], "format": out.content_type}
 except ImageError as exc:
     result = {"error": exc.code.value}
 result["peak_bytes"] = memory("VmHWM") - before
+result["seconds"] = round(time.monotonic() - started, 2)
 print(json.dumps(result))
 """
 
@@ -190,10 +192,11 @@ print(json.dumps(result))
 def normalize_peak(data: bytes, **limits: object) -> dict[str, object]:
     """Normalize ``data`` in a fresh child process and report its peak memory.
 
-    Returns ``{"peak_bytes": ..., "size": [w, h], "format": ...}`` or ``{"error": code,
-    "peak_bytes": ...}``. The peak is the process's high-water mark (VmHWM, reset first
-    through /proc/self/clear_refs) minus its resident size just before the call; ru_maxrss
-    would not do, since a child inherits its parent's high-water mark across exec.
+    Returns ``{"peak_bytes": ..., "seconds": ..., "size": [w, h], "format": ...}`` or
+    ``{"error": code, "peak_bytes": ..., "seconds": ...}``. The peak is the process's
+    high-water mark (VmHWM, reset first through /proc/self/clear_refs) minus its resident
+    size just before the call; ru_maxrss would not do, since a child inherits its
+    parent's high-water mark across exec.
     """
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
