@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
+from bench import ROOT
 from bench.measure import Json
 from bench.phase import progress
 from tests.fakes.images import blank_webp, gradient_jpeg, normalize_peak, zero_png
@@ -54,6 +59,48 @@ def inputs() -> list[tuple[str, Callable[[], bytes]]]:
     return made
 
 
+_AT_ONCE_CHILD = r"""
+import asyncio, json, sys, time
+from bot.images.gate import Normalizer
+from bot.images.limits import DEFAULT_LIMITS
+
+def memory(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+async def main(data, count, budget):
+    normalizer = Normalizer(budget << 20)
+    await asyncio.gather(*(normalizer.normalize(data, DEFAULT_LIMITS) for _ in range(count)))
+
+data = sys.stdin.buffer.read()
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")
+before, started = memory("VmRSS"), time.monotonic()
+asyncio.run(main(data, int(sys.argv[1]), int(sys.argv[2])))
+print(json.dumps({"peak_bytes": memory("VmHWM") - before,
+                  "seconds": round(time.monotonic() - started, 2)}))
+"""
+
+
+def at_once(data: bytes, count: int, budget_mb: int) -> Json:
+    """``count`` normalizations of ``data`` started together through the memory budget, in
+    a fresh child process: its peak and the time until the last one is done."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _AT_ONCE_CHILD, str(count), str(budget_mb)],
+        input=data,
+        capture_output=True,
+        env=env,
+        cwd=str(ROOT),
+        check=True,
+        timeout=600,
+    )
+    result: Json = json.loads(done.stdout)
+    return result
+
+
 def measure() -> list[Json]:
     rows: list[Json] = []
     for name, make in inputs():
@@ -76,6 +123,18 @@ def measure() -> list[Json]:
         }
         rows.append(row)
         progress(f"  {name}: {row['file_kb']} KB file, peak {row['peak_mb']} MB, {outcome}")
+    bomb = zero_png(7000, 7000)
+    for count in (1, 3):
+        crowd = at_once(bomb, count, budget_mb=600)
+        row = {
+            "input": f"{count} x PNG bomb 7000x7000 at once, NORMALIZE_MEMORY_BUDGET_MB=600",
+            "file_kb": round(len(bomb) / 1024),
+            "peak_mb": round(crowd["peak_bytes"] / MB),
+            "seconds": crowd["seconds"],
+            "outcome": "all normalized",
+        }
+        rows.append(row)
+        progress(f"  {row['input']}: peak {row['peak_mb']} MB, {row['seconds']} s")
     return rows
 
 
