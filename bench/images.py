@@ -132,6 +132,7 @@ def measure() -> list[Json]:
             "peak_mb": round(crowd["peak_bytes"] / MB),
             "seconds": crowd["seconds"],
             "outcome": "all normalized",
+            "at_once": True,
         }
         rows.append(row)
         progress(f"  {row['input']}: peak {row['peak_mb']} MB, {row['seconds']} s")

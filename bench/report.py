@@ -61,7 +61,7 @@ def targets(results: Json) -> list[Target]:
         )
     )
     images = results.get("image_memory", [])
-    worst = max((row["peak_mb"] for row in images), default=None)
+    worst = max((row["peak_mb"] for row in images if not row.get("at_once")), default=None)
     out.append(
         Target(
             "peak memory normalizing one image, any input",

@@ -5,8 +5,11 @@ HEIC/HEIF, AVIF, BMP, TIFF, GIF, ...).  :func:`normalize` turns such input into 
 the chosen model accepts:
 
 * the input is identified from its header and refused *before decoding* when it is
-  empty, not an image, of a format we do not decode, or announces more pixels than
-  :attr:`ImageLimits.max_input_pixels` (decompression bombs);
+  empty, not an image, of a format we do not decode, announces more pixels than
+  :attr:`ImageLimits.max_input_pixels`, or would take more memory than
+  :attr:`ImageLimits.max_decode_bytes` to decode and shrink (decompression bombs; the
+  plan, in `bot.images.shrink`, also decodes JPEG at a reduced scale and reduces large
+  images in strips; :func:`normalize_cost` gives its estimate to the memory budget);
 * only the first frame of animated images (GIF, APNG, animated WebP) is used;
 * EXIF orientation is applied to the pixels (also XMP orientation; HEIF transformations
   are applied by libheif and TIFF orientation by Pillow while decoding);
