@@ -7,15 +7,18 @@ normalized in a fresh child process whose peak memory is read from /proc.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Callable
 
 import pytest
+from PIL import Image
 
 import bot.images.gate as gate_module
 from bot.images.gate import MemoryBudget, Normalizer
 from bot.images.limits import ImageError, ImageErrorCode, ImageLimits, NormalizedImage
 from bot.images.normalize import normalize, normalize_cost
+from bot.images.shrink import plan
 from tests.fakes.images import (
     blank_webp,
     gradient_jpeg,
@@ -196,3 +199,36 @@ async def _until(check: Callable[[], bool], within: float = 30.0) -> None:
     while not check():
         assert loop.time() < deadline, "condition never became true"
         await asyncio.sleep(0.01)
+
+
+# ------------------------------------------------------- what the plan produces
+
+
+def _scene(mode: str, size: tuple[int, int]) -> Image.Image:
+    """A gradient with a solid red block top left and, with alpha, a transparent bottom."""
+    im = Image.linear_gradient("L").resize(size).convert("RGBA")
+    im.paste((255, 0, 0, 255), (0, 0, size[0] // 3, size[1] // 3))
+    if mode == "RGBA":
+        im.paste((0, 0, 0, 0), (0, size[1] * 2 // 3, size[0], size[1]))
+        return im
+    if mode == "P":
+        return im.convert("RGB").quantize(64)
+    return im.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L"])
+def test_strip_reduction_looks_like_a_direct_resize(mode: str) -> None:
+    source = _scene(mode, (2400, 1800))
+    buffer = io.BytesIO()
+    source.save(buffer, format="PNG")
+    limits = ImageLimits(max_side=300, formats=frozenset({"PNG"}))
+    chosen = plan(Image.open(io.BytesIO(buffer.getvalue())), (300, 225), budget=1 << 30, min_side=1)
+    assert chosen.factor == 4  # reduced in strips, then resized
+    out = Image.open(io.BytesIO(normalize(buffer.getvalue(), limits).data))
+    expected = source.convert("RGBA").resize((300, 225), Image.Resampling.LANCZOS)
+    assert out.size == expected.size
+    got = out.convert("RGBA")
+    for xy in [(20, 20), (150, 100), (290, 120), (150, 200), (10, 215)]:
+        a, b = got.getpixel(xy), expected.getpixel(xy)
+        assert isinstance(a, tuple) and isinstance(b, tuple)
+        assert all(abs(x - y) <= 12 for x, y in zip(a, b, strict=True)), (xy, a, b)
