@@ -193,6 +193,31 @@ async def test_a_cancelled_waiter_gives_its_place_back() -> None:
     assert budget.in_use == 0
 
 
+async def test_a_cancelled_normalization_keeps_its_bytes_until_its_thread_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = make_png(640, 480)
+    limits = ImageLimits()
+    normalizer = Normalizer(budget_bytes=normalize_cost(data, limits))
+    started, finish = threading.Event(), threading.Event()
+
+    def slow(raw: bytes, lim: ImageLimits, *, trusted_jpeg: bool) -> NormalizedImage:
+        started.set()
+        finish.wait(timeout=30)
+        return normalize(raw, lim, trusted_jpeg=trusted_jpeg)
+
+    monkeypatch.setattr(gate_module, "normalize", slow)
+    job = asyncio.ensure_future(normalizer.normalize(data, limits))
+    await _until(started.is_set)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    # The thread still decodes: a newcomer must not be admitted beside it.
+    assert normalizer.memory.in_use == normalizer.memory.budget
+    finish.set()
+    await _until(lambda: normalizer.memory.in_use == 0)
+
+
 async def _until(check: Callable[[], bool], within: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
