@@ -124,7 +124,8 @@ def cost(
     """Estimated peak bytes, the largest of three stages: decoding (the pixels plus the
     decoder's own buffer), converting or reducing (the decoded pixels plus the working
     copy), and the rest once the decoded pixels are closed (the working image, the copy a
-    resize makes of it, the final image and the encoder's copy)."""
+    resize makes of it and its intermediate pass, the final image and the encoder's
+    copy)."""
     pixels = decoded[0] * decoded[1]
     stored = pixels * pixel_bytes(mode)
     loading = stored + pixels * DECODER_OVERHEAD.get(fmt, 0)
@@ -144,8 +145,12 @@ def cost(
         else:
             converted = pixels * work
         converting = stored + converted
-        premultiplied = pixels * 4 if working == "RGBA" and decoded != target else 0
-        rest = pixels * work + premultiplied + target[0] * target[1] * 4 * 2
+        resizing = decoded != target
+        premultiplied = pixels * 4 if working == "RGBA" and resizing else 0
+        # Pillow resizes in two passes: rows first, into target width x source height.
+        between = target[0] * decoded[1] * 4 if resizing else 0
+        final = target[0] * target[1] * 4
+        rest = pixels * work + premultiplied + max(between + final, final * 2)
     return max(loading, converting, rest)
 
 
