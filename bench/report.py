@@ -60,6 +60,16 @@ def targets(results: Json) -> list[Target]:
             "" if count and count >= 10_000 else "quick mode: fewer edits in flight",
         )
     )
+    images = results.get("image_memory", [])
+    worst = max((row["peak_mb"] for row in images if not row.get("at_once")), default=None)
+    out.append(
+        Target(
+            "peak memory normalizing one image, any input",
+            "< 300 MB",
+            f"{worst} MB",
+            None if worst is None else worst < 300,
+        )
+    )
     calls = hook.get("10", {}).get("provider_calls_per_edit")
     out.append(
         Target(
@@ -121,6 +131,17 @@ def markdown(results: Json, goals: list[Target]) -> str:
         f"| callback route / bare aiohttp | – | {fmt(ingest.get('bot', {}).get('rate'))} / "
         f"{fmt(ingest.get('bare_rate'))} req/s ({ingest.get('concurrency')} connections) | – |",
     ]
+    if images := results.get("image_memory"):
+        lines += [
+            "",
+            "| input (normalized to 4096 px sides) | file | peak memory | time | outcome |",
+            "|---|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {row['input']} | {row['file_kb']} KB | {row['peak_mb']} MB "
+            f"| {row['seconds']} s | {row['outcome']} |"
+            for row in images
+        ]
     return "\n".join(lines)
 
 

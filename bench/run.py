@@ -15,6 +15,7 @@ Phases (`bench.scenarios`), each with a fresh bot process and database:
 3. 10,000 edits in flight: peak RSS (VmHWM) and memory per in-flight edit (RSS growth per
    real-path edit); then callback ingestion, the bot's callback route against a bare
    aiohttp server (`bench.bare`): the ratio of the rates.
+4. images: peak memory of normalizing one input photo, per kind of input (`bench.images`).
 
 Writes bench/results/latest.json, prints a markdown table and one summary line.
 """
@@ -32,12 +33,13 @@ from pathlib import Path
 
 from bench import RESULTS
 from bench.fakes import install_cheap_rendering
+from bench.images import image_phase
 from bench.measure import Json, machine, system_busy_seconds
 from bench.phase import KIE_SUBMITS_PER_10S, TELEGRAM_MAX_RATE, make_photo
 from bench.report import markdown, summary_line, targets
 from bench.scenarios import FULL, QUICK, Plan, inflight_phase, polling_phase, webhook_phase
 
-PHASES = ("webhook", "polling", "inflight")
+PHASES = ("webhook", "polling", "inflight", "images")
 
 
 async def run(plan: Plan, *, phases: set[str], profile: bool, keep: bool) -> Json:
@@ -63,6 +65,7 @@ async def run(plan: Plan, *, phases: set[str], profile: bool, keep: bool) -> Jso
         "webhook": lambda: webhook_phase(plan, photo, results, profile=profile, keep=keep),
         "polling": lambda: polling_phase(plan, photo, results, keep=keep),
         "inflight": lambda: inflight_phase(plan, photo, results, profile=profile, keep=keep),
+        "images": lambda: image_phase(results),
     }
     phase_seconds: dict[str, float] = {}
     started = time.monotonic()

@@ -231,6 +231,7 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
         ),
         tracker=app[TRACKER],
         observe=watch.observer(metrics.observe_edit),
+        normalize_budget_mb=settings.normalize_memory_budget_mb,
     )
     services = Services(
         settings=settings,

@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(
         default=30 * 1024 * 1024, gt=0, validation_alias="MAX_RESULT_BYTES"
     )
+    # Input photos being normalized at once take at most this much memory between them
+    # (estimated from each header); one image larger than the whole budget runs alone.
+    normalize_memory_budget_mb: int = Field(
+        default=600, ge=64, le=65536, validation_alias="NORMALIZE_MEMORY_BUDGET_MB"
+    )
     # Result URLs come from providers (and their redirects): by default only public addresses
     # are fetched; self-hosted setups whose results live on a private network opt in.
     result_allow_private: bool = Field(default=False, validation_alias="RESULT_ALLOW_PRIVATE")

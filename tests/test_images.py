@@ -719,7 +719,10 @@ def test_higher_limit_than_pillow_warning_threshold_is_honoured() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(ImageError) as info:
-            normalize(data, ImageLimits(max_input_pixels=95_000_000, max_side=10_000))
+            normalize(
+                data,
+                ImageLimits(max_input_pixels=95_000_000, max_side=10_000, max_decode_bytes=1 << 30),
+            )
     assert info.value.code is ImageErrorCode.TRUNCATED
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 

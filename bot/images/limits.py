@@ -12,6 +12,9 @@ from enum import StrEnum
 from typing import Any, Final
 
 DEFAULT_MAX_INPUT_PIXELS: Final = 50_000_000
+#: Peak memory one image may take to decode and normalize (estimated from its header),
+#: so that one image stays under about 300 MB whatever its format and mode.
+DEFAULT_MAX_DECODE_BYTES: Final = 256 * 1024 * 1024
 
 #: Formats :func:`normalize` can produce (Pillow format names).
 OUTPUT_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP"})
@@ -98,6 +101,10 @@ class ImageLimits:
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
     """Refuse, before decoding, inputs whose header announces more pixels than this.
     Pillow's own hard limit (``2 * Image.MAX_IMAGE_PIXELS``) still applies on top."""
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
+    """Refuse, before decoding, inputs whose decoding and normalizing would take more
+    memory than this (estimated from the header by `bot.images.shrink.plan`): a small
+    file can announce an image that decodes to hundreds of MB."""
 
     def __post_init__(self) -> None:
         formats = frozenset(f.upper() for f in self.formats)
@@ -115,6 +122,8 @@ class ImageLimits:
             raise ValueError("ImageLimits needs 1 <= min_side <= max_side")
         if self.max_input_pixels <= 0:
             raise ValueError("ImageLimits.max_input_pixels must be positive")
+        if self.max_decode_bytes <= 0:
+            raise ValueError("ImageLimits.max_decode_bytes must be positive")
 
 
 DEFAULT_LIMITS: Final = ImageLimits()

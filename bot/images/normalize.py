@@ -5,8 +5,11 @@ HEIC/HEIF, AVIF, BMP, TIFF, GIF, ...).  :func:`normalize` turns such input into 
 the chosen model accepts:
 
 * the input is identified from its header and refused *before decoding* when it is
-  empty, not an image, of a format we do not decode, or announces more pixels than
-  :attr:`ImageLimits.max_input_pixels` (decompression bombs);
+  empty, not an image, of a format we do not decode, announces more pixels than
+  :attr:`ImageLimits.max_input_pixels`, or would take more memory than
+  :attr:`ImageLimits.max_decode_bytes` to decode and shrink (decompression bombs; the
+  plan, in `bot.images.shrink`, also decodes JPEG at a reduced scale and reduces large
+  images in strips; :func:`normalize_cost` gives its estimate to the memory budget);
 * only the first frame of animated images (GIF, APNG, animated WebP) is used;
 * EXIF orientation is applied to the pixels (also XMP orientation; HEIF transformations
   are applied by libheif and TIFF orientation by Pillow while decoding);
@@ -38,7 +41,7 @@ import io
 import logging
 import math
 from collections.abc import Mapping
-from typing import Final, cast
+from typing import Final
 
 from PIL import Image, ImageCms, ImageFile
 
@@ -57,6 +60,7 @@ from bot.images.limits import (
     ImageLimits,
     NormalizedImage,
 )
+from bot.images.shrink import Plan, drop_dead_alpha, plan, to_working
 
 logger = logging.getLogger(__name__)
 _CONTENT_TYPES: Final[Mapping[str, tuple[str, str]]] = {
@@ -124,51 +128,6 @@ def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
     if new is not old:
         old.close()
     return new
-
-
-def _to_8bit_gray(im: Image.Image) -> Image.Image:
-    """Scale 16/32-bit integer or float gray images to mode L (Pillow would clip)."""
-    extrema = cast("tuple[float, float]", im.getextrema())
-    high = extrema[1]
-    if im.mode == "F":
-        scale = 255.0 if high <= 1.0 else (255.0 / high if high > 255 else 1.0)
-    else:
-        scale = 1.0 / 256 if high > 255 else 1.0
-    with im.convert("F") as as_float, as_float.point(lambda v: v * scale) as scaled:
-        return scaled.convert("L")
-
-
-def _has_alpha(im: Image.Image) -> bool:
-    return im.mode in {"RGBA", "RGBa", "LA", "La", "PA"} or (
-        im.mode in {"P", "L", "RGB", "1"} and "transparency" in im.info
-    )
-
-
-def _to_working_mode(im: Image.Image) -> Image.Image:
-    """Convert to L, RGB, RGBA or CMYK (the modes we resize, colour-manage and encode).
-
-    Returns ``im`` itself when it already is in such a mode.
-    """
-    mode = im.mode
-    if mode in {"L", "RGB", "RGBA", "CMYK"} and "transparency" not in im.info:
-        out = im
-    elif _has_alpha(im):
-        out = im.convert("RGBA")
-    elif mode.startswith("I") or mode == "F":
-        return _to_8bit_gray(im)
-    elif mode == "1":
-        return im.convert("L")
-    else:  # P, YCbCr, HSV, ...
-        return im.convert("RGB")
-    if out.mode == "RGBA":
-        with out.getchannel("A") as alpha:
-            opaque = alpha.getextrema()[0] == 255
-        if opaque:  # the alpha channel is dead weight
-            rgb = out.convert("RGB")
-            if out is not im:
-                out.close()
-            return rgb
-    return out
 
 
 _srgb_profile: ImageCms.ImageCmsProfile | None = None
@@ -312,11 +271,26 @@ def _fast_path_ok(im: ImageFile.ImageFile, data: bytes, limits: ImageLimits) -> 
     )
 
 
-def _decode(im: ImageFile.ImageFile, target: tuple[int, int], max_input_pixels: int) -> None:
-    if im.format in {"JPEG", "MPO"} and im.size != target:
-        # Let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (much cheaper), keeping at
-        # least twice the target so the final LANCZOS pass still has detail to work on.
-        im.draft(None, (target[0] * 2, target[1] * 2))
+def _plan(source: ImageFile.ImageFile, target: tuple[int, int], limits: ImageLimits) -> Plan:
+    """The decoding plan; refuses (before decoding) an image that would cost too much."""
+    chosen = plan(source, target, budget=limits.max_decode_bytes, min_side=limits.min_side)
+    if chosen.peak > limits.max_decode_bytes:
+        width, height = source.size
+        # The largest image of this kind that would fit, for the message.
+        fitting = width * height * limits.max_decode_bytes // chosen.peak
+        raise too_many_pixels(
+            min(fitting, limits.max_input_pixels),
+            f"{width}x{height} {source.mode} {source.format} would take about "
+            f"{chosen.peak >> 20} MiB to decode (limit {limits.max_decode_bytes >> 20} MiB)",
+            (width, height),
+        )
+    return chosen
+
+
+def _decode(im: ImageFile.ImageFile, chosen: Plan, max_input_pixels: int) -> None:
+    if chosen.draft is not None:
+        # libjpeg scales by 1/2, 1/4 or 1/8 while decoding (much cheaper).
+        im.draft(None, chosen.draft)
     try:
         im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -327,6 +301,21 @@ def _decode(im: ImageFile.ImageFile, target: tuple[int, int], max_input_pixels: 
             f"cannot decode {im.format} image: {exc!r}",
             {"format": format_name(im)},
         ) from exc
+
+
+def normalize_cost(
+    data: bytes, limits: ImageLimits = DEFAULT_LIMITS, *, trusted_jpeg: bool = False
+) -> int:
+    """Estimated peak bytes :func:`normalize` takes for ``data``, from the header alone.
+
+    Raises the :class:`ImageError` that :func:`normalize` would raise before decoding
+    (including ``TOO_MANY_PIXELS`` when the estimate exceeds ``max_decode_bytes``).
+    """
+    with open_image(data, limits.max_input_pixels) as source:
+        if trusted_jpeg and _fast_path_ok(source, data, limits):
+            return len(data)
+        width, height = source.size
+        return _plan(source, _target_size(width, height, limits), limits).peak
 
 
 def normalize(
@@ -344,15 +333,16 @@ def normalize(
         width, height = source.size
         if trusted_jpeg and _fast_path_ok(source, data, limits):
             return NormalizedImage(data, "image/jpeg", "jpg", width, height)
-        # Refuse impossible sizes before spending CPU on decoding.
+        # Refuse impossible sizes and costly images before spending CPU on decoding.
         target = _target_size(width, height, limits)
-        _decode(source, target, limits.max_input_pixels)
-        if source.size == (height, width) != (width, height):
+        chosen = _plan(source, target, limits)
+        _decode(source, chosen, limits.max_input_pixels)
+        if source.size == (chosen.decoded[1], chosen.decoded[0]) != chosen.decoded:
             target = target[1], target[0]  # the decoder applied a rotation itself
         icc = source.info.get("icc_profile")
         orientation = read_orientation(source)
         try:
-            im = _to_working_mode(source)
+            im = to_working(source, chosen.factor)
         except ValueError as exc:  # a mode Pillow cannot convert (e.g. LAB)
             raise ImageError(
                 ImageErrorCode.UNSUPPORTED_FORMAT,
@@ -364,8 +354,14 @@ def normalize(
     # Leaving ``with`` closed the file pointer only: ``im`` keeps its pixels even when
     # it is ``source`` itself (no conversion was needed).
     try:
+        shrunk = chosen.factor > 1 or chosen.draft is not None
+        if shrunk and not (im.width >= target[0] and im.height >= target[1]):
+            # Decoded or reduced below the target to fit the memory budget: never
+            # upscaled back.
+            target = _target_size(im.width, im.height, limits)
         if im.size != target:
             im = _replace(im, im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0))
+        im = drop_dead_alpha(im)
         if orientation != 1:
             im = _replace(im, im.transpose(ORIENTATION_TRANSPOSE[orientation]))
         im = _to_srgb(im, icc if isinstance(icc, bytes) else None)

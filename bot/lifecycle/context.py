@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from bot.images.gate import DEFAULT_BUDGET_MB, Normalizer
 from bot.lifecycle.leases import Lease, Leases
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker, WorkQueue
@@ -124,6 +125,8 @@ class Lifecycle:
     # limiter or a back-off stop waiting (their edits stay queued for the next run).
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     incidents: dict[str, float] = field(default_factory=dict)
+    # Input photos are normalized within one memory budget per process.
+    normalizer: Normalizer = field(default_factory=lambda: Normalizer(DEFAULT_BUDGET_MB << 20))
     outbox: WorkQueue = field(init=False)
     leases: Leases = field(init=False)
 

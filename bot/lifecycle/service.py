@@ -8,6 +8,7 @@ service is safe to run in several processes at once.
 
 from __future__ import annotations
 
+from bot.images.gate import DEFAULT_BUDGET_MB, Normalizer
 from bot.lifecycle.context import Lifecycle, Notifier, Observer, PhotoSource, Timing
 from bot.lifecycle.decisions import Decisions
 from bot.lifecycle.delivery import Delivery, Notices
@@ -38,8 +39,10 @@ class EditService:
         timing: Timing,
         tracker: TaskTracker,
         observe: Observer | None = None,
+        normalize_budget_mb: int = DEFAULT_BUDGET_MB,
     ) -> None:
         ctx = Lifecycle(db, registry, blobs, photos, notifier, base_url, timing, tracker)
+        ctx.normalizer = Normalizer(normalize_budget_mb << 20)
         if observe is not None:
             ctx.observe = observe
         self.ctx = ctx

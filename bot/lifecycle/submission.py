@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.images.limits import ImageError
-from bot.images.normalize import normalize
 from bot.lifecycle.context import Lifecycle, PhotoUnavailable
 from bot.lifecycle.delivery import Notices
 from bot.lifecycle.failover import fail_over
@@ -284,8 +283,8 @@ class Submission:
         mask_url: str | None = None
         for photo in images + masks:
             raw = await ctx.photos.fetch(photo)
-            normalized = await asyncio.to_thread(
-                normalize, raw, spec.image_limits, trusted_jpeg=photo.kind == "photo"
+            normalized = await ctx.normalizer.normalize(
+                raw, spec.image_limits, trusted_jpeg=photo.kind == "photo"
             )
             del raw
             blob = await ctx.blobs.put(normalized.data, extension=normalized.extension)
