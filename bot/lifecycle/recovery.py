@@ -61,6 +61,10 @@ class Recovery:
             jobs.append(self.delivery.deliver(edit.id))
         for edit in await db.edits.unnotified(older_than=now - 2.0):
             jobs.append(self.notices.notify(edit.id))
+        # Reservations of edits that ended without a result but were not given back (a
+        # crash between the end and the return, a /cancel): back without a notice.
+        for edit_id in await db.balances.unreturned():
+            jobs.append(db.balances.release(edit_id))
         for edit in await db.edits.due(
             [EditState.AWAITING_APPROVAL],
             now=now,
