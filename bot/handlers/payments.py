@@ -1,5 +1,6 @@
 """Paid edits with Telegram Stars: /buy, /balance, /paysupport, /terms, the pre-checkout
-answer and the credit of a successful payment; for operators /grant and /refund.
+answer and the credit of a successful payment (operators' /grant and /refund live with the
+other operator commands, bot/handlers/operators.py).
 
 A successful payment is credited exactly once, keyed by its `telegram_payment_charge_id`
 (`db.balances.credit_purchase`): a repeated update finds its ledger entry, and an update
@@ -13,19 +14,15 @@ import logging
 
 from telegram import Update
 from telegram.constants import ChatType
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest
 from telegram.ext import Application, CommandHandler, MessageHandler, PreCheckoutQueryHandler
 from telegram.ext import filters as tg_filters
 
 from bot import payments, policy
 from bot.handlers.common import Incoming, incoming, reply
-from bot.handlers.operators import operator_command, operator_target
 from bot.services import BotContext
 
 log = logging.getLogger(__name__)
-
-NOTE_MAX = 200
-GRANT_MAX = 100_000
 
 
 async def _paid(update: Update, context: BotContext) -> Incoming | None:
@@ -131,68 +128,12 @@ async def successful_payment(update: Update, context: BotContext) -> None:
     await reply(asked.message, text)
 
 
-async def grant_command(update: Update, context: BotContext) -> None:
-    """/grant <user id> <edits> [note]: add edits to a user's balance (negative: take)."""
-    about = await operator_target(update, context, "grant")
-    if about is None:
-        return
-    asked, target, user_id = about
-    try:
-        amount = int(target.rest[0]) if target.rest else 0
-    except ValueError:
-        amount = 0
-    if not amount or abs(amount) > GRANT_MAX:
-        await reply(asked.message, asked.tr("operators.usage.grant"))
-        return
-    note = " ".join(target.rest[1:])[:NOTE_MAX]
-    balance = await asked.services.db.balances.grant(user_id, amount, by=asked.user.id, detail=note)
-    text = asked.tr("operators.grant.done", user=user_id, edits=f"{amount:+d}", balance=balance)
-    await reply(asked.message, text)
-
-
-async def refund_command(update: Update, context: BotContext) -> None:
-    """/refund <charge id>: give a purchase's Stars back and take its edits off the balance."""
-    asked = await operator_command(update, context)
-    if asked is None:
-        return
-    args = context.args or []
-    if len(args) != 1:
-        await reply(asked.message, asked.tr("operators.usage.refund"))
-        return
-    charge_id = args[0]
-    balances = asked.services.db.balances
-    state = await balances.charge_state(charge_id)
-    if state is None:
-        await reply(asked.message, asked.tr("operators.refund.unknown", charge=charge_id))
-        return
-    buyer, refunded = state
-    if refunded:
-        await reply(asked.message, asked.tr("operators.refund.already", charge=charge_id))
-        return
-    try:
-        await context.bot.refund_star_payment(buyer, charge_id)
-    except TelegramError as exc:
-        # Refunded by Telegram before (a /refund that died before recording it): record it.
-        if "CHARGE_ALREADY_REFUNDED" not in exc.message:
-            reason = exc.message
-            await reply(asked.message, asked.tr("operators.refund.failed", reason=reason))
-            return
-    done = await balances.refund(charge_id, by=asked.user.id)
-    if done is None or not done.new:
-        await reply(asked.message, asked.tr("operators.refund.already", charge=charge_id))
-        return
-    text = asked.tr("operators.refund.done", charge=charge_id, user=buyer, edits=done.amount)
-    await reply(asked.message, text)
-
-
 def register(application: Application) -> None:  # type: ignore[type-arg]
     for name, callback in (
         ("buy", buy_command),
         ("balance", balance_command),
         ("paysupport", paysupport_command),
         ("terms", terms_command),
-        ("grant", grant_command),
-        ("refund", refund_command),
     ):
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(PreCheckoutQueryHandler(pre_checkout))
