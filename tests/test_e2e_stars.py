@@ -1,0 +1,273 @@
+"""Paid edits with Telegram Stars, end to end through the real bot and the fake Bot API:
+buying a pack (invoice, pre-checkout, successful payment credited once), spending on edits
+after the day's free allowance, a failed edit's reservation coming back visibly, /balance,
+the operators' /grant and /refund, concurrent edits never overdrawing a balance, and
+payments off."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from domain.edit import EditState
+from storage.schema import updates
+from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
+from tests.fakes.images import make_jpeg
+from tests.fakes.kie import FakeKie
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram_server import ApiCall
+from tests.test_e2e_operators import OPERATOR_ID, photo_answer, say
+from tests.test_e2e_settings import Chat
+
+Json = dict[str, Any]
+PACKS = "10:50,50:200"
+RECEIPT_START = "✅ Payment received: 50 Stars for 10 edits. Your balance: 10 edits."
+SHORT = "💳 This edit needs 1 more edits: today's free edits are used up."
+
+
+async def paid_bot(
+    make_settings: SettingsFactory, start_bot: BotStarter, **more: Any
+) -> RunningBot:
+    settings = make_settings(**{"STARS_PACKS": PACKS, "FREE_EDITS_DAILY": 1, **more})
+    return await start_bot(settings)
+
+
+async def buy(tg: FakeTelegram, chat: Chat, payload: str, stars: int) -> ApiCall:
+    """Press Pay on an invoice: the bot's pre-checkout answer must be yes, then the payment
+    lands in the chat; the bot's receipt."""
+    query = tg.pre_checkout_update(chat.user, payload, stars)
+    query_id = query["pre_checkout_query"]["id"]
+    await chat.deliver(query)
+    await tg.wait_for(
+        "answerPreCheckoutQuery", lambda c: c.params["pre_checkout_query_id"] == query_id
+    )
+    assert tg.pre_checkout_answers[query_id] == {"ok": True, "error_message": None}
+    paid = tg.successful_payment_update(chat.chat_id, chat.user, payload, stars)
+    await chat.deliver(paid)
+    return await chat.reply_of(tg.message_of(paid))
+
+
+async def handled(bot: RunningBot, update_id: int, within: float = 10.0) -> None:
+    """Wait until the durable intake marked the update handled."""
+    deadline = time.monotonic() + within
+    stmt = sa.select(updates.c.done_at).where(updates.c.update_id == update_id)
+    while (await bot.services.db.execute(stmt)).scalar() is None:
+        assert time.monotonic() < deadline, f"update {update_id} never handled"
+        await asyncio.sleep(0.02)
+
+
+async def ledger_holds(bot: RunningBot, user_id: int) -> int:
+    """The user's balance, checked to be the sum of their ledger."""
+    balances = bot.services.db.balances
+    balance = (await balances.account(user_id)).balance
+    assert balance == await balances.ledger_sum(user_id)
+    assert balance >= 0
+    return balance
+
+
+async def test_buy_a_pack_then_edits_spend_the_free_allowance_first_then_the_balance(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot)
+    await tg.wait_for("setWebhook")
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    private = [c["command"] for c in tg.commands(scope={"type": "all_private_chats"})]
+    assert {"buy", "balance", "paysupport", "terms"} <= set(private)
+    group = [c["command"] for c in tg.commands(scope={"type": "all_group_chats"})]
+    assert "buy" not in group
+
+    # /buy: the prices, then one invoice per pack in Stars, no provider.
+    intro = await say(user, "/buy")
+    assert intro.startswith("💳 Edits are paid with Telegram Stars. You get 1 free edits every day")
+    invoices = await tg.wait_for("sendInvoice", count=2)
+    assert [(c.params["currency"], c.params["prices"][0]["amount"]) for c in invoices] == [
+        ("XTR", 50),
+        ("XTR", 200),
+    ]
+    assert [c.params["payload"] for c in invoices] == ["pack:10:50", "pack:50:200"]
+    assert invoices[0].params["title"] == "10 edits"
+    assert all(not c.params.get("provider_token") for c in invoices)
+
+    receipt = await buy(tg, user, "pack:10:50", 50)
+    assert str(receipt.params["text"]).startswith(RECEIPT_START)
+    assert await ledger_holds(bot, USER_ID) == 10
+
+    # The day's free edit first: the balance does not move.
+    assert await photo_answer(user, "make it night") is None
+    await bot.wait_state(EditState.DELIVERED, 1)
+    assert await ledger_holds(bot, USER_ID) == 10
+    # Then one edit (one result image) from the balance, settled when delivered.
+    assert await photo_answer(user, "make it day") is None
+    await bot.wait_state(EditState.DELIVERED, 2)
+    assert await ledger_holds(bot, USER_ID) == 9
+
+    shown = (await say(user, "/balance")).splitlines()
+    assert shown[:3] == [
+        "💳 Your balance: 9 edits.",
+        "🎁 Free edits left today (UTC): 0 of 1.",
+        "Latest movements:",
+    ]
+    assert shown[3].endswith("edit -1")
+    assert shown[4].endswith("edit +0 (1 free)")
+    assert shown[5].endswith("purchase +10")
+
+
+async def test_a_repeated_successful_payment_credits_once(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot)
+    await tg.wait_for("setWebhook")
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    await buy(tg, user, "pack:10:50", 50)
+    [charge_id] = tg.charges
+    assert await ledger_holds(bot, USER_ID) == 10
+
+    # The same payment again, as a new update (the same update_id is dropped by the intake
+    # before any handler; a new one reaches the handler and finds the charge credited).
+    [paid] = [c for c in tg.calls_of("sendMessage") if "Receipt id" in str(c.params["text"])]
+    message = tg.message(CHAT_ID, paid.params["reply_parameters"]["message_id"])
+    assert (
+        message is not None
+        and message["successful_payment"]["telegram_payment_charge_id"] == charge_id
+    )
+    again = {"update_id": 900_000_001, "message": copy.deepcopy(message)}
+    await user.deliver(again)
+    await user.deliver(again)
+    await handled(bot, 900_000_001)
+    assert await ledger_holds(bot, USER_ID) == 10
+    receipts = [c for c in tg.calls_of("sendMessage") if "Receipt id" in str(c.params["text"])]
+    assert len(receipts) == 1
+
+
+async def test_pre_checkout_refuses_a_pack_no_longer_sold_or_a_wrong_price(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot)
+    await tg.wait_for("setWebhook")
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    for payload, stars in (("pack:20:80", 80), ("pack:10:50", 40)):
+        query = tg.pre_checkout_update(user.user, payload, stars)
+        query_id = query["pre_checkout_query"]["id"]
+        await user.deliver(query)
+        await tg.wait_for(
+            "answerPreCheckoutQuery", lambda c, q=query_id: c.params["pre_checkout_query_id"] == q
+        )
+        assert tg.pre_checkout_answers[query_id] == {
+            "ok": False,
+            "error_message": "This pack is no longer sold. Send /buy for the current packs.",
+        }
+    assert await ledger_holds(bot, USER_ID) == 0
+
+
+async def test_a_failed_edit_gives_its_reservation_back_and_says_so(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot, FREE_EDITS_DAILY=0)
+    await tg.wait_for("setWebhook")
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+
+    # Nothing on the balance, no free edits: refused before anything is downloaded or sent.
+    refused = await photo_answer(user, "make it night")
+    assert refused is not None and refused.startswith(SHORT)
+    assert not kie.tasks and await bot.edits() == []
+
+    await buy(tg, user, "pack:10:50", 50)
+    kie.fail_next("/createTask", 422, "input.guidance_scale is out of range")
+    update = tg.photo_update(CHAT_ID, user.user, make_jpeg(96, 96), caption="make it day")
+    await user.deliver(update)
+    [notice] = await tg.wait_for("editMessageText", lambda c: "guidance_scale" in c.params["text"])
+    assert str(notice.params["text"]).endswith(
+        "↩️ Nothing is charged for this edit: its 1 reserved edits are back (/balance)."
+    )
+    edit = await bot.wait_edit(lambda e: e.notified_at is not None)
+    assert edit.state is EditState.FAILED
+    assert await ledger_holds(bot, USER_ID) == 10
+    account = await bot.services.db.balances.account(USER_ID)
+    assert [(m.kind, m.amount) for m in account.movements] == [
+        ("return", 1),
+        ("spend", -1),
+        ("purchase", 10),
+    ]
+    # Given back once: the sweeper and a repeated notice find the return made.
+    assert (await bot.services.db.balances.release(edit.id)) is not None
+    assert await ledger_holds(bot, USER_ID) == 10
+
+
+async def test_operators_grant_and_refund_reach_the_ledger_and_the_audit_log(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot)
+    await tg.wait_for("setWebhook")
+    operator = Chat(tg, OPERATOR_ID, tg.user(OPERATOR_ID))
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+
+    assert (await say(operator, f"/grant {USER_ID}")).startswith("Usage: /grant")
+    granted = await say(operator, f"/grant {USER_ID} 5 welcome")
+    assert granted == f"✅ User {USER_ID}: +5 edits; balance now 5."
+    assert await ledger_holds(bot, USER_ID) == 5
+    assert (await say(user, f"/grant {USER_ID} 5")).startswith("🔒")  # operators only
+
+    await buy(tg, user, "pack:10:50", 50)
+    [charge_id] = tg.charges
+    assert await ledger_holds(bot, USER_ID) == 15
+    assert await say(operator, "/refund nope") == "❓ No purchase with charge id nope."
+    done = await say(operator, f"/refund {charge_id}")
+    assert done == (f"✅ Refunded {charge_id} to user {USER_ID}: 10 edits taken off their balance.")
+    assert tg.charges[charge_id].refunded
+    assert await ledger_holds(bot, USER_ID) == 5
+    # A second refund is refused, by the bot, without asking Telegram again.
+    again = await say(operator, f"/refund {charge_id}")
+    assert again == f"Purchase {charge_id} was already refunded."
+    assert len(tg.calls_of("refundStarPayment")) == 1
+    # Telegram's own record: the payment, and its refund going back to the user.
+    transactions = (await bot.services.notifier.bot.get_star_transactions()).transactions
+    assert [(t.id, t.amount, t.source is None) for t in transactions] == [
+        (charge_id, 50, False),
+        (charge_id, 50, True),
+    ]
+
+    oplog = (await say(operator, "/oplog")).splitlines()
+    assert any("refunded a purchase of" in line and str(USER_ID) in line for line in oplog)
+    assert any("changed the balance of" in line and "+5 welcome" in line for line in oplog)
+
+
+async def test_concurrent_edits_never_overdraw_a_balance(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot, FREE_EDITS_DAILY=0)
+    await tg.wait_for("setWebhook")
+    await bot.services.db.balances.grant(USER_ID, 2, by=OPERATOR_ID)
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    updates = [
+        tg.photo_update(CHAT_ID, user.user, make_jpeg(96, 96), caption=f"edit {n}")
+        for n in range(6)
+    ]
+    await asyncio.gather(*(user.deliver(update) for update in updates))
+    refusals = await tg.wait_for(
+        "sendMessage", lambda c: str(c.params["text"]).startswith(SHORT), count=4
+    )
+    assert len(refusals) == 4
+    edits = await bot.edits()
+    assert len(edits) == 2
+    assert await ledger_holds(bot, USER_ID) == 0
+
+
+async def test_payments_off_leaves_edits_as_before(
+    tg: FakeTelegram, kie: FakeKie, webhook_bot: RunningBot
+) -> None:
+    await tg.wait_for("setWebhook")
+    user = Chat(tg, CHAT_ID, tg.user(USER_ID))
+    private = [c["command"] for c in tg.commands(scope={"type": "all_private_chats"})]
+    assert not {"buy", "balance", "paysupport", "terms"} & set(private)
+    off = "Payments are off in this bot: edits are not sold here."
+    for command in ("/buy", "/balance", "/terms", "/paysupport"):
+        assert await say(user, command) == off
+    assert not tg.calls_of("sendInvoice")
+    for caption in ("one", "two"):
+        assert await photo_answer(user, caption) is None
+    account = await webhook_bot.services.db.balances.account(USER_ID)
+    assert account.balance == 0 and account.movements == []
