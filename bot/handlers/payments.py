@@ -102,7 +102,7 @@ async def pre_checkout(update: Update, context: BotContext) -> None:
 
 
 async def successful_payment(update: Update, context: BotContext) -> None:
-    """Credit the pack, once per charge, and send the receipt."""
+    """Credit the pack, once per charge, and send the receipt (again, if handled again)."""
     asked = await incoming(update, context)
     if asked is None or asked.message.successful_payment is None:
         return
@@ -115,8 +115,9 @@ async def successful_payment(update: Update, context: BotContext) -> None:
         return
     new = await balances.credit_purchase(asked.user.id, charge_id, pack.edits, paid.total_amount)
     if not new:
+        # Handled again (after a crash before the receipt went out): the receipt, at least
+        # once; the credit, exactly once.
         log.info("payment credited before", extra={"charge_id": charge_id})
-        return
     balance = (await balances.account(asked.user.id)).balance
     text = asked.tr(
         "payments.receipt",
