@@ -225,15 +225,17 @@ class Balances:
 
         return await self._db.transaction(body)
 
-    async def unreturned(self, limit: int = 100) -> list[int]:
-        """Edits that ended without a result and still hold a reservation (the sweeper
-        returns them: a crash between the end and the return leaves nothing behind)."""
+    async def unreturned(self, *, since: float, limit: int = 100) -> list[int]:
+        """Edits reserved since `since` that ended without a result and still hold their
+        reservation (the sweeper returns them: a crash between the end and the return, e.g.
+        of a /cancel, leaves nothing behind)."""
         back = balance_ledger.alias("back")
         stmt = (
             sa.select(_L.edit_id)
             .join(edits, edits.c.id == _L.edit_id)
             .where(
                 _L.kind == "spend",
+                _L.created_at >= since,
                 edits.c.state.in_([state.value for state in RETURNED_STATES]),
                 ~sa.exists().where(back.c.kind == "return", back.c.edit_id == _L.edit_id),
             )

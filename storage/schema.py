@@ -250,4 +250,5 @@ balance_ledger = sa.Table(
     sa.UniqueConstraint("kind", "edit_id", name="uq_balance_ledger_edit"),
     sa.UniqueConstraint("kind", "charge_id", name="uq_balance_ledger_charge"),
     sa.Index("ix_balance_ledger_user", "user_id", "created_at"),
+    sa.Index("ix_balance_ledger_kind", "kind", "created_at"),
 )

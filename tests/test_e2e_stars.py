@@ -11,8 +11,10 @@ import copy
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from domain import steps
 from domain.edit import EditState
 from storage.schema import updates
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
@@ -26,6 +28,7 @@ from tests.test_e2e_settings import Chat
 Json = dict[str, Any]
 PACKS = "10:50,50:200"
 RECEIPT_START = "✅ Payment received: 50 Stars for 10 edits. Your balance: 10 edits."
+GROUP_ID = -100_777
 SHORT = "💳 This edit needs 1 more edits: today's free edits are used up."
 
 
@@ -243,25 +246,79 @@ async def test_operators_grant_and_refund_reach_the_ledger_and_the_audit_log(
     assert any("changed the balance of" in line and "+5 welcome" in line for line in oplog)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_concurrent_edits_never_overdraw_a_balance(
-    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+    tg: FakeTelegram,
+    kie: FakeKie,
+    make_settings: SettingsFactory,
+    start_bot: BotStarter,
+    request: pytest.FixtureRequest,
+    backend: str,
 ) -> None:
-    bot = await paid_bot(make_settings, start_bot, FREE_EDITS_DAILY=0)
+    more: dict[str, Any] = {"FREE_EDITS_DAILY": 0}
+    if backend == "postgresql":
+        more["DATABASE_URL"] = request.getfixturevalue("postgres").new_database()
+    bot = await paid_bot(make_settings, start_bot, **more)
+    assert bot.services.db.dialect == backend
     await tg.wait_for("setWebhook")
     await bot.services.db.balances.grant(USER_ID, 2, by=OPERATOR_ID)
     user = Chat(tg, CHAT_ID, tg.user(USER_ID))
     updates = [
         tg.photo_update(CHAT_ID, user.user, make_jpeg(96, 96), caption=f"edit {n}")
-        for n in range(6)
+        for n in range(8)
     ]
     await asyncio.gather(*(user.deliver(update) for update in updates))
     refusals = await tg.wait_for(
-        "sendMessage", lambda c: str(c.params["text"]).startswith(SHORT), count=4
+        "sendMessage", lambda c: str(c.params["text"]).startswith(SHORT), count=6
     )
-    assert len(refusals) == 4
-    edits = await bot.edits()
-    assert len(edits) == 2
+    assert len(refusals) == 6
+    assert len(await bot.edits()) == 2
     assert await ledger_holds(bot, USER_ID) == 0
+
+
+async def test_in_a_group_the_requester_pays_and_a_cancelled_edit_costs_nothing(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(
+        make_settings, start_bot, FREE_EDITS_DAILY=0, NOTIFY_LEASE=0.5, LEASE_RENEW_INTERVAL=0.2
+    )
+    await tg.wait_for("setWebhook")
+    tg.register_chat(GROUP_ID, chat_type="supergroup", title="Cats & Dogs")
+    member = Chat(tg, GROUP_ID, tg.user(USER_ID, first_name="Bob"))
+    balances = bot.services.db.balances
+    await balances.grant(USER_ID, 2, by=OPERATOR_ID)
+
+    assert (await say(member, "/buy")).startswith("💳 Edits are bought in a private chat")
+    assert await photo_answer(member, "/edit make it night") is None
+    await bot.wait_state(EditState.DELIVERED, 1)
+    assert await ledger_holds(bot, USER_ID) == 1
+    assert (await balances.account(GROUP_ID)).movements == []  # never the group
+
+    # Held while its photo is fetched: /cancel returns its reservation and says so.
+    tg.delay("getFile", 5)
+    update = tg.photo_update(GROUP_ID, member.user, make_jpeg(96, 96), caption="/edit day")
+    await member.deliver(update)
+    await bot.wait_state(EditState.QUEUED, 2)
+    assert await ledger_holds(bot, USER_ID) == 0
+    cancelled = await say(member, "/cancel")
+    assert cancelled == (
+        "🛑 Cancelled before it reached the image service.\n"
+        "↩️ Nothing is charged for this edit: its 1 reserved edits are back (/balance)."
+    )
+    assert await ledger_holds(bot, USER_ID) == 1
+
+    # A /cancel that died between the cancellation and the return: the sweeper gives the
+    # reservation back (within NOTIFY_LEASE).
+    update = tg.photo_update(GROUP_ID, member.user, make_jpeg(96, 96), caption="/edit dusk")
+    await member.deliver(update)
+    await bot.wait_state(EditState.QUEUED, 3)
+    assert await ledger_holds(bot, USER_ID) == 0
+    assert await bot.services.db.edits.transition(3, steps.CANCEL_UNSENT) is not None
+    deadline = time.monotonic() + 10
+    while await ledger_holds(bot, USER_ID) != 1:
+        assert time.monotonic() < deadline, "the reservation was never given back"
+        await asyncio.sleep(0.05)
+    tg.delay("getFile", 0)
 
 
 async def test_payments_off_leaves_edits_as_before(

@@ -42,9 +42,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("kind", "charge_id", name="uq_balance_ledger_charge"),
     )
     op.create_index("ix_balance_ledger_user", "balance_ledger", ["user_id", "created_at"])
+    op.create_index("ix_balance_ledger_kind", "balance_ledger", ["kind", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_balance_ledger_kind", table_name="balance_ledger")
     op.drop_index("ix_balance_ledger_user", table_name="balance_ledger")
     op.drop_table("balance_ledger")
     op.drop_table("balances")
