@@ -154,10 +154,11 @@ async def last_update_id(bot: RunningBot) -> int:
     return int((await bot.services.db.execute(stmt)).scalar())
 
 
-async def test_pre_checkout_refuses_a_pack_no_longer_sold_or_a_wrong_price(
+async def test_pre_checkout_refuses_a_pack_no_longer_sold_a_wrong_price_or_a_banned_user(
     tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
-    bot = await paid_bot(make_settings, start_bot)
+    support = "Write to @shop_help, we answer within a day."
+    bot = await paid_bot(make_settings, start_bot, PAYSUPPORT_TEXT=support)
     await tg.wait_for("setWebhook")
     user = Chat(tg, CHAT_ID, tg.user(USER_ID))
     for payload, stars in (("pack:20:80", 80), ("pack:10:50", 40)):
@@ -171,7 +172,21 @@ async def test_pre_checkout_refuses_a_pack_no_longer_sold_or_a_wrong_price(
             "ok": False,
             "error_message": "This pack is no longer sold. Send /buy for the current packs.",
         }
+    # Nothing is sold to a user the operators banned: neither /buy nor a pending invoice.
+    await bot.services.db.user_controls.set_banned(USER_ID, True, by=OPERATOR_ID)
+    assert (await say(user, "/buy")).startswith("🚫 Sorry, you can't use this bot.")
+    assert len(tg.calls_of("sendInvoice")) == 0
+    query = tg.pre_checkout_update(user.user, "pack:10:50", 50)
+    query_id = query["pre_checkout_query"]["id"]
+    await user.deliver(query)
+    await tg.wait_for(
+        "answerPreCheckoutQuery", lambda c: c.params["pre_checkout_query_id"] == query_id
+    )
+    assert tg.pre_checkout_answers[query_id]["ok"] is False
     assert await ledger_holds(bot, USER_ID) == 0
+    # Telegram's rules for sellers: the operator's texts.
+    assert await say(user, "/paysupport") == "Write to @shop_help, we answer within a day."
+    assert (await say(user, "/terms")).startswith("Edits bought with Telegram Stars go to")
 
 
 async def test_a_failed_edit_gives_its_reservation_back_and_says_so(
