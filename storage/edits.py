@@ -33,11 +33,10 @@ class LimitReached(Exception):
 class InsertGuard:
     """A condition an insert must satisfy with its own row counted (see `Edits.create`).
 
-    `holds(new_id, now)` builds the condition; `locks` name the PostgreSQL advisory locks
-    (two int4 keys each) serializing guarded inserts of the scopes it counts (a group, a
-    user, the bot), taken in sorted order so two guards never deadlock (SQLite needs none:
-    the insert holds its single write lock until the check commits). `then(conn, new_id,
-    now)`: a write in the same transaction (a balance's reservation); False undoes it all.
+    `holds(new_id, now)` builds the condition; `locks` name PostgreSQL advisory locks (two
+    int4 keys each, taken in sorted order: no deadlock) serializing guarded inserts of the
+    scopes counted (a group, a user, the bot; on SQLite its single write lock does it);
+    `then(conn, new_id, now)`: a write in the same transaction (a reservation), False undoes it.
     """
 
     holds: Callable[[int, float], sa.ColumnElement[bool]]
