@@ -22,6 +22,7 @@ from tests.fakes.images import make_jpeg
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.telegram_server import ApiCall
+from tests.test_e2e_moderation import MEMBER_ID, configure, in_group, photo, said
 from tests.test_e2e_operators import OPERATOR_ID, photo_answer, say
 from tests.test_e2e_settings import Chat
 
@@ -351,3 +352,25 @@ async def test_payments_off_leaves_edits_as_before(
         assert await photo_answer(user, caption) is None
     account = await webhook_bot.services.db.balances.account(USER_ID)
     assert account.balance == 0 and account.movements == []
+
+
+async def test_a_request_an_admin_rejects_gives_its_reservation_back(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await paid_bot(make_settings, start_bot, FREE_EDITS_DAILY=0)
+    await tg.wait_for("setWebhook")
+    member, admin = in_group(tg)
+    await configure(bot, approval=True)
+    await bot.services.db.balances.grant(MEMBER_ID, 1, by=OPERATOR_ID)
+
+    # Reserved while it waits for an admin.
+    sent = await photo(tg, member, "/edit make it pop")
+    request = tg.sent_message(await member.reply_of(sent))
+    assert await ledger_holds(bot, MEMBER_ID) == 0
+    await admin.press(request, "a1:n:1")
+    told = await said(tg, member, sent, "❌ An admin rejected this edit request.")
+    assert str(told.params["text"]).endswith(
+        "↩️ Nothing is charged for this edit: its 1 reserved edits are back (/balance)."
+    )
+    assert await ledger_holds(bot, MEMBER_ID) == 1
+    assert not kie.tasks
