@@ -258,7 +258,7 @@ async def _intake(app: web.Application) -> AsyncIterator[None]:
     await ptb.start()
     try:
         with telegram_calls(settings):
-            await publish_commands(ptb.bot, app[TRANSLATOR])
+            await publish_commands(ptb.bot, app[TRANSLATOR], payments=settings.payments)
         await intake.start()  # updates an earlier run recorded and did not finish
     except BaseException:
         await ptb.stop()  # so that `_telegram` can shut it down

@@ -50,25 +50,28 @@ MODERATION_COMMANDS = (
     "remove",
 )
 GROUP_ADMIN_COMMANDS = (*GROUP_COMMANDS, "settings", "model", *MODERATION_COMMANDS)
+# Published only with paid edits on (STARS_PACKS), in private chats where payments happen.
+PAYMENT_COMMANDS = ("buy", "balance", "paysupport", "terms")
 
 
-def command_lists() -> list[tuple[BotCommandScope, tuple[str, ...]]]:
+def command_lists(payments: bool = False) -> list[tuple[BotCommandScope, tuple[str, ...]]]:
     """Which commands each audience sees."""
+    private = (*PRIVATE_COMMANDS, *PAYMENT_COMMANDS) if payments else PRIVATE_COMMANDS
     return [
-        (BotCommandScopeDefault(), PRIVATE_COMMANDS),
-        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
+        (BotCommandScopeDefault(), private),
+        (BotCommandScopeAllPrivateChats(), private),
         (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
         (BotCommandScopeAllChatAdministrators(), GROUP_ADMIN_COMMANDS),
     ]
 
 
-async def publish_commands(bot: Bot, translator: Translator) -> bool:
+async def publish_commands(bot: Bot, translator: Translator, *, payments: bool = False) -> bool:
     """Set every command list; a failure is logged, never fatal (the bot works without)."""
     try:
         languages: list[tuple[str | None, str]] = [(None, DEFAULT_LANG)]
         languages += translator.command_languages().items()
         for code, lang in languages:
-            for scope, names in command_lists():
+            for scope, names in command_lists(payments):
                 commands = [
                     BotCommand(name, translator.tr(lang, f"command.{name}")) for name in names
                 ]

@@ -28,6 +28,7 @@ from bot.setting_values import (
     ProviderNames,
     RateLimit,
     RateLimitSetting,
+    StarPacks,
     StorageKind,
     split_ids,
 )
@@ -214,6 +215,12 @@ class Settings(BaseSettings):
         default=120.0, ge=0, validation_alias="STARTUP_RETRY_TIMEOUT"
     )
 
+    # Paid edits with Telegram Stars (README: "Paid edits"); no packs: payments are off.
+    stars_packs: StarPacks = Field(default=[], validation_alias="STARS_PACKS")
+    free_edits_daily: int = Field(default=3, ge=0, validation_alias="FREE_EDITS_DAILY")
+    paysupport_text: str = Field(default="", max_length=4000, validation_alias="PAYSUPPORT_TEXT")
+    terms_text: str = Field(default="", max_length=4000, validation_alias="TERMS_TEXT")
+
     _catalog: Catalog = PrivateAttr()
 
     @field_validator("bot_token")
@@ -335,6 +342,11 @@ class Settings(BaseSettings):
     def catalog(self) -> Catalog:
         """The models this deployment can offer (the shipped catalog and MODEL_CATALOG_FILE)."""
         return self._catalog
+
+    @property
+    def payments(self) -> bool:
+        """Edits are paid for (STARS_PACKS set): reservations, /buy, /balance."""
+        return bool(self.stars_packs)
 
     @property
     def webhook_mode(self) -> bool:

@@ -358,7 +358,7 @@ class TelegramNotifier:
             sent.append(message.message_id)
         return sent
 
-    async def notify_failure(self, edit: Edit) -> None:
+    async def notify_failure(self, edit: Edit, returned: int = 0) -> None:
         key, param = failure_key(edit.error_code, lambda k: k in self.translator.keys("en"))
         if key == "error.task_failed" and not edit.inputs:
             key = "imagine.task_failed"  # a drawing (/imagine) has no photo to speak of
@@ -368,6 +368,8 @@ class TelegramNotifier:
         # Last: whatever the stored details say, the reason shown is bounded plain text.
         params["reason"] = plain_reason(edit.error_detail)
         text = self.translator.tr(edit.lang, key, **params)
+        if returned:
+            text += "\n" + self.translator.tr(edit.lang, "payments.returned", edits=returned)
         if edit.status_message_id is not None:
             try:
                 await telegram_call(

@@ -23,6 +23,7 @@ from bot.costs import expected_cost
 from bot.delivery import api_call, reply_to
 from bot.message_input import clean_prompt
 from bot.origin import Origin, answer
+from bot.payments import charge_for
 from bot.preferences import resolve, resolve_generation
 from bot.providers.base import InputRejected
 from bot.services import Services
@@ -94,9 +95,13 @@ async def start_edit(
     except InputRejected as exc:
         await answer(bot, origin, services.tr(origin.lang, f"error.input.{exc.code}", **exc.params))
         return
-    cost = expected_cost(services.registry.model(model_id), params, settings.model_costs)
+    spec = services.registry.model(model_id)
+    cost = expected_cost(spec, params, settings.model_costs)
     own = await services.db.user_controls.limits_for(origin.user_id)
-    request_limits = limits.for_request(settings, origin.user_id, cost, own)
+    # Paid edits: the requester's balance (never a group's) is checked with the limits and
+    # reserved by the insert that records the edit (README: "Paid edits").
+    charge = charge_for(settings, origin.user_id, spec, params)
+    request_limits = limits.for_request(settings, origin.user_id, cost, own, charge)
 
     async def record(state: EditState, guard: InsertGuard | None) -> Edit | None:
         return await services.edits.create(

@@ -20,8 +20,9 @@ from typing import TypeVar
 from bot.config import Settings
 from bot.formats import format_credits
 from bot.services import Services
+from storage.balances import Charge, reservation
 from storage.edits import InsertGuard
-from storage.limits import LimitHit, SpendCap, UserQuota, limits_guard
+from storage.limits import LimitHit, SpendCap, UserQuota, combine_guards, limits_guard
 from storage.spend import day_bounds, month_bounds
 from storage.user_controls import UserOverrides
 
@@ -38,10 +39,13 @@ class RequestLimits:
     user: UserQuota | None
     cap: SpendCap | None
     cost: float
+    charge: Charge | None = None  # paid edits: what the requester's balance must cover
 
     def guard(self, also: InsertGuard | None = None) -> InsertGuard | None:
-        """The insert's condition: these limits and `also` (a group's quotas)."""
-        return limits_guard(self.user, self.cap, also)
+        """The insert's condition: these limits and `also` (a group's quotas); with paid
+        edits, the reservation of the charge in the same transaction."""
+        paid = None if self.charge is None else reservation(self.charge)
+        return combine_guards(limits_guard(self.user, self.cap, also), paid)
 
     async def check(self, services: Services, now: float | None = None) -> LimitHit | None:
         """The limit the request would exceed now, or None; a cap refusal alerts operators."""
@@ -49,11 +53,19 @@ class RequestLimits:
         hit = await services.db.limits.hit(self.user, self.cap, self.cost, now)
         if hit is not None and hit.kind in ("cap_daily", "cap_monthly"):
             await watch_cap(services, refused=hit, now=now)
+        if hit is None and self.charge is not None:
+            missing = await services.db.balances.shortfall(self.charge, now)
+            if missing:
+                return LimitHit("balance", missing, None)
         return hit
 
 
 def for_request(
-    settings: Settings, user_id: int, cost: float, own: UserOverrides | None = None
+    settings: Settings,
+    user_id: int,
+    cost: float,
+    own: UserOverrides | None = None,
+    charge: Charge | None = None,
 ) -> RequestLimits:
     """The limits that apply to `user_id`: the settings, where an operator set none of the
     user's own (`/userlimits`, `own`; 0 there means no limit, as in the settings)."""
@@ -70,7 +82,7 @@ def for_request(
     cap = None
     if not (operator and settings.spend_cap_exempt_admins):
         cap = SpendCap(settings.spend_cap_daily or 0.0, settings.spend_cap_monthly or 0.0)
-    return RequestLimits(user=user, cap=cap, cost=cost)
+    return RequestLimits(user=user, cap=cap, cost=cost, charge=charge)
 
 
 def _either(own: N | None, setting: N) -> N:

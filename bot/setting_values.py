@@ -89,3 +89,32 @@ def _parse_provider_names(value: object) -> object:
 
 
 ProviderNames = Annotated[list[str], NoDecode, BeforeValidator(_parse_provider_names)]
+
+
+PACK_MAX = 10000  # Telegram's largest Stars amount per invoice
+
+
+class StarPack(NamedTuple):
+    """A pack operators sell (STARS_PACKS): `edits` for `stars` Telegram Stars."""
+
+    edits: int
+    stars: int
+
+
+def _parse_packs(value: object) -> object:
+    """STARS_PACKS: "edits:stars,edits:stars" (e.g. 10:50,50:200), each pack once."""
+    if not isinstance(value, str):
+        return value
+    packs: list[StarPack] = []
+    for part in re.split(r"[,\s]+", value.strip()):
+        match = re.fullmatch(r"(\d+):(\d+)", part)
+        if part and (match is None or not all(0 < int(n) <= PACK_MAX for n in match.groups())):
+            raise ValueError("expected 'edits:stars,...' with both 1-10000, e.g. 10:50,50:200")
+        if match is not None:
+            packs.append(StarPack(int(match[1]), int(match[2])))
+    if len(set(packs)) != len(packs):
+        raise ValueError("lists a pack twice")
+    return packs
+
+
+StarPacks = Annotated[list[StarPack], NoDecode, BeforeValidator(_parse_packs)]

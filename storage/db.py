@@ -4,7 +4,8 @@ Each table family has its repository, built on the connection owner (storage.dbc
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
 (pending prompts), `db.chats` (blocked chats), `db.chat_settings`, `db.moderation`,
 `db.limits` (per-user limits and the spend cap), `db.updates` (Telegram updates, the durable
-intake); operators' runtime control: `db.user_controls`, `db.throttle` and `db.alerts`.
+intake), `db.balances` (paid edits); operators' runtime control: `db.user_controls`,
+`db.throttle` and `db.alerts`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.albums import Albums
 from storage.alerts import OperatorAlerts
+from storage.balances import Balances
 from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
 from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
@@ -95,6 +97,7 @@ class Database:
         self.limits = LimitQueries(self.backend)
         self.updates = Updates(self.backend)
         self.result_messages = ResultMessages(self.backend)
+        self.balances = Balances(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -9,7 +9,7 @@ per shape (see storage.statements).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,15 +33,15 @@ class LimitReached(Exception):
 class InsertGuard:
     """A condition an insert must satisfy with its own row counted (see `Edits.create`).
 
-    `holds(new_id, now)` builds the condition; `locks` name the PostgreSQL advisory locks
-    (two int4 keys each) that serialize guarded inserts of the scopes it counts (a group, a
-    user, the whole bot); they are taken in sorted order, so two guards never deadlock.
-    SQLite needs no lock: the insert takes the database's single write lock, held until the
-    check commits.
+    `holds(new_id, now)` builds the condition; `locks` name PostgreSQL advisory locks (two
+    int4 keys each, taken in sorted order: no deadlock) serializing guarded inserts of the
+    scopes counted (a group, a user, the bot; on SQLite its single write lock does it);
+    `then(conn, new_id, now)`: a write in the same transaction (a reservation), False undoes it.
     """
 
     holds: Callable[[int, float], sa.ColumnElement[bool]]
     locks: tuple[tuple[int, int], ...]
+    then: Callable[[DbConn, int, float], Awaitable[bool]] | None = None
 
 
 _CLAIM_SETS = ("lease_owner", "lease_until", "updated_at")
@@ -144,8 +144,8 @@ class Edits:
                 await conn.execute(_UNBLOCK, {"w_chat": new.chat_id})
             row = (await conn.execute(insert, bound(values))).mappings().one()
             if guard is not None:
-                check = sa.select(guard.holds(row["id"], now))
-                if not (await conn.execute(check)).scalar():
+                held = (await conn.execute(sa.select(guard.holds(row["id"], now)))).scalar()
+                if not held or (guard.then and not await guard.then(conn, row["id"], now)):
                     raise LimitReached(new.dedupe_key)  # rolls the insert back
             return row
 

@@ -27,7 +27,13 @@ USER_LOCKS = 0x757372  # "usr": advisory locks of one user's guarded inserts
 CAP_LOCK = (0x636170, 0)  # "cap": the bot-wide cap, one lock for every guarded insert
 
 LimitKind = Literal[
-    "in_flight", "daily_edits", "daily_credits", "over_budget", "cap_daily", "cap_monthly"
+    "in_flight",
+    "daily_edits",
+    "daily_credits",
+    "over_budget",
+    "cap_daily",
+    "cap_monthly",
+    "balance",
 ]
 
 
@@ -89,15 +95,26 @@ def limits_guard(
         parts.append(_user_guard(user))
     if cap is not None and cap.active:
         parts.append(_cap_guard(cap))
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
+    return combine_guards(*parts)
+
+
+def combine_guards(*guards: InsertGuard | None) -> InsertGuard | None:
+    """One guard holding where all of `guards` hold, with all their locks and writes."""
+    parts = [guard for guard in guards if guard is not None]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
 
     def holds(new_id: int, now: float) -> sa.ColumnElement[bool]:
         return sa.and_(*(part.holds(new_id, now) for part in parts))
 
-    return InsertGuard(holds=holds, locks=tuple(lock for part in parts for lock in part.locks))
+    async def then(conn: DbConn, new_id: int, now: float) -> bool:
+        for part in parts:
+            if part.then is not None and not await part.then(conn, new_id, now):
+                return False
+        return True
+
+    locks = tuple(lock for part in parts for lock in part.locks)
+    return InsertGuard(holds=holds, locks=locks, then=then)
 
 
 def _user_guard(user: UserQuota) -> InsertGuard:

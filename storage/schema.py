@@ -224,3 +224,34 @@ result_messages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_result_messages_edit", "edit_id", "chat_id"),
 )
+
+# Paid edits (storage/balances.py): each user's balance in edits, and the ledger of every
+# change to it; a balance is always the sum of its ledger's `amount`s. One entry per edit and
+# kind (the reservation, its return) and per Telegram charge and kind (the purchase, its
+# refund): a repeated step finds its entry and changes nothing.
+balances = sa.Table(
+    "balances",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("balance", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.CheckConstraint("balance >= 0", name="ck_balances_not_negative"),
+)
+balance_ledger = sa.Table(
+    "balance_ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.Integer, nullable=False),
+    sa.Column("free", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("edit_id", sa.Integer, nullable=True),
+    sa.Column("charge_id", sa.String(255), nullable=True),
+    sa.Column("stars", sa.Integer, nullable=True),
+    sa.Column("actor_id", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("kind", "edit_id", name="uq_balance_ledger_edit"),
+    sa.UniqueConstraint("kind", "charge_id", name="uq_balance_ledger_charge"),
+    sa.Index("ix_balance_ledger_user", "user_id", "created_at"),
+    sa.Index("ix_balance_ledger_kind", "kind", "created_at"),
+)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
 
 TOKEN = "123456:TEST-token-for-the-fake-telegram-api-0"
 
@@ -109,3 +109,20 @@ def test_failover_names_known_providers_in_order() -> None:
         load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", FAILOVER="kei,apikley")
     with pytest.raises(ConfigError, match="FAILOVER: names a provider twice"):
         load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", FAILOVER="kie,kie")
+
+
+def test_stars_packs_are_edits_for_stars_each_once() -> None:
+    def load(**values: object) -> Settings:
+        return load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", **values)
+
+    assert not load().payments  # off by default
+    settings = load(STARS_PACKS="10:50, 50:200", FREE_EDITS_DAILY=0)
+    assert settings.payments and settings.free_edits_daily == 0
+    assert [(p.edits, p.stars) for p in settings.stars_packs] == [(10, 50), (50, 200)]
+    for bad in ("10", "10:0", "0:5", "10:50:1", "ten:50", "10:10001"):
+        with pytest.raises(ConfigError, match="STARS_PACKS: expected 'edits:stars"):
+            load(STARS_PACKS=bad)
+    with pytest.raises(ConfigError, match="STARS_PACKS: lists a pack twice"):
+        load(STARS_PACKS="10:50,10:50")
+    with pytest.raises(ConfigError, match="FREE_EDITS_DAILY"):
+        load(STARS_PACKS="10:50", FREE_EDITS_DAILY=-1)

@@ -17,6 +17,7 @@ from bot.handlers import (
     inline,
     moderation,
     operators,
+    payments,
     remove,
     results,
     settings,
@@ -30,6 +31,7 @@ def register_all(application: Application) -> None:  # type: ignore[type-arg]
     start.register(application)
     credits.register(application)
     operators.register(application)
+    payments.register(application)  # before edits: a payment message starts nothing else
     settings.register(application)  # its text-answer handler runs in a group before edits
     moderation.register(application)
     audit.register(application)

@@ -31,7 +31,11 @@ async def cancel_command(update: Update, context: BotContext) -> None:
         shown = edit.status_message_id or edit.approval_message_id
         if shown is not None:
             await rewrite(context.bot, edit.chat_id, shown, services.tr(edit.lang, "cancel.status"))
-        await reply(message, asked.tr("cancel.done_sent" if sent else "cancel.done_queued"))
+        text = asked.tr("cancel.done_sent" if sent else "cancel.done_queued")
+        back = await services.db.balances.release(edit.id)  # nothing is charged (paid edits)
+        if back is not None and back.amount + back.free:
+            text += "\n" + asked.tr("payments.returned", edits=back.amount + back.free)
+        await reply(message, text)
         return
     asked_setting = await services.db.chat_settings.drop_input(message.chat_id, user.id)
     asked_prompt = await pending_prompts.take(services, message.chat_id, asked.origin.user_id)

@@ -2,7 +2,8 @@
 
 /botban, /botunban: a bot-wide ban. /botallow, /botdisallow: the runtime allowlist (it adds
 to ALLOWED_USER_IDS). /userlimits: one user's record, or their own limits changed. /limits:
-the caps, the spend and the heaviest users. /oplog: who changed what, when.
+the caps, the spend and the heaviest users. /oplog: who changed what, when. With paid edits:
+/grant adds to (or takes from) a user's balance, /refund gives a purchase's Stars back.
 
 A user is named by numeric id, or the command replies to a message forwarded from them.
 Everything is stored in the database (`db.user_controls`) and read on every request, so a
@@ -15,6 +16,7 @@ import time
 
 from telegram import Update
 from telegram.constants import ChatType, ParseMode
+from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler
 
 from bot.handlers.common import Incoming, incoming, reply
@@ -35,6 +37,7 @@ from storage.user_controls import UserOverrides
 DAY = 24 * 3600.0
 MONTH = 30 * DAY
 REASON_MAX = 200
+GRANT_MAX = 100_000  # edits one /grant may add or take
 
 
 async def operator_command(update: Update, context: BotContext) -> Incoming | None:
@@ -179,6 +182,67 @@ async def oplog_command(update: Update, context: BotContext) -> None:
     await reply(asked.message, oplog_text(asked.tr, entries), parse_mode=ParseMode.HTML)
 
 
+async def grant_command(update: Update, context: BotContext) -> None:
+    """/grant <user id> <edits> [note]: add edits to a user's balance (negative: take)."""
+    about = await operator_target(update, context, "grant")
+    if about is None:
+        return
+    asked, target, user_id = about
+    if not asked.services.settings.payments:
+        await reply(asked.message, asked.tr("payments.off"))
+        return
+    words = list(target.rest)
+    forwarded = command_target([], asked.message)
+    if not words and forwarded.user_id is not None:  # "/grant 5" replying to a forward
+        user_id, words = forwarded.user_id, list(context.args or [])
+    try:
+        amount = int(words[0]) if words else 0
+    except ValueError:
+        amount = 0
+    if not amount or abs(amount) > GRANT_MAX:
+        await reply(asked.message, asked.tr("operators.usage.grant"))
+        return
+    note = " ".join(words[1:])[:REASON_MAX]
+    balance = await asked.services.db.balances.grant(user_id, amount, by=asked.user.id, detail=note)
+    text = asked.tr("operators.grant.done", user=user_id, edits=f"{amount:+d}", balance=balance)
+    await reply(asked.message, text)
+
+
+async def refund_command(update: Update, context: BotContext) -> None:
+    """/refund <charge id>: give a purchase's Stars back and take its edits off the balance."""
+    asked = await operator_command(update, context)
+    if asked is None:
+        return
+    args = context.args or []
+    if len(args) != 1:
+        await reply(asked.message, asked.tr("operators.usage.refund"))
+        return
+    charge_id = args[0]
+    balances = asked.services.db.balances
+    state = await balances.charge_state(charge_id)
+    if state is None:
+        await reply(asked.message, asked.tr("operators.refund.unknown", charge=charge_id))
+        return
+    buyer, refunded = state
+    if refunded:
+        await reply(asked.message, asked.tr("operators.refund.already", charge=charge_id))
+        return
+    try:
+        await context.bot.refund_star_payment(buyer, charge_id)
+    except TelegramError as exc:
+        # Refunded by Telegram before (a /refund that died before recording it): record it.
+        if "CHARGE_ALREADY_REFUNDED" not in exc.message:
+            reason = exc.message
+            await reply(asked.message, asked.tr("operators.refund.failed", reason=reason))
+            return
+    done = await balances.refund(charge_id, by=asked.user.id)
+    if done is None or not done.new:
+        await reply(asked.message, asked.tr("operators.refund.already", charge=charge_id))
+        return
+    text = asked.tr("operators.refund.done", charge=charge_id, user=buyer, edits=done.amount)
+    await reply(asked.message, text)
+
+
 def register(application: Application) -> None:  # type: ignore[type-arg]
     for name, callback in (
         ("botban", ban_command),
@@ -188,5 +252,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
         ("userlimits", user_limits_command),
         ("limits", limits_command),
         ("oplog", oplog_command),
+        ("grant", grant_command),
+        ("refund", refund_command),
     ):
         application.add_handler(CommandHandler(name, callback))

@@ -72,8 +72,9 @@ class Notifier(Protocol):
     async def deliver_result(self, edit: Edit) -> Delivered:
         """Send the results; return their file ids and the messages carrying them."""
 
-    async def notify_failure(self, edit: Edit) -> None:
-        """Tell the user their edit ended without a result, and why."""
+    async def notify_failure(self, edit: Edit, returned: int = 0) -> None:
+        """Tell the user their edit ended without a result, and why (and that `returned`
+        reserved edits came back, with paid edits)."""
 
     async def alert_admins(self, incident: str, detail: str) -> None:
         """Tell the bot's operators about a problem they must fix."""

@@ -77,10 +77,15 @@ class Notices:
             await db.edits.release(edit.id, owner)
             return
         if blocked:
+            await db.balances.release(edit.id)
             await db.edits.mark_notified(edit.id, owner)  # nothing more is sent to a blocked chat
             return
+        # The one place a failure-like end reaches the user: its reservation comes back
+        # here (once, keyed by the edit), so the notice can say so.
+        back = await db.balances.release(edit.id)
+        returned = 0 if back is None else back.amount + back.free
         try:
-            await self.ctx.notifier.notify_failure(edit)
+            await self.ctx.notifier.notify_failure(edit, returned)
         except ChatUnreachable as exc:
             await db.chats.block(edit.chat_id, str(exc)[:200])
         except DeliveryFailed as exc:

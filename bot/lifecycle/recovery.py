@@ -3,7 +3,8 @@
 Runs at startup and every few seconds, on every replica (leases keep them from doing the
 same work twice): submits edits left `queued`, tells users whose submission was cut off by
 a crash, polls overdue tasks, redelivers succeeded results, sends missed failure notices,
-expires approvals nobody decided on, and deletes old input photos.
+expires approvals nobody decided on, gives back paid edits' leftover reservations, and
+deletes old input photos.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from domain.edit import EditState
 
 log = logging.getLogger(__name__)
 
+RETURNS_WINDOW = 24 * 3600.0  # how far back they are looked for
+
 
 class Recovery:
     def __init__(
@@ -41,6 +44,7 @@ class Recovery:
         self.delivery = delivery
         self.notices = notices
         self.decisions = decisions
+        self._returns_checked = 0.0
 
     async def sweep(self, *, concurrency: int = 32) -> int:
         """One pass of the recovery sweeper; returns how many edits it acted on."""
@@ -61,6 +65,14 @@ class Recovery:
             jobs.append(self.delivery.deliver(edit.id))
         for edit in await db.edits.unnotified(older_than=now - 2.0):
             jobs.append(self.notices.notify(edit.id))
+        # Paid edits: reservations of edits that ended without a result and were not given
+        # back (a crash between the end and the return): back, without a notice. Failure
+        # notices return theirs themselves, so this pass only catches the rare leftover of
+        # the last day, once per NOTIFY_LEASE (a failure notice's takeover time).
+        if now - self._returns_checked >= timing.notify_lease:
+            self._returns_checked = now
+            for edit_id in await db.balances.unreturned(since=now - RETURNS_WINDOW):
+                jobs.append(db.balances.release(edit_id))
         for edit in await db.edits.due(
             [EditState.AWAITING_APPROVAL],
             now=now,

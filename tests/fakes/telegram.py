@@ -37,6 +37,7 @@ Where the parts live (one class each, stacked into `FakeTelegram`):
   callback and inline queries;
 * `tests.fakes.telegram_chats` - users, chats, members and the messages of every chat;
 * `tests.fakes.telegram_files` - registered files and photo sizes;
+* `tests.fakes.telegram_payments` - invoices and payments in Telegram Stars, refunds;
 * `tests.fakes.telegram_text` - HTML parsing into entities, text and caption limits.
 
 Realistic behaviours worth knowing:
@@ -67,6 +68,7 @@ from __future__ import annotations
 from typing import Final
 
 from tests.fakes.telegram_messages import MessageMethods
+from tests.fakes.telegram_payments import PaymentMethods
 from tests.fakes.telegram_server import ApiServer
 
 __all__ = ["FakeTelegram"]
@@ -77,7 +79,7 @@ _SEND: Final = frozenset({"chat_id", "message_thread_id", "reply_parameters", "r
 _CAPTIONED: Final = _SEND | {"caption", "parse_mode"}
 
 
-class FakeTelegram(ApiServer, MessageMethods):
+class FakeTelegram(ApiServer, MessageMethods, PaymentMethods):
     """An in-process fake of the Telegram Bot API (see the module docstring)."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, username: str = "edit_test_bot") -> None:
@@ -132,5 +134,6 @@ class FakeTelegram(ApiServer, MessageMethods):
                     frozenset({"commands", "scope", "language_code"}),
                 ),
                 "getChatMember": (self._get_chat_member, frozenset({"chat_id", "user_id"})),
+                **self.payment_routes(),
             }
         )

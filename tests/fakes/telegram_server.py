@@ -31,14 +31,20 @@ _STRING_FIELDS: Final = frozenset(
     {
         "callback_query_id",
         "caption",
+        "description",
         "document",
+        "error_message",
         "file_id",
         "inline_query_id",
         "language_code",
         "parse_mode",
+        "payload",
         "photo",
+        "pre_checkout_query_id",
         "secret_token",
+        "telegram_payment_charge_id",
         "text",
+        "title",
         "url",
     }
 )

@@ -1,6 +1,6 @@
 """Forum topics: the topic (message_thread_id) an edit and a buffered album photo came from.
 
-Revision ID: 0011
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-04
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0009"
 down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
