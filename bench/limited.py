@@ -28,9 +28,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from bench.fakes import BenchKie, BenchTelegram, Ledger, Trace
 from bench.measure import Json, now
-from tests.fakes._common import FakeTask, now_ms
+from tests.fakes._common import now_ms
 from tests.fakes.telegram_errors import ApiError
 from tests.fakes.telegram_server import ApiCall
 
@@ -188,8 +190,10 @@ class LimitedKie(BenchKie):
             self.refused += 1
         return ok
 
-    def record_data(self, task: FakeTask) -> Json:
-        self.status_queries[task.task_id] += 1
-        if task.finished and task.complete_time and task.task_id not in self.detection_ms:
-            self.detection_ms[task.task_id] = now_ms() - task.complete_time
-        return super().record_data(task)
+    async def _jobs_record(self, request: web.Request) -> web.Response:
+        task = self.tasks.get(request.query.get("taskId", ""))
+        if task is not None:
+            self.status_queries[task.task_id] += 1
+            if task.finished and task.complete_time and task.task_id not in self.detection_ms:
+                self.detection_ms[task.task_id] = now_ms() - task.complete_time
+        return await super()._jobs_record(request)

@@ -17,6 +17,7 @@ flood limits and KIE's 20 createTask per 10 s, with photos arriving open loop
    provider finished the bot saw it, status calls per edit.
 6. Open loop at 10 edits/s with every limit lifted: bot-added latency per hop.
 
+`--limits-scenarios` picks some of them (kie, telegram, fairness, group, polling, latency);
 `scale` (`--limits-scale`) shortens every duration and KIE's window alike (20 per 10*scale s,
 tasks of 10*scale s); Telegram's limits stay real, as the bot's own limiter has them fixed.
 """
@@ -29,13 +30,14 @@ from dataclasses import dataclass
 
 from bench.fakes import BenchKie, BenchTelegram, Ledger
 from bench.limited import LimitedKie, LimitedTelegram, OpenTrace, TelegramLimits
-from bench.measure import Json, now, pct
+from bench.measure import Json, now, other_cores, pct, snapshot
 from bench.open_loop import Arrival, burst, costs, hops, open_loop, steady, wait_stats
 from bench.phase import Phase, phase, progress
 
 REAL = TelegramLimits()
 MESSAGES_PER_EDIT = 2  # the fewest an edit needs: the status message and the result
 PRODUCTION = {"TELEGRAM_MAX_RATE": "30"}
+SCENARIOS = ("kie", "telegram", "fairness", "group", "polling", "latency")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class LimitsPlan:
     heavy_users: int = 2
     heavy_photos: int = 20
     group_photos: int = 12
+    scenarios: frozenset[str] = frozenset(SCENARIOS)
 
     def s(self, seconds: float) -> float:
         return seconds * self.scale
@@ -292,11 +295,18 @@ async def latency_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
         "limits-latency", webhook=True, keep=keep, grace=5.0, make_tg=make_tg, make_kie=make_kie
     ) as ph:
         began = now()
+        a = snapshot(ph.bot.cpu)
         traces = await open_loop(ph, photo, arrivals, deadline=span + 15.0)
+        b = snapshot(ph.bot.cpu)
         measured = [t for t in traces if t.sent >= began + warm]
+        done = sum(1 for t in traces if t.delivered is not None)
         row: Json = {
             "arrivals_per_s": 10.0,
             "edits": len(measured),
+            "bot_cpu_ms_per_edit": round((b.bot_cpu - a.bot_cpu) * 1000 / done, 2)
+            if done
+            else None,
+            "other_processes_cores": other_cores(a, b),
             "waits": wait_stats(measured),
             **hops(measured),
             **costs(measured),
@@ -328,7 +338,8 @@ async def limits_phase(plan: LimitsPlan, photo: bytes, results: Json, *, keep: b
         "telegram_bound": {},
     }
     results["limits"] = out
-    for factor in (1.0, 1.5):
+    chosen = plan.scenarios
+    for factor in (1.0, 1.5) if "kie" in chosen else ():
         out["kie_bound"][f"{factor}x"] = await ceiling_run(
             plan,
             f"limits-kie-{factor}x",
@@ -340,7 +351,7 @@ async def limits_phase(plan: LimitsPlan, photo: bytes, results: Json, *, keep: b
             photo=photo,
             keep=keep,
         )
-    for factor in (1.0, 1.5):
+    for factor in (1.0, 1.5) if "telegram" in chosen else ():
         out["telegram_bound"][f"{factor}x"] = await ceiling_run(
             plan,
             f"limits-telegram-{factor}x",
@@ -352,10 +363,14 @@ async def limits_phase(plan: LimitsPlan, photo: bytes, results: Json, *, keep: b
             photo=photo,
             keep=keep,
         )
-    out["fairness"] = await fairness_run(plan, photo, keep=keep)
-    out["group"] = await group_run(plan, photo, keep=keep)
-    out["polling"] = await polling_run(plan, photo, keep=keep)
-    out["open_loop_10"] = await latency_run(plan, photo, keep=keep)
+    if "fairness" in chosen:
+        out["fairness"] = await fairness_run(plan, photo, keep=keep)
+    if "group" in chosen:
+        out["group"] = await group_run(plan, photo, keep=keep)
+    if "polling" in chosen:
+        out["polling"] = await polling_run(plan, photo, keep=keep)
+    if "latency" in chosen:
+        out["open_loop_10"] = await latency_run(plan, photo, keep=keep)
 
 
 def total_429(limits: Mapping[str, Json]) -> tuple[int, int]:

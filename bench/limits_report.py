@@ -65,6 +65,8 @@ def limits_targets(results: Json) -> list[Target]:
             "< 50 ms",
             f"{fmt(p1)} / {fmt(p2)} ms",
             None if p1 is None or p2 is None else max(p1, p2) < P99_GOAL_MS,
+            f"limits lifted, {fmt(lat.get('bot_cpu_ms_per_edit'))} CPU ms/edit, other "
+            f"processes used {fmt(lat.get('other_processes_cores'))} cores",
         )
     )
     poll = limits.get("polling", {})
@@ -112,7 +114,7 @@ def limits_markdown(results: Json, goals: list[Target]) -> str:
         note = f" ({goal.note})" if goal.note else ""
         lines.append(f"| {goal.name} | {goal.goal} | {goal.value}{note} | {met} |")
     lines += [
-        f"| Bot API calls per edit (KIE-bound, webhook) | – | "
+        f"| Bot API calls per edit, 429'd attempts included (KIE-bound, webhook) | – | "
         f"{fmt(kie.get('bot_api_calls_per_edit'))} ({_methods(kie)}) | – |",
         f"| status-message edits per edit (KIE-bound / polling) | – | "
         f"{fmt(kie.get('status_edits_per_edit'))} / {fmt(poll.get('status_edits_per_edit'))} "

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench import RESULTS
 from bench.fakes import install_cheap_rendering
-from bench.limits import LimitsPlan, limits_phase
+from bench.limits import SCENARIOS, LimitsPlan, limits_phase
 from bench.limits_report import limits_markdown, limits_summary, limits_targets
 from bench.measure import Json, machine, system_busy_seconds
 from bench.phase import KIE_SUBMITS_PER_10S, TELEGRAM_MAX_RATE, make_photo
@@ -121,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--users", default="", help="comma-separated N values for the webhook phase (e.g. 10)"
     )
+    parser.add_argument(
+        "--limits-scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -133,11 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = args.limits_scale if args.limits_scale is not None else (0.25 if args.quick else 1.0)
     if scale <= 0:
         parser.error("--limits-scale must be above 0")
+    chosen = frozenset(n.strip() for n in args.limits_scenarios.split(",") if n.strip())
+    if strange := chosen - set(SCENARIOS):
+        parser.error(f"unknown limits scenarios: {', '.join(sorted(strange))}")
     output: Path = args.output or RESULTS / (
         "limits.json" if phases == {"limits"} else "latest.json"
     )
     results = asyncio.run(
-        run(plan, LimitsPlan(scale=scale), phases=phases, profile=args.profile, keep=args.keep)
+        run(
+            plan,
+            LimitsPlan(scale=scale, scenarios=chosen),
+            phases=phases,
+            profile=args.profile,
+            keep=args.keep,
+        )
     )
     tables: list[str] = []
     lines: list[str] = []
