@@ -101,6 +101,7 @@ def limits_markdown(results: Json, goals: list[Target]) -> str:
     poll = limits.get("polling", {})
     group = limits.get("group", {})
     fair = limits.get("fairness", {})
+    scaled = (limits.get("scale") or 1.0) < 1.0
     lines = [
         f"At the limits (scale {limits.get('scale')}; Telegram {limits['telegram_limits']}, "
         f"KIE {limits['kie_limit'][0]} per {limits['kie_limit'][1]:g} s; "
@@ -127,7 +128,9 @@ def limits_markdown(results: Json, goals: list[Target]) -> str:
         f"{fmt(group.get('group_waits', {}).get('p50_s'))} / "
         f"{fmt(group.get('group_waits', {}).get('max_s'))} s, "
         f"{fmt(group.get('group_messages_max_per_min'))} (429s: "
-        f"{group.get('telegram_429_by_limit', {})}) | – |",
+        f"{group.get('telegram_429_by_limit', {})})"
+        + (" (scaled down: the group limit is not, so few arrive in time)" if scaled else "")
+        + " | – |",
         f"| light users' p95 wait during the group burst | – | "
         f"{fmt(group.get('light_waits', {}).get('p95_s'))} s "
         f"({fmt(group.get('light_waits', {}).get('delivered'))} of "
