@@ -35,6 +35,7 @@ from tests.fakes._common import FakeTask, Outcome
 from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.telegram_files import FileInfo
+from tests.fakes.telegram_server import ApiCall
 
 GATE_PREFIX = "/bench-gate/"
 # Bot API calls the bot makes (and waits for) between an update and its createTask.
@@ -172,7 +173,8 @@ class BenchTelegram(FakeTelegram):
         call = self.calls.pop()
         self.method_counts[call.method] += 1
         trace = self._trace_of(call.method, call.params)
-        if call.method == "sendPhoto":
+        self.observe(call, trace)
+        if call.method == "sendPhoto" and call.ok:
             result = call.result if isinstance(call.result, dict) else {}
             for size in result.get("photo") or []:
                 self._drop_file(str(size.get("file_id")))
@@ -183,6 +185,9 @@ class BenchTelegram(FakeTelegram):
         elif trace is not None and call.method in SUBMIT_PATH_METHODS:
             trace.charge_submit(seconds)
         return response
+
+    def observe(self, call: ApiCall, trace: Trace | None) -> None:
+        """Hook for subclasses: every answered Bot API call and the edit it belongs to."""
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         started = now()

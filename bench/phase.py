@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,17 +145,20 @@ async def phase(
     keep: bool = False,
     seed: int = 0,
     grace: float = 15.0,
+    make_tg: Callable[[str, Ledger], BenchTelegram] = BenchTelegram,
+    make_kie: Callable[[str, Ledger], BenchKie] = BenchKie,
 ) -> AsyncIterator[Phase]:
     """Fresh fakes, a fresh bot process and database; everything torn down after.
 
     `settings` are the bot's, on top of `bot_env`'s; `seed` edits are put in the database
     as `submitted` before the bot starts; with
-    `profile` the bot profiles between SIGUSR1 and SIGUSR2 (`bench.botproc`).
+    `profile` the bot profiles between SIGUSR1 and SIGUSR2 (`bench.botproc`); `make_tg` and
+    `make_kie` build the fakes (`bench.limited`'s for fakes with limits).
     """
     began = time.monotonic()
     ledger = Ledger()
-    tg = BenchTelegram(TOKEN, ledger)
-    kie = BenchKie(KIE_KEY, ledger)
+    tg = make_tg(TOKEN, ledger)
+    kie = make_kie(KIE_KEY, ledger)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     await tg.start()
     await kie.start()

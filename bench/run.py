@@ -17,6 +17,10 @@ Phases (`bench.scenarios`), each with a fresh bot process and database:
    aiohttp server (`bench.bare`): the ratio of the rates.
 4. images: peak memory of normalizing one input photo, per kind of input (`bench.images`).
 
+`--limits` runs instead the scenarios at Telegram's and KIE's real limits (`bench.limits`:
+open-loop arrivals at and above the ceilings, a heavy user's burst, a group, status polling,
+10 edits/s) and writes bench/results/limits.json; `--phases webhook,limits` mixes them.
+
 Writes bench/results/latest.json, prints a markdown table and one summary line.
 """
 
@@ -34,15 +38,20 @@ from pathlib import Path
 from bench import RESULTS
 from bench.fakes import install_cheap_rendering
 from bench.images import image_phase
+from bench.limits import SCENARIOS, LimitsPlan, limits_phase
+from bench.limits_report import limits_markdown, limits_summary, limits_targets
 from bench.measure import Json, machine, system_busy_seconds
 from bench.phase import KIE_SUBMITS_PER_10S, TELEGRAM_MAX_RATE, make_photo
 from bench.report import markdown, summary_line, targets
 from bench.scenarios import FULL, QUICK, Plan, inflight_phase, polling_phase, webhook_phase
 
-PHASES = ("webhook", "polling", "inflight", "images")
+PHASES = ("webhook", "polling", "inflight", "images", "limits")
+DEFAULT_PHASES = ("webhook", "polling", "inflight", "images")
 
 
-async def run(plan: Plan, *, phases: set[str], profile: bool, keep: bool) -> Json:
+async def run(
+    plan: Plan, limits: LimitsPlan, *, phases: set[str], profile: bool, keep: bool
+) -> Json:
     install_cheap_rendering()
     photo = make_photo()
     results: Json = {
@@ -66,6 +75,7 @@ async def run(plan: Plan, *, phases: set[str], profile: bool, keep: bool) -> Jso
         "polling": lambda: polling_phase(plan, photo, results, keep=keep),
         "inflight": lambda: inflight_phase(plan, photo, results, profile=profile, keep=keep),
         "images": lambda: image_phase(results),
+        "limits": lambda: limits_phase(limits, photo, results, keep=keep),
     }
     phase_seconds: dict[str, float] = {}
     started = time.monotonic()
@@ -96,33 +106,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp directories")
     parser.add_argument(
         "--phases",
-        default=",".join(PHASES),
-        help=f"comma-separated subset of {','.join(PHASES)} (default: all)",
+        default="",
+        help=f"comma-separated subset of {','.join(PHASES)} (default: {','.join(DEFAULT_PHASES)})",
+    )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="only the scenarios at Telegram's and KIE's limits (about 6 minutes)",
+    )
+    parser.add_argument(
+        "--limits-scale",
+        type=float,
+        default=None,
+        help="shorten the limits scenarios and KIE's window by this factor "
+        "(default 1: real limits; 0.25 with --quick)",
     )
     parser.add_argument(
         "--users", default="", help="comma-separated N values for the webhook phase (e.g. 10)"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--limits-scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.users:
         plan = replace(plan, users=tuple(int(n) for n in args.users.split(",")))
-    phases = {name.strip() for name in args.phases.split(",") if name.strip()}
+    default = ("limits",) if args.limits else DEFAULT_PHASES
+    phases = {name.strip() for name in args.phases.split(",") if name.strip()} or set(default)
     if unknown := phases - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
-    results = asyncio.run(run(plan, phases=phases, profile=args.profile, keep=args.keep))
-    goals = targets(results)
+    scale = args.limits_scale if args.limits_scale is not None else (0.25 if args.quick else 1.0)
+    if scale <= 0:
+        parser.error("--limits-scale must be above 0")
+    chosen = frozenset(n.strip() for n in args.limits_scenarios.split(",") if n.strip())
+    if strange := chosen - set(SCENARIOS):
+        parser.error(f"unknown limits scenarios: {', '.join(sorted(strange))}")
+    output: Path = args.output or RESULTS / (
+        "limits.json" if phases == {"limits"} else "latest.json"
+    )
+    results = asyncio.run(
+        run(
+            plan,
+            LimitsPlan(scale=scale, scenarios=chosen),
+            phases=phases,
+            profile=args.profile,
+            keep=args.keep,
+        )
+    )
+    tables: list[str] = []
+    lines: list[str] = []
+    goals = []
+    if phases - {"limits"}:
+        base = targets(results)
+        goals += base
+        tables.append(markdown(results, base))
+        lines.append(summary_line(results, base))
+    if "limits" in phases:
+        at_limits = limits_targets(results)
+        goals += at_limits
+        tables.append(limits_markdown(results, at_limits))
+        lines.append(limits_summary(results, at_limits))
     results["targets"] = [goal.__dict__ for goal in goals]
-    table = markdown(results, goals)
-    results["markdown"] = table
-    line = summary_line(results, goals)
-    results["summary"] = line
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(table)
+    results["markdown"] = "\n\n".join(tables)
+    results["summary"] = "\n".join(lines)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(results["markdown"])
     print()
-    print(f"(details: {args.output}; {results['seconds']} s)")
-    print(line)
+    print(f"(details: {output}; {results['seconds']} s)")
+    print(results["summary"])
     return 0
 
 
