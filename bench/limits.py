@@ -36,7 +36,11 @@ from bench.phase import Phase, phase, progress
 
 REAL = TelegramLimits()
 MESSAGES_PER_EDIT = 2  # the fewest an edit needs: the status message and the result
-PRODUCTION = {"TELEGRAM_MAX_RATE": "30"}
+PRODUCTION = {
+    "TELEGRAM_MAX_RATE": "30",
+    "TELEGRAM_CHAT_RATE": "1/1",
+    "TELEGRAM_GROUP_RATE": "20/60",
+}
 SCENARIOS = ("kie", "telegram", "fairness", "group", "polling", "latency")
 
 

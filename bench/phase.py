@@ -121,6 +121,8 @@ def bot_env(
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "TELEGRAM_MAX_RATE": str(TELEGRAM_MAX_RATE),
+            "TELEGRAM_CHAT_RATE": f"{TELEGRAM_MAX_RATE}/1",
+            "TELEGRAM_GROUP_RATE": f"{TELEGRAM_MAX_RATE}/1",
             "LOG_LEVEL": "INFO",
             "KIE_RATE_LIMIT": f"{KIE_SUBMITS_PER_10S}/10",
             # The load is a few users' bursts: per-user limits would refuse most of it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from telegram.ext import AIORateLimiter, Application, ContextTypes
+from telegram.ext import Application, ContextTypes
 
 from bot.config import Settings
 from bot.handlers import register_all
@@ -16,7 +16,9 @@ from bot.providers.kie_upload import KieUploadStore
 from bot.providers.odkkk import odkkk_api
 from bot.providers.transport import SlidingWindowLimiter, Transport
 from bot.services import BotContext
+from bot.setting_values import RateLimit
 from bot.telegram_http import AiohttpRequest
+from bot.telegram_limits import TelegramLimiter
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.s3 import S3BlobStore, S3Options
 
@@ -135,12 +137,10 @@ def build_telegram(settings: Settings) -> Application:  # type: ignore[type-arg]
             AiohttpRequest(connection_pool_size=1, read_timeout=settings.telegram_poll_timeout + 10)
         )
         .rate_limiter(
-            AIORateLimiter(
-                overall_max_rate=settings.telegram_max_rate,
-                overall_time_period=1,
-                group_max_rate=20,
-                group_time_period=60,
-                max_retries=3,
+            TelegramLimiter(
+                bot_rate=RateLimit(settings.telegram_max_rate, 1.0),
+                chat_rate=settings.telegram_chat_rate,
+                group_rate=settings.telegram_group_rate,
             )
         )
     )

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     public_base_url: AnyHttpUrl | None = Field(default=None, validation_alias="PUBLIC_BASE_URL")
     webhook_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SECRET")
     telegram_max_rate: int = Field(default=30, ge=1, validation_alias="TELEGRAM_MAX_RATE")
+    telegram_chat_rate: RateLimitSetting = Field(
+        default=RateLimit(1, 1.0), validation_alias="TELEGRAM_CHAT_RATE"
+    )
+    telegram_group_rate: RateLimitSetting = Field(
+        default=RateLimit(20, 60.0), validation_alias="TELEGRAM_GROUP_RATE"
+    )
     telegram_poll_timeout: int = Field(
         default=30, ge=0, le=50, validation_alias="TELEGRAM_POLL_TIMEOUT"
     )

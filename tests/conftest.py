@@ -154,6 +154,9 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFac
             "PROVIDER_TIMEOUT": 5,
             "TELEGRAM_POLL_TIMEOUT": 1,
             "TELEGRAM_MAX_RATE": 1000,
+            # Telegram's flood limits have their own tests (tests/test_telegram_limits.py).
+            "TELEGRAM_CHAT_RATE": "1000/1",
+            "TELEGRAM_GROUP_RATE": "1000/1",
             "ADMIN_IDS": "9001",
             # Per-user limits off, so tests may send bursts as one user; the limits' own
             # tests (tests/test_e2e_limits.py) set them.

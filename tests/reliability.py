@@ -319,6 +319,8 @@ def service_env(tg: FakeTelegram, kie: FakeServer, data_dir: Path, port: int) ->
         "POLL_MAX_INTERVAL": "1",
         "PROVIDER_BACKOFF_BASE": "0.05",
         "TELEGRAM_MAX_RATE": "1000",
+        "TELEGRAM_CHAT_RATE": "1000/1",
+        "TELEGRAM_GROUP_RATE": "1000/1",
         "ADMIN_IDS": "9001",
         "LOG_LEVEL": "INFO",
         # Per-user limits off: these tests send bursts as one user (see tests/conftest.py).

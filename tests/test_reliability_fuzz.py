@@ -155,6 +155,8 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
             CALLBACK_GRACE=3600,
             TELEGRAM_MAX_RATE=1000,
+            TELEGRAM_CHAT_RATE="1000/1",
+            TELEGRAM_GROUP_RATE="1000/1",
             RESULT_ALLOW_PRIVATE=True,
         )
         app = create_app(config)

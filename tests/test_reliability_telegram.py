@@ -175,10 +175,9 @@ async def _notified(bot: RunningBot, edit_id: int) -> bool:
 
 
 async def test_sends_go_through_the_rate_limiter(webhook_bot: RunningBot) -> None:
-    """Global and per-chat send rates are enforced by PTB's AIORateLimiter."""
-    from telegram.ext import AIORateLimiter
-
+    """Global and per-chat send rates are enforced by the bot's TelegramLimiter."""
     from bot.keys import PTB
+    from bot.telegram_limits import TelegramLimiter
 
     limiter = webhook_bot.app[PTB].bot.rate_limiter
-    assert isinstance(limiter, AIORateLimiter)
+    assert isinstance(limiter, TelegramLimiter)
