@@ -38,10 +38,17 @@ from telegram.warnings import PTBUserWarning
 from bot.buttons import result_keyboard
 from bot.formats import message_params, plain_reason
 from bot.i18n import Translator
-from bot.lifecycle.context import ChatUnreachable, Delivered, DeliveryFailed, PhotoUnavailable
+from bot.lifecycle.context import (
+    ChatUnreachable,
+    Delivered,
+    DeliveryFailed,
+    PhotoUnavailable,
+    Progress,
+)
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
+from bot.status_messages import status_text
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -383,6 +390,13 @@ class TelegramNotifier:
                 await telegram_call(partial(self.bot.send_message, admin_id, text))
             except (ChatUnreachable, DeliveryFailed):
                 log.warning("could not alert an admin", extra={"admin_id": admin_id})
+
+    async def show_progress(self, edit: Edit, progress: Progress) -> None:
+        if edit.status_message_id is None:
+            return
+        text = status_text(self.translator, edit.lang, progress)
+        # One try: the next news takes the next turn (a flood wait is not waited out).
+        await rewrite(self.bot, edit.chat_id, edit.status_message_id, text, tolerate=any_error)
 
     async def clear_status(self, edit: Edit) -> None:
         if edit.status_message_id is None:

@@ -25,6 +25,7 @@ from storage.alerts import OperatorAlerts
 from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
 from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
+from storage.edit_status import EditStatus
 from storage.edits import Edits
 from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
@@ -95,6 +96,7 @@ class Database:
         self.limits = LimitQueries(self.backend)
         self.updates = Updates(self.backend)
         self.result_messages = ResultMessages(self.backend)
+        self.edit_status = EditStatus(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -1,7 +1,10 @@
 """Outcome: a task's result recorded once, from the provider's callback or a status poll.
 
 Recording it (SUCCEED or FAIL_TASK) queues the delivery or the failure notice on the
-outbox; a task that never finishes expires after TASK_TIMEOUT (EXPIRE_TASK).
+outbox; a task that never finishes expires after TASK_TIMEOUT (EXPIRE_TASK). A poll that
+finds the task still running shows its progress in the status message and plans the next
+one (`schedule`); besides the sweeper, the process that planned it keeps a timer for it, so
+the answer is asked for when it is due rather than at the sweeper's next pass.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from bot.lifecycle.context import Lifecycle
+from bot.lifecycle.context import Lifecycle, Progress
 from bot.lifecycle.delivery import Delivery, Notices
+from bot.lifecycle.schedule import Durations, first_poll_delay, poll_delay, time_left
+from bot.lifecycle.status import StatusUpdates
 from bot.providers.base import TaskState, TaskStatus, requested_results
 from domain import steps
 from domain.edit import Edit, EditState, Settled
@@ -37,6 +42,8 @@ class Outcomes:
         self.ctx = ctx
         self.delivery = delivery
         self.notices = notices
+        self.durations = Durations(ctx.db)
+        self.status = StatusUpdates(ctx)
 
     async def handle_callback(
         self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
@@ -121,6 +128,7 @@ class Outcomes:
     def _settled(self, edit: Edit | Settled) -> None:
         """A task's outcome was recorded: queue the delivery or the failure notice."""
         if edit.state is EditState.SUCCEEDED:
+            self.durations.succeeded()
             self.ctx.observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
             self.ctx.outbox.submit(partial(self.delivery.deliver, edit.id))
         else:
@@ -181,14 +189,60 @@ class Outcomes:
             self._settled(updated)
         return updated
 
+    async def submitted(self, edit: Edit, *, callback: bool) -> None:
+        """The provider has the task: plan the first status query (polling mode) from the
+        model's typical duration, and say so in the status message."""
+        typical = await self.durations.typical(edit.model)
+        if not callback and edit.submitted_at is not None:
+            delay = first_poll_delay(self.ctx.timing, typical)
+            due = edit.submitted_at + delay
+            planned = await self.ctx.db.edits.update_fields(
+                edit.id, only_in=[EditState.SUBMITTED], next_check_at=due
+            )
+            if planned is not None and planned.poll_count == 0:
+                self.later(due - time.time(), partial(self.poll_due, edit.id))
+        if await self.status.show(edit, Progress.of("sent", seconds=typical)):
+            return
+        # Not the message's turn yet (it was sent moments ago): say it at its turn, unless
+        # the result should come within an interval of that anyway.
+        if typical is None or edit.submitted_at is None:
+            return
+        now, interval = time.time(), self.status.interval(edit)
+        first = edit.created_at + interval
+        turn = first if first > now else now + interval
+        if edit.submitted_at + typical - turn >= interval:
+            self.later(turn - now, partial(self._show_sent, edit.id, typical))
+
+    async def _show_sent(self, edit_id: int, typical: float) -> None:
+        edit = await self.ctx.db.edits.get(edit_id)
+        if edit is None or edit.state is not EditState.SUBMITTED or edit.submitted_at is None:
+            return
+        left = edit.submitted_at + typical - time.time()
+        await self.status.show(edit, Progress.of("sent", seconds=left))
+
+    def later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `job` in `delay` seconds in this process (best effort: the sweeper is the
+        fallback should the process go away); a timer, not a task, so that nothing waits
+        for it at shutdown."""
+        spawn = partial(self.ctx.tracker.spawn, name="edit-timer")
+        asyncio.get_running_loop().call_later(max(0.0, delay), lambda: spawn(job()))
+
     async def poll(self, edit: Edit) -> None:
         """Ask the provider about a submitted task whose outcome is due."""
+        await self.poll_due(edit.id)
+
+    async def poll_due(self, edit_id: int) -> None:
+        """Ask the provider about a submitted task, if its status query is due (a timer and
+        the sweeper may both come for it: the first one polls, the other finds it not due)."""
         ctx = self.ctx
         lease = ctx.lease(ctx.timing.poll_lease)
         claimed = await ctx.db.edits.claim(
-            edit.id, [EditState.SUBMITTED], lease.token, lease.seconds
+            edit_id, [EditState.SUBMITTED], lease.token, lease.seconds
         )
-        if claimed is None or claimed.task_id is None:
+        if claimed is None:
+            return
+        if claimed.task_id is None or (claimed.next_check_at or 0.0) > time.time():
+            await ctx.db.edits.release(claimed.id, lease.token)
             return
         with ctx.leases.renewed(lease):
             await self._poll(claimed, claimed.task_id, lease.token)
@@ -200,12 +254,13 @@ class Outcomes:
         except asyncio.CancelledError:
             await ctx.db.edits.release(claimed.id, owner)
             raise
-        if status.state.finished:
+        if status is not None and status.state.finished:
             if status.task_id and status.task_id != claimed.task_id:
                 log.error(
                     "status answer for another task",
                     extra={"edit_id": claimed.id, "task_id": claimed.task_id},
                 )
+                status = None
             else:
                 await self.apply_status(claimed, status, owner=owner)
                 return
@@ -214,17 +269,20 @@ class Outcomes:
         if claimed.submitted_at and now - claimed.submitted_at > timing.task_timeout:
             await self._expire(claimed, owner)
             return
-        delay = min(
-            timing.poll_max_interval,
-            timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
-        )
+        elapsed = now - (claimed.submitted_at or now)
+        left = time_left(status, elapsed, await self.durations.typical(claimed.model))
+        delay = poll_delay(timing, left, claimed.poll_count)
+        if status is not None:  # a failed query tells nothing new
+            await self.status.show(claimed, _progress(status, left))
         await ctx.db.edits.release(
             claimed.id, owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
         )
+        self.later(now + delay - time.time(), partial(self.poll_due, claimed.id))
 
-    async def _query(self, edit: Edit, task_id: str) -> TaskStatus:
-        """The provider's view of a task; a failed query counts as "still running"."""
+    async def _query(self, edit: Edit, task_id: str) -> TaskStatus | None:
+        """The provider's view of a task; None if the query failed (still running, then)."""
         provider = self.ctx.registry.provider(edit.provider)
+        status: TaskStatus | None
         try:
             status = await provider.status(task_id)
         except ProviderError as exc:
@@ -232,7 +290,7 @@ class Outcomes:
                 "status query failed",
                 extra={"edit_id": edit.id, "task_id": task_id, "error": exc.code},
             )
-            status = TaskStatus(state=TaskState.RUNNING)
+            status = None
         self.ctx.observe("polled", {"edit_id": edit.id, "provider": edit.provider})
         return status
 
@@ -248,6 +306,13 @@ class Outcomes:
         )
         if expired is not None:
             log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})
+
+
+def _progress(status: TaskStatus, left: float | None) -> Progress:
+    """What a running task's status answer shows in the status message."""
+    if status.state is TaskState.PENDING:
+        return Progress.of("sent", seconds=left)
+    return Progress.of("running", fraction=status.progress, seconds=left)
 
 
 def _outcome(status: TaskStatus) -> tuple[steps.Step, dict[str, Any]]:

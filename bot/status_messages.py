@@ -1,0 +1,36 @@
+"""The words of an edit's status message for a `Progress` (from the message catalogs).
+
+One line says where the edit is; a second says how long it should still take, when known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from bot.i18n import Translator
+from bot.lifecycle.context import Progress
+
+
+def status_text(translator: Translator, lang: str, progress: Progress) -> str:
+    tr = partial(translator.tr, lang)
+    left = progress.left
+    if progress.stage == "busy":
+        return tr("status.busy", time=_duration(tr, left or 0))
+    if progress.stage == "sent":
+        head = tr("status.sent")
+    elif progress.percent is not None:
+        head = tr("status.running", percent=progress.percent)
+    else:
+        head = tr("edit.queued")
+    if left is None:
+        return head
+    tail = tr("status.soon") if left == 0 else tr("status.eta", time=_duration(tr, left))
+    return f"{head}\n{tail}"
+
+
+def _duration(tr: Callable[..., str], seconds: int) -> str:
+    """`Progress.left` in words: seconds below a minute, whole minutes above."""
+    if seconds < 60:
+        return tr("status.seconds", n=max(seconds, 1))
+    return tr("status.minutes", n=seconds // 60)
