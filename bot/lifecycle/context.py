@@ -10,8 +10,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, NamedTuple, Protocol
 
 from bot.lifecycle.leases import Lease, Leases
@@ -188,6 +189,13 @@ class Lifecycle:
     def lease(self, seconds: float) -> Lease:
         """A new lease token for one claim of `seconds`."""
         return self.leases.new(seconds)
+
+    def later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `job` in `delay` seconds in this process, best effort (the sweeper covers what
+        a process that went away would have done): a timer, not a task, so nothing waits
+        for it at shutdown."""
+        spawn = partial(self.tracker.spawn, name="edit-timer")
+        asyncio.get_running_loop().call_later(max(0.0, delay), lambda: spawn(job()))
 
     async def unless_stopping(self, waiting: Awaitable[None]) -> bool:
         """Wait for `waiting` unless the process starts shutting down first (False then)."""

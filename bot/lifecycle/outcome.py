@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -189,9 +189,10 @@ class Outcomes:
             self._settled(updated)
         return updated
 
-    async def submitted(self, edit: Edit, *, callback: bool) -> None:
+    async def submitted(self, edit: Edit, *, callback: bool, news: bool = False) -> None:
         """The provider has the task: plan the first status query (polling mode) from the
-        model's typical duration, and say so in the status message."""
+        model's typical duration, and say so in the status message (`news`: even without
+        an estimate, as the message said something else, e.g. that the provider was busy)."""
         typical = await self.durations.typical(edit.model)
         if not callback and edit.submitted_at is not None:
             delay = first_poll_delay(self.ctx.timing, typical)
@@ -200,32 +201,19 @@ class Outcomes:
                 edit.id, only_in=[EditState.SUBMITTED], next_check_at=due
             )
             if planned is not None and planned.poll_count == 0:
-                self.later(due - time.time(), partial(self.poll_due, edit.id))
-        if await self.status.show(edit, Progress.of("sent", seconds=typical)):
-            return
-        # Not the message's turn yet (it was sent moments ago): say it at its turn, unless
-        # the result should come within an interval of that anyway.
-        if typical is None or edit.submitted_at is None:
-            return
-        now, interval = time.time(), self.status.interval(edit)
-        first = edit.created_at + interval
-        turn = first if first > now else now + interval
-        if edit.submitted_at + typical - turn >= interval:
-            self.later(turn - now, partial(self._show_sent, edit.id, typical))
+                self.ctx.later(due - time.time(), partial(self.poll_due, edit.id))
+        interval = self.status.interval(edit)
 
-    async def _show_sent(self, edit_id: int, typical: float) -> None:
-        edit = await self.ctx.db.edits.get(edit_id)
-        if edit is None or edit.state is not EditState.SUBMITTED or edit.submitted_at is None:
-            return
-        left = edit.submitted_at + typical - time.time()
-        await self.status.show(edit, Progress.of("sent", seconds=left))
+        def at_turn(current: Edit, now: float) -> Progress | None:
+            """At the message's turn: say so if the result is still an interval away."""
+            if current.state is not EditState.SUBMITTED or current.submitted_at is None:
+                return None
+            if typical is None:
+                return Progress.of("sent") if news else None
+            left = current.submitted_at + typical - now
+            return Progress.of("sent", seconds=left) if news or left >= interval else None
 
-    def later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `job` in `delay` seconds in this process (best effort: the sweeper is the
-        fallback should the process go away); a timer, not a task, so that nothing waits
-        for it at shutdown."""
-        spawn = partial(self.ctx.tracker.spawn, name="edit-timer")
-        asyncio.get_running_loop().call_later(max(0.0, delay), lambda: spawn(job()))
+        await self.status.show_or_later(edit, Progress.of("sent", seconds=typical), at_turn)
 
     async def poll(self, edit: Edit) -> None:
         """Ask the provider about a submitted task whose outcome is due."""
@@ -277,7 +265,7 @@ class Outcomes:
         await ctx.db.edits.release(
             claimed.id, owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
         )
-        self.later(now + delay - time.time(), partial(self.poll_due, claimed.id))
+        ctx.later(now + delay - time.time(), partial(self.poll_due, claimed.id))
 
     async def _query(self, edit: Edit, task_id: str) -> TaskStatus | None:
         """The provider's view of a task; None if the query failed (still running, then)."""

@@ -4,13 +4,16 @@ Telegram limits how often a message may be edited (more so in groups), so a rewr
 turn first, recorded in the edit's row (`db.edit_status.take_turn`): at most one per
 STATUS_EDIT_INTERVAL (STATUS_EDIT_INTERVAL_GROUP outside private chats) per message, shared
 by every replica, and none when the words would not change. A turn missed is not made up:
-the next news takes the next turn.
+the next news takes the next turn. News that misses its turn by moments after the message
+was sent (or last rewritten) can wait for the turn (`show_or_later`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 
 from bot.lifecycle.context import Lifecycle, Progress
 from domain.edit import Edit, EditState
@@ -52,3 +55,28 @@ class StatusUpdates:
             log.exception("status message not rewritten", extra={"edit_id": edit.id})
             return False
         return True
+
+    async def show_or_later(
+        self,
+        edit: Edit,
+        progress: Progress,
+        at_turn: Callable[[Edit, float], Progress | None],
+    ) -> None:
+        """Show `progress` now if it is the message's turn; otherwise at its turn, what
+        `at_turn(edit as it is then, time)` says then (None: nothing worth a rewrite)."""
+        if await self.show(edit, progress):
+            return
+        now, interval = time.time(), self.interval(edit)
+        first = edit.created_at + interval
+        turn = first if first > now else now + interval
+        self.ctx.later(turn - now, partial(self._at_turn, edit.id, at_turn))
+
+    async def _at_turn(
+        self, edit_id: int, at_turn: Callable[[Edit, float], Progress | None]
+    ) -> None:
+        edit = await self.ctx.db.edits.get(edit_id)
+        if edit is None:
+            return
+        progress = at_turn(edit, time.time())
+        if progress is not None:
+            await self.show(edit, progress)
