@@ -195,11 +195,12 @@ class Outcomes:
         an estimate, as the message said something else, e.g. that the provider was busy)."""
         typical = await self.durations.typical(edit.model)
         if not callback and edit.submitted_at is not None:
-            delay = first_poll_delay(self.ctx.timing, typical)
-            due = edit.submitted_at + delay
-            planned = await self.ctx.db.edits.update_fields(
-                edit.id, only_in=[EditState.SUBMITTED], next_check_at=due
-            )
+            due = edit.submitted_at + first_poll_delay(self.ctx.timing, typical)
+            planned: Edit | None = edit
+            if typical is not None:  # else RECORD_TASK planned it POLL_INTERVAL ahead
+                planned = await self.ctx.db.edits.update_fields(
+                    edit.id, only_in=[EditState.SUBMITTED], next_check_at=due
+                )
             if planned is not None and planned.poll_count == 0:
                 self.ctx.later(due - time.time(), partial(self.poll_due, edit.id))
         interval = self.status.interval(edit)

@@ -38,12 +38,13 @@ class StatusUpdates:
 
     async def show(self, edit: Edit, progress: Progress) -> bool:
         """Rewrite the status message to `progress` if it is its turn; True if rewritten."""
-        if edit.status_message_id is None:
-            return False
+        now = time.time()
+        if edit.status_message_id is None or now < edit.created_at + self.interval(edit):
+            return False  # the message went out moments ago (no statement for that)
         taken = await self.ctx.db.edit_status.take_turn(
             edit.id,
             progress.key,
-            now=time.time(),
+            now=now,
             interval=self.interval(edit),
             states=SHOWN_IN,
         )
