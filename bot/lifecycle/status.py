@@ -38,6 +38,8 @@ class StatusUpdates:
 
     async def show(self, edit: Edit, progress: Progress) -> bool:
         """Rewrite the status message to `progress` if it is its turn; True if rewritten."""
+        if progress == Progress("running"):
+            return False  # the message says the edit is under way already
         now = time.time()
         if edit.status_message_id is None or now < edit.created_at + self.interval(edit):
             return False  # the message went out moments ago (no statement for that)
