@@ -197,6 +197,32 @@ async def test_rewrites_keep_to_the_interval_of_the_chat(
         assert len(set(texts)) == len(texts), texts
 
 
+async def test_a_status_message_telegram_refuses_to_rewrite_is_left_alone(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    """The user deleted it (or Telegram refuses for another reason): each turn's rewrite is
+    tried once and dropped, the polls go on and the result still comes."""
+    async with ODKKK.serve(kie) as fake:
+        assert isinstance(fake, FakeOdkkk)
+        bot = await polling_bot_for(ODKKK, fake, tg, make_settings, start_bot, **STATUS)
+        tg.fail("editMessageText", 400, "Bad Request: message to edit not found", times=100)
+        fake.next_outcome(hold=True)
+        await send_photo(bot, tg, "make it blue")
+        task = await created(fake)
+        status_id = await status_message_id(bot)
+        changes = changing_estimate(fake)
+        deadline = time.monotonic() + 10
+        while len(rewrites(tg, status_id)) < 2:
+            assert time.monotonic() < deadline, tg.calls_of("editMessageText")
+            await anext(changes)
+        refused = rewrites(tg, status_id)
+        assert not any(c.ok for c in refused)
+        assert refused[1].at - refused[0].at >= 0.3 - 0.02  # refusals keep to the turns too
+        fake.release(task.task_id)
+        await tg.wait_for("sendPhoto")
+        await bot.wait_state(EditState.DELIVERED)
+
+
 async def test_a_busy_provider_is_shown_until_the_task_is_sent(
     tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
