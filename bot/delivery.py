@@ -48,7 +48,7 @@ from bot.lifecycle.context import (
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
-from bot.status_messages import status_text
+from bot.status_messages import show_status
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -392,11 +392,7 @@ class TelegramNotifier:
                 log.warning("could not alert an admin", extra={"admin_id": admin_id})
 
     async def show_progress(self, edit: Edit, progress: Progress) -> None:
-        if edit.status_message_id is None:
-            return
-        text = status_text(self.translator, edit.lang, progress)
-        # One try: the next news takes the next turn (a flood wait is not waited out).
-        await rewrite(self.bot, edit.chat_id, edit.status_message_id, text, tolerate=any_error)
+        await show_status(self.bot, self.translator, edit, progress)
 
     async def clear_status(self, edit: Edit) -> None:
         if edit.status_message_id is None:

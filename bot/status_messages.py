@@ -1,6 +1,9 @@
-"""The words of an edit's status message for a `Progress` (from the message catalogs).
+"""An edit's status message rewritten to say where the edit is (`Progress`).
 
-One line says where the edit is; a second says how long it should still take, when known.
+One line says where the edit is; a second says how long it should still take, when known
+(texts from the message catalogs). Each rewrite is tried once: a refusal (the message is
+gone, already says this, flood control) leaves it as it was, and the next news takes the
+next turn rather than waiting out a flood wait.
 """
 
 from __future__ import annotations
@@ -8,8 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from telegram import Bot
+
 from bot.i18n import Translator
 from bot.lifecycle.context import Progress
+from bot.rewrite import any_error, rewrite
+from domain.edit import Edit
+
+
+async def show_status(bot: Bot, translator: Translator, edit: Edit, progress: Progress) -> None:
+    if edit.status_message_id is None:
+        return
+    text = status_text(translator, edit.lang, progress)
+    await rewrite(bot, edit.chat_id, edit.status_message_id, text, tolerate=any_error)
 
 
 def status_text(translator: Translator, lang: str, progress: Progress) -> str:
