@@ -38,9 +38,13 @@ def _turn_statement(states: int) -> sa.Update:
 
 
 def _durations_statement() -> sa.Select[tuple[float]]:
+    # Among the last `w_window` edits only: a range of the primary key, however rarely the
+    # model is used (no index on the model needed, nothing scanned beyond that range).
+    newest = sa.select(sa.func.max(_C.id)).scalar_subquery()
     return (
         sa.select((_C.finished_at - _C.submitted_at).label("seconds"))
         .where(
+            _C.id > newest - sa.bindparam("w_window"),
             _C.model == sa.bindparam("w_model"),
             _C.state.in_(_SUCCEEDED),
             _C.submitted_at.is_not(None),
@@ -78,10 +82,13 @@ class EditStatus:
         }
         return bool((await self._db.execute(stmt, params)).rowcount)
 
-    async def typical_duration(self, model: str, *, recent: int = 20) -> float | None:
+    async def typical_duration(
+        self, model: str, *, recent: int = 20, window: int = 5000
+    ) -> float | None:
         """The median seconds from submission to outcome of the model's last `recent`
-        succeeded edits; None without any."""
+        succeeded edits among the last `window` edits; None without any."""
         stmt = prepared("status-durations", _durations_statement)
-        rows = (await self._db.execute(stmt, {"w_model": model, "w_limit": recent})).all()
+        params = {"w_model": model, "w_limit": recent, "w_window": window}
+        rows = (await self._db.execute(stmt, params)).all()
         seconds = [float(row[0]) for row in rows if row[0] is not None and row[0] > 0]
         return statistics.median(seconds) if seconds else None

@@ -176,6 +176,8 @@ async def test_typical_duration_is_the_median_of_recent_successes(db: Database) 
     await db.edits.update_fields(other.id, submitted_at=1000.0, finished_at=1100.0)
     assert await db.edit_status.typical_duration("qwen/image-edit") == 12.5
     assert await db.edit_status.typical_duration("qwen/image-edit", recent=2) == 20.5  # 30, 11
+    # Only the bot's latest edits count: the newest one is another model's.
+    assert await db.edit_status.typical_duration("qwen/image-edit", window=1) is None
 
 
 async def test_failure_notice_is_marked_once(db: Database) -> None:
