@@ -115,6 +115,7 @@ async def polling_phase(plan: Plan, photo: bytes, results: Json, *, keep: bool) 
         settings={
             "POLL_INTERVAL": "0.25",
             "POLL_MAX_INTERVAL": "2",
+            "POLL_MIN_INTERVAL": "0.1",
             "SWEEP_INTERVAL": "0.1",
             "TELEGRAM_POLL_TIMEOUT": "1",
         },

@@ -219,6 +219,9 @@ async def _edit_service(app: web.Application) -> AsyncIterator[None]:
         timing=Timing(
             poll_interval=settings.poll_interval,
             poll_max_interval=settings.poll_max_interval,
+            poll_min_interval=settings.poll_min_interval,
+            status_edit_interval=settings.status_edit_interval,
+            status_edit_interval_group=settings.status_edit_interval_group,
             callback_grace=settings.callback_grace,
             task_timeout=settings.task_timeout,
             blob_grace=settings.blob_grace,

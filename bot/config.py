@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     # Task lifecycle
     poll_interval: float = Field(default=3.0, gt=0, validation_alias="POLL_INTERVAL")
     poll_max_interval: float = Field(default=30.0, gt=0, validation_alias="POLL_MAX_INTERVAL")
+    poll_min_interval: float = Field(default=0.5, gt=0, validation_alias="POLL_MIN_INTERVAL")
+    status_edit_interval: float = Field(default=5.0, ge=0, validation_alias="STATUS_EDIT_INTERVAL")
+    status_edit_interval_group: float = Field(
+        default=20.0, ge=0, validation_alias="STATUS_EDIT_INTERVAL_GROUP"
+    )
     callback_grace: float = Field(default=120.0, gt=0, validation_alias="CALLBACK_GRACE")
     task_timeout: float = Field(default=900.0, gt=0, validation_alias="TASK_TIMEOUT")
     sweep_interval: float = Field(default=2.0, gt=0, validation_alias="SWEEP_INTERVAL")
@@ -302,6 +307,8 @@ class Settings(BaseSettings):
                 "(SUBMIT_LEASE, DELIVERY_LEASE, NOTIFY_LEASE, POLL_LEASE): a lease must be "
                 "renewed well before it runs out"
             )
+        if not self.poll_min_interval <= self.poll_interval <= self.poll_max_interval:
+            raise ValueError("need POLL_MIN_INTERVAL <= POLL_INTERVAL <= POLL_MAX_INTERVAL")
         if self.metrics_port == self.port:
             raise ValueError("METRICS_PORT must differ from PORT (or be unset)")
         try:  # the models are configuration: a broken catalog stops the start (exit 2)

@@ -38,11 +38,18 @@ from telegram.warnings import PTBUserWarning
 from bot.buttons import result_keyboard
 from bot.formats import message_params, plain_reason
 from bot.i18n import Translator
-from bot.lifecycle.context import ChatUnreachable, Delivered, DeliveryFailed, PhotoUnavailable
+from bot.lifecycle.context import (
+    ChatUnreachable,
+    Delivered,
+    DeliveryFailed,
+    PhotoUnavailable,
+    Progress,
+)
 from bot.operator_langs import OperatorLanguages
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
+from bot.status_messages import show_status
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -406,6 +413,9 @@ class TelegramNotifier:
                 await telegram_call(partial(self.bot.send_message, admin_id, text))
             except (ChatUnreachable, DeliveryFailed):
                 log.warning("could not alert an admin", extra={"admin_id": admin_id})
+
+    async def show_progress(self, edit: Edit, progress: Progress) -> None:
+        await show_status(self.bot, self.translator, edit, progress)
 
     async def clear_status(self, edit: Edit) -> None:
         if edit.status_message_id is None:

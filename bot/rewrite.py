@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
+from telegram.ext import ExtBot
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,15 @@ async def rewrite(
     html: bool = False,
     markup: InlineKeyboardMarkup | None = None,
     tolerate: Callable[[TelegramError], bool] = refused,
+    optional: bool = False,
 ) -> bool:
     """Replace the message's text and buttons (none unless `markup`); False if a tolerated
-    refusal left it as it was."""
+    refusal left it as it was. `optional`: dropped (`Crowded`, a TelegramError) rather than
+    queued when the chat has no room under Telegram's limits now (bot/telegram_limits.py)."""
+    # Only PTB's ExtBot (every bot the app builds) passes this on to the rate limiter.
+    extra: dict[str, Any] = (
+        {"rate_limit_args": {"optional": True}} if optional and isinstance(bot, ExtBot) else {}
+    )
     try:
         await bot.edit_message_text(
             text,
@@ -59,6 +67,7 @@ async def rewrite(
             message_id=message_id,
             parse_mode=ParseMode.HTML if html else None,
             reply_markup=markup,
+            **extra,
         )
     except TelegramError as exc:
         if not tolerate(exc):

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from telegram.error import RetryAfter
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
 
 from bot.setting_values import RateLimit
@@ -43,8 +43,11 @@ MARGIN = 0.05
 IDLE_CHATS = 1024
 
 
-class Crowded(Exception):
+class Crowded(TelegramError):
     """An optional message was not sent: its chat has no room for it now."""
+
+    def __init__(self) -> None:
+        super().__init__("not sent: the chat has no room under Telegram's limits now")
 
 
 class Window:
@@ -156,7 +159,7 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
         """Wait for room in the chat's and then the bot's window, and count the message in
         both at the moment it leaves (so the next one in the chat is a full period later)."""
         if optional and (window.lock.locked() or window.wait_needed(time.monotonic()) > 0):
-            raise Crowded
+            raise Crowded()
         async with window.lock:
             await window.ready()
             await self.resume.wait()

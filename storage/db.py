@@ -27,6 +27,7 @@ from storage.balances import Balances
 from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
 from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
+from storage.edit_status import EditStatus
 from storage.edits import Edits
 from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
@@ -98,6 +99,7 @@ class Database:
         self.updates = Updates(self.backend)
         self.result_messages = ResultMessages(self.backend)
         self.balances = Balances(self.backend)
+        self.edit_status = EditStatus(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -53,8 +53,11 @@ edits = sa.Table(
     sa.Column("removed_at", sa.Float, nullable=True),
     # Spending limits (0005): the expected credits, counted until the real figure is known.
     sa.Column("cost_estimate", sa.Float, nullable=True),
-    # Forum topics (0011): the topic (message_thread_id) the request came from.
+    # Forum topics (0009): the topic (message_thread_id) the request came from.
     sa.Column("thread_id", sa.BigInteger, nullable=True),
+    # Status message (0011): when it was last rewritten and what it says (`Progress.key`).
+    sa.Column("status_edited_at", sa.Float, nullable=True),
+    sa.Column("status_shown", sa.String(64), nullable=True),
     sa.UniqueConstraint("provider", "task_id", name="uq_edits_provider_task"),
     sa.Index("ix_edits_state_next_check", "state", "next_check_at"),
     sa.Index("ix_edits_user_created", "user_id", "created_at"),

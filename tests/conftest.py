@@ -147,6 +147,7 @@ def make_settings(tmp_path: Path, tg: FakeTelegram, kie: FakeKie) -> SettingsFac
             "PORT": port,
             "POLL_INTERVAL": 0.05,
             "POLL_MAX_INTERVAL": 0.2,
+            "POLL_MIN_INTERVAL": 0.02,
             "SWEEP_INTERVAL": 0.05,
             "METRICS_REFRESH_INTERVAL": 0.1,
             "CALLBACK_GRACE": 30,

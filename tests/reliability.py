@@ -317,6 +317,7 @@ def service_env(tg: FakeTelegram, kie: FakeServer, data_dir: Path, port: int) ->
         "CALLBACK_GRACE": "2",
         "POLL_INTERVAL": "0.2",
         "POLL_MAX_INTERVAL": "1",
+        "POLL_MIN_INTERVAL": "0.05",
         "PROVIDER_BACKOFF_BASE": "0.05",
         "TELEGRAM_MAX_RATE": "1000",
         "TELEGRAM_CHAT_RATE": "1000/1",

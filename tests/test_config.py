@@ -47,6 +47,20 @@ def test_sqlite_synchronous_is_normal_or_full(level: str) -> None:
     assert "SQLITE_SYNCHRONOUS" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"POLL_MIN_INTERVAL": "5"},  # above POLL_INTERVAL (3)
+        {"POLL_INTERVAL": "40"},  # above POLL_MAX_INTERVAL (30)
+        {"POLL_MIN_INTERVAL": "0"},
+    ],
+)
+def test_the_poll_floor_first_step_and_cap_are_in_order(times: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, BOT_TOKEN=TOKEN, KIE_API_KEY="k", **times)
+    assert "POLL_" in str(info.value)
+
+
 def test_defaults_and_derived_values(tmp_path: Path) -> None:
     settings = load_settings(
         _env_file=None,
@@ -56,6 +70,8 @@ def test_defaults_and_derived_values(tmp_path: Path) -> None:
         ADMIN_IDS="1, 2 3",
     )
     assert settings.port == 8080
+    assert (settings.poll_min_interval, settings.poll_interval) == (0.5, 3.0)
+    assert (settings.status_edit_interval, settings.status_edit_interval_group) == (5.0, 20.0)
     assert settings.default_model == "qwen/image-edit"
     assert settings.telegram_base == "https://api.telegram.org"
     assert str(settings.kie_upload_url).rstrip("/") == "https://kieai.redpandaai.co"

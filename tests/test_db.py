@@ -136,6 +136,50 @@ async def test_due_edits_respect_next_check(db: Database) -> None:
     assert [e.id for e in due] == [first.id]
 
 
+async def test_a_status_message_turn_is_taken_once_across_replicas(db: Database) -> None:
+    edit = await db.edits.create(new_edit(state=EditState.SUBMITTED))
+    assert edit is not None
+    await db.edits.update_fields(edit.id, status_message_id=77)
+    shown = (EditState.QUEUED, EditState.SUBMITTED)
+
+    async def turn(words: str, now: float, interval: float = 5.0) -> bool:
+        return await db.edit_status.take_turn(
+            edit.id, words, now=now, interval=interval, states=shown
+        )
+
+    later = edit.created_at + 5.0  # the message went out with the edit: its first turn
+    assert not await turn("running:50:10", later - 0.1)
+    taken = await asyncio.gather(*(turn(f"running:{p}:10", later) for p in (50, 55, 60, 65)))
+    assert taken.count(True) == 1
+    assert not await turn("running:70:10", later + 4.9)  # within the interval
+    assert await turn("running:70:10", later + 5.0)
+    assert not await turn("running:70:10", later + 20.0)  # the same words
+    await db.edits.transition(edit.id, steps.SUCCEED, result_urls=["https://r/1.png"])
+    assert not await turn("running:75:5", later + 40.0)  # the result replaces the message
+
+
+async def test_typical_duration_is_the_median_of_recent_successes(db: Database) -> None:
+    assert await db.edit_status.typical_duration("qwen/image-edit") is None
+    runs = [
+        (EditState.DELIVERED, 10.0),
+        (EditState.SUCCEEDED, 14.0),
+        (EditState.DELIVERED, 11.0),
+        (EditState.FAILED, 2.0),  # no result: not how long a result takes
+        (EditState.DELIVERED, 30.0),
+    ]
+    for n, (state, seconds) in enumerate(runs):
+        edit = await db.edits.create(new_edit(f"msg:1:{n}", state=state))
+        assert edit is not None
+        await db.edits.update_fields(edit.id, submitted_at=1000.0, finished_at=1000.0 + seconds)
+    other = await db.edits.create(new_edit("msg:2:1", state=EditState.DELIVERED, model="x"))
+    assert other is not None
+    await db.edits.update_fields(other.id, submitted_at=1000.0, finished_at=1100.0)
+    assert await db.edit_status.typical_duration("qwen/image-edit") == 12.5
+    assert await db.edit_status.typical_duration("qwen/image-edit", recent=2) == 20.5  # 30, 11
+    # Only the bot's latest edits count: the newest one is another model's.
+    assert await db.edit_status.typical_duration("qwen/image-edit", window=1) is None
+
+
 async def test_failure_notice_is_marked_once(db: Database) -> None:
     edit = await db.edits.create(new_edit(state=EditState.FAILED))
     assert edit is not None

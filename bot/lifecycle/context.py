@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from functools import partial
+from typing import Any, Literal, NamedTuple, Protocol
 
 from bot.images.gate import DEFAULT_BUDGET_MB, Normalizer
 from bot.lifecycle.leases import Lease, Leases
@@ -61,6 +63,47 @@ class Delivered(NamedTuple):
     message_ids: list[int]
 
 
+ProgressStage = Literal["sent", "running", "busy"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an edit is, as its status message shows it.
+
+    Built with `Progress.of`, which rounds the figures the way the message words them, so two
+    equal values read the same and `key` tells whether the message would change at all.
+    `stage`: "sent" (the provider has it, not started), "running", or "busy" (the provider
+    refused it for now; `left` is then the wait before the next try). `percent`: the
+    provider's progress; `left`: seconds until the result (0: any moment now).
+    """
+
+    stage: ProgressStage
+    percent: int | None = None
+    left: int | None = None
+
+    @classmethod
+    def of(
+        cls, stage: ProgressStage, *, fraction: float | None = None, seconds: float | None = None
+    ) -> Progress:
+        percent = None
+        if fraction is not None and 0 < fraction < 1:
+            percent = int(fraction * 100) // 5 * 5  # 5 % steps: a message edit means news
+        return cls(stage, percent, None if seconds is None else _rounded(seconds))
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}:{self.percent}:{self.left}"
+
+
+def _rounded(seconds: float) -> int:
+    """Seconds up to the next 5 below a minute, to whole minutes above."""
+    if seconds <= 0:
+        return 0
+    if seconds < 60:
+        return 5 * math.ceil(seconds / 5)
+    return 60 * math.ceil(seconds / 60)
+
+
 class PhotoSource(Protocol):
     async def fetch(self, photo: InputPhoto) -> bytes:
         """The bytes of an input photo."""
@@ -82,11 +125,17 @@ class Notifier(Protocol):
     async def clear_status(self, edit: Edit) -> None:
         """Remove the "working on it" message once the result is out (best effort)."""
 
+    async def show_progress(self, edit: Edit, progress: Progress) -> None:
+        """Rewrite the "working on it" message to say where the edit is (best effort)."""
+
 
 @dataclass(frozen=True)
 class Timing:
     poll_interval: float = 3.0
     poll_max_interval: float = 30.0
+    poll_min_interval: float = 0.5  # never a status query sooner than this after the last
+    status_edit_interval: float = 5.0  # one rewrite of a status message per this, per chat
+    status_edit_interval_group: float = 20.0
     callback_grace: float = 120.0
     task_timeout: float = 900.0
     queued_grace: float = 10.0  # the handler submits at once; the sweeper picks up the rest
@@ -144,6 +193,13 @@ class Lifecycle:
     def lease(self, seconds: float) -> Lease:
         """A new lease token for one claim of `seconds`."""
         return self.leases.new(seconds)
+
+    def later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `job` in `delay` seconds in this process, best effort (the sweeper covers what
+        a process that went away would have done): a timer, not a task, so nothing waits
+        for it at shutdown."""
+        spawn = partial(self.tracker.spawn, name="edit-timer")
+        asyncio.get_running_loop().call_later(max(0.0, delay), lambda: spawn(job()))
 
     async def unless_stopping(self, waiting: Awaitable[None]) -> bool:
         """Wait for `waiting` unless the process starts shutting down first (False then)."""

@@ -1,7 +1,10 @@
 """Outcome: a task's result recorded once, from the provider's callback or a status poll.
 
 Recording it (SUCCEED or FAIL_TASK) queues the delivery or the failure notice on the
-outbox; a task that never finishes expires after TASK_TIMEOUT (EXPIRE_TASK).
+outbox; a task that never finishes expires after TASK_TIMEOUT (EXPIRE_TASK). A poll that
+finds the task still running shows its progress in the status message and plans the next
+one (`schedule`); besides the sweeper, the process that planned it keeps a timer for it, so
+the answer is asked for when it is due rather than at the sweeper's next pass.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from bot.lifecycle.context import Lifecycle
+from bot.lifecycle.context import Lifecycle, Progress
 from bot.lifecycle.delivery import Delivery, Notices
+from bot.lifecycle.schedule import Durations, first_poll_delay, poll_delay, time_left
+from bot.lifecycle.status import StatusUpdates
 from bot.providers.base import TaskState, TaskStatus, requested_results
 from domain import steps
 from domain.edit import Edit, EditState, Settled
 from domain.errors import CallbackRejected, ProviderError, unknown_edit
 
 log = logging.getLogger(__name__)
+
+# A status query found due this little ahead of its time is tried again then (timers run on
+# the event loop's clock); further ahead, someone else planned it anew and keeps its timer.
+EARLY_TIMER = 0.05
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class Outcomes:
         self.ctx = ctx
         self.delivery = delivery
         self.notices = notices
+        self.durations = Durations(ctx.db)
+        self.status = StatusUpdates(ctx)
 
     async def handle_callback(
         self, provider_name: str, edit_id: int, token: str, body: Any, headers: Mapping[str, str]
@@ -121,6 +132,7 @@ class Outcomes:
     def _settled(self, edit: Edit | Settled) -> None:
         """A task's outcome was recorded: queue the delivery or the failure notice."""
         if edit.state is EditState.SUCCEEDED:
+            self.durations.succeeded()
             self.ctx.observe("succeeded", {"edit_id": edit.id, "provider": edit.provider})
             self.ctx.outbox.submit(partial(self.delivery.deliver, edit.id))
         else:
@@ -181,14 +193,53 @@ class Outcomes:
             self._settled(updated)
         return updated
 
+    async def submitted(self, edit: Edit, *, callback: bool, news: bool = False) -> None:
+        """The provider has the task: plan the first status query (polling mode) from the
+        model's typical duration, and say so in the status message (`news`: even without
+        an estimate, as the message said something else, e.g. that the provider was busy)."""
+        typical = await self.durations.typical(edit.model)
+        if not callback and edit.submitted_at is not None:
+            due = edit.submitted_at + first_poll_delay(self.ctx.timing, typical)
+            planned: Edit | None = edit
+            if typical is not None:  # else RECORD_TASK planned it POLL_INTERVAL ahead
+                planned = await self.ctx.db.edits.update_fields(
+                    edit.id, only_in=[EditState.SUBMITTED], next_check_at=due
+                )
+            if planned is not None and planned.poll_count == 0:
+                self.ctx.later(due - time.time(), partial(self.poll_due, edit.id))
+        interval = self.status.interval(edit)
+
+        def at_turn(current: Edit, now: float) -> Progress | None:
+            """At the message's turn: say so if the result is still an interval away."""
+            if current.state is not EditState.SUBMITTED or current.submitted_at is None:
+                return None
+            if typical is None:
+                return Progress.of("sent") if news else None
+            left = current.submitted_at + typical - now
+            return Progress.of("sent", seconds=left) if news or left >= interval else None
+
+        await self.status.show_or_later(edit, Progress.of("sent", seconds=typical), at_turn)
+
     async def poll(self, edit: Edit) -> None:
         """Ask the provider about a submitted task whose outcome is due."""
+        await self.poll_due(edit.id)
+
+    async def poll_due(self, edit_id: int) -> None:
+        """Ask the provider about a submitted task, if its status query is due (a timer and
+        the sweeper may both come for it: the first one polls, the other finds it not due)."""
         ctx = self.ctx
         lease = ctx.lease(ctx.timing.poll_lease)
         claimed = await ctx.db.edits.claim(
-            edit.id, [EditState.SUBMITTED], lease.token, lease.seconds
+            edit_id, [EditState.SUBMITTED], lease.token, lease.seconds
         )
-        if claimed is None or claimed.task_id is None:
+        if claimed is None:
+            return
+        early = (claimed.next_check_at or 0.0) - time.time()
+        if claimed.task_id is None or early > 0:
+            await ctx.db.edits.release(claimed.id, lease.token)
+            if claimed.task_id is not None and early < EARLY_TIMER:
+                # A timer that fired a hair early (its clock is not the wall clock's).
+                ctx.later(early, partial(self.poll_due, edit_id))
             return
         with ctx.leases.renewed(lease):
             await self._poll(claimed, claimed.task_id, lease.token)
@@ -200,12 +251,13 @@ class Outcomes:
         except asyncio.CancelledError:
             await ctx.db.edits.release(claimed.id, owner)
             raise
-        if status.state.finished:
+        if status is not None and status.state.finished:
             if status.task_id and status.task_id != claimed.task_id:
                 log.error(
                     "status answer for another task",
                     extra={"edit_id": claimed.id, "task_id": claimed.task_id},
                 )
+                status = None
             else:
                 await self.apply_status(claimed, status, owner=owner)
                 return
@@ -214,17 +266,20 @@ class Outcomes:
         if claimed.submitted_at and now - claimed.submitted_at > timing.task_timeout:
             await self._expire(claimed, owner)
             return
-        delay = min(
-            timing.poll_max_interval,
-            timing.poll_interval * (1.5 ** min(claimed.poll_count, 20)),
-        )
+        elapsed = now - (claimed.submitted_at or now)
+        left = time_left(status, elapsed, await self.durations.typical(claimed.model))
+        delay = poll_delay(timing, left, claimed.poll_count)
+        if status is not None:  # a failed query tells nothing new
+            await self.status.show(claimed, _progress(status, left))
         await ctx.db.edits.release(
             claimed.id, owner, next_check_at=now + delay, poll_count=claimed.poll_count + 1
         )
+        ctx.later(now + delay - time.time(), partial(self.poll_due, claimed.id))
 
-    async def _query(self, edit: Edit, task_id: str) -> TaskStatus:
-        """The provider's view of a task; a failed query counts as "still running"."""
+    async def _query(self, edit: Edit, task_id: str) -> TaskStatus | None:
+        """The provider's view of a task; None if the query failed (still running, then)."""
         provider = self.ctx.registry.provider(edit.provider)
+        status: TaskStatus | None
         try:
             status = await provider.status(task_id)
         except ProviderError as exc:
@@ -232,7 +287,7 @@ class Outcomes:
                 "status query failed",
                 extra={"edit_id": edit.id, "task_id": task_id, "error": exc.code},
             )
-            status = TaskStatus(state=TaskState.RUNNING)
+            status = None
         self.ctx.observe("polled", {"edit_id": edit.id, "provider": edit.provider})
         return status
 
@@ -248,6 +303,13 @@ class Outcomes:
         )
         if expired is not None:
             log.warning("task timed out", extra={"edit_id": edit.id, "task_id": edit.task_id})
+
+
+def _progress(status: TaskStatus, left: float | None) -> Progress:
+    """What a running task's status answer shows in the status message."""
+    if status.state is TaskState.PENDING:
+        return Progress.of("sent", seconds=left)
+    return Progress.of("running", fraction=status.progress, seconds=left)
 
 
 def _outcome(status: TaskStatus) -> tuple[steps.Step, dict[str, Any]]:

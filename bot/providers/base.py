@@ -36,6 +36,7 @@ class TaskStatus:
     error_code: str | None = None
     error_message: str | None = None
     progress: float | None = None  # fraction done, 0.0-1.0, when the provider says
+    eta: float | None = None  # seconds until done, when the provider estimates it
     credits_used: float | None = None
     credits_left: float | None = None
 

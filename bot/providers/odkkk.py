@@ -168,6 +168,13 @@ def parse_odkkk_task(body: Any) -> TaskStatus:
         progress = float(task["progress"]) / 100 if task.get("progress") is not None else None
     except (TypeError, ValueError):
         progress = None
+    info = task.get("task_info")
+    eta: float | None = None
+    if isinstance(info, dict) and not state.finished:
+        try:
+            eta = max(0.0, float(info["estimated_time"]))
+        except (KeyError, TypeError, ValueError):
+            eta = None
     urls: tuple[str, ...] = ()
     if state is TaskState.SUCCEEDED:
         urls = result_urls(task)
@@ -191,6 +198,7 @@ def parse_odkkk_task(body: Any) -> TaskStatus:
         error_code=error_code,
         error_message=error_message,
         progress=progress,
+        eta=eta,
     )
 
 

@@ -190,6 +190,7 @@ class FakeServer:
         self.url_rewrites: dict[str, str] = {}
         self.tasks: dict[str, FakeTask] = {}
         self.requests: list[tuple[str, str]] = []
+        self.requested_at: list[float] = []  # when each of `requests` arrived (monotonic)
         self.callbacks: list[CallbackAttempt] = []
         self.fetched_urls: list[str] = []
         self._outcomes: deque[Outcome] = deque()
@@ -334,6 +335,7 @@ class FakeServer:
         if self.is_public(request.path):
             return await handler(request)
         self.requests.append((request.method, request.path))
+        self.requested_at.append(time.monotonic())
         for inj in self._injections:
             if inj.remaining > 0 and request.path.endswith(inj.path_suffix):
                 inj.remaining -= 1

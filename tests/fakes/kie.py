@@ -651,12 +651,23 @@ class FakeKie(FakeServer):
         self.register(task)
         return self._ok(request, {"taskId": task.task_id})
 
+    def gpt4o_progress(self, task: FakeTask) -> float:
+        """How far a 4o task is: the share of its run behind it, as the real API's progress
+        moves; a task parked by `hold` stays half way."""
+        if task.phase == "success":
+            return 1.0
+        generating = "generating" in task.history
+        if task.phase == "fail" or (task.outcome.hold and not task.released.is_set()):
+            return 0.5 if generating else 0.0
+        delay = self.task_delay if task.outcome.delay is None else task.outcome.delay
+        if delay <= 0:
+            return 0.5 if generating else 0.0
+        return min(0.99, max(0.0, (now_ms() - task.create_time) / 1000 / delay))
+
     def gpt4o_data(self, task: FakeTask) -> JSON:
         """`data` of a 4o record-info answer."""
         flag = {"success": 1, "fail": 2}.get(task.phase, 0)
-        progress = {"generating": "0.50", "success": "1.00"}.get(task.phase, "0.00")
-        if task.phase == "fail" and "generating" in task.history:
-            progress = "0.50"
+        progress = f"{self.gpt4o_progress(task):.2f}"
         code = task.fail_code
         return {
             "taskId": task.task_id,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import math
 import secrets
 import string
 import time
@@ -126,6 +127,7 @@ class FakeOdkkk(FakeServer):
         self.query_path = query_path
         self.failed_query_status = failed_query_status
         self.max_image_bytes = 50 * MB
+        self.estimate: int | None = None  # a fixed `estimated_time` while a task runs
 
     def fail_next(
         self,
@@ -174,6 +176,16 @@ class FakeOdkkk(FakeServer):
     def state_name(self, task: FakeTask, phase: str) -> str:
         return STATUS[phase]
 
+    def estimated_time(self, task: FakeTask) -> int:
+        """Whole seconds until the task should be done, as the API documents the field:
+        from the delay the fake runs it with (an `estimate` override, when set)."""
+        if task.finished:
+            return 0
+        if self.estimate is not None:
+            return self.estimate
+        delay = self.task_delay if task.outcome.delay is None else task.outcome.delay
+        return max(0, math.ceil(task.create_time / 1000 + delay - time.time()))
+
     def task_body(self, task: FakeTask) -> JSON:
         """ImageGenerationResponse of a task (creation answer, query answer, callback)."""
         progress = {"pending": 0, "processing": 50, "completed": 100}.get(task.state)
@@ -188,7 +200,7 @@ class FakeOdkkk(FakeServer):
             "status": task.state,
             "task_info": {
                 "can_cancel": task.state == "pending",
-                "estimated_time": 0 if task.finished else 30,
+                "estimated_time": self.estimated_time(task),
             },
             "type": "image",
             "usage": {"billing_rule": "per_call", "credits_reserved": 1, "user_group": "default"},
