@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -383,6 +384,14 @@ class TelegramNotifier:
                 await telegram_call(partial(self.bot.send_message, admin_id, text))
             except (ChatUnreachable, DeliveryFailed):
                 log.warning("could not alert an admin", extra={"admin_id": admin_id})
+
+    async def show_place(self, edit: Edit, position: int, wait: float) -> None:
+        if edit.status_message_id is None:
+            return
+        tr = self.translator.tr
+        line = tr(edit.lang, "edit.in_line", position=position, seconds=math.ceil(wait))
+        text = f"{tr(edit.lang, 'edit.queued')}\n{line}"
+        await rewrite(self.bot, edit.chat_id, edit.status_message_id, text, tolerate=any_error)
 
     async def clear_status(self, edit: Edit) -> None:
         if edit.status_message_id is None:

@@ -4,7 +4,8 @@ Each table family has its repository, built on the connection owner (storage.dbc
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
 (pending prompts), `db.chats` (blocked chats), `db.chat_settings`, `db.moderation`,
 `db.limits` (per-user limits and the spend cap), `db.updates` (Telegram updates, the durable
-intake); operators' runtime control: `db.user_controls`, `db.throttle` and `db.alerts`.
+intake), `db.turns` (provider accounts' rate limits and fair queues); operators' runtime
+control: `db.user_controls`, `db.throttle` and `db.alerts`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
 from storage.result_messages import ResultMessages
 from storage.throttle import ActionThrottle
+from storage.turns import Turns
 from storage.updates import Updates
 from storage.user_controls import UserControls
 
@@ -95,6 +97,7 @@ class Database:
         self.limits = LimitQueries(self.backend)
         self.updates = Updates(self.backend)
         self.result_messages = ResultMessages(self.backend)
+        self.turns = Turns(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -221,3 +221,18 @@ result_messages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_result_messages_edit", "edit_id", "chat_id"),
 )
+
+# Provider turns (0010): one row per new task sent to a provider account, kept for the
+# account's rate-limit window. Every replica counts them (the limit holds for all together)
+# and orders its queue by them (who was served lately waits behind who was not): see
+# storage/turns.py.
+provider_turns = sa.Table(
+    "provider_turns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(32), nullable=False),
+    sa.Column("requester", sa.BigInteger, nullable=False),
+    sa.Column("edit_id", sa.Integer, nullable=False),
+    sa.Column("taken_at", sa.Float, nullable=False),
+    sa.Index("ix_provider_turns_account_taken", "account", "taken_at"),
+)

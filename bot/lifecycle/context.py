@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from bot.lifecycle.leases import Lease, Leases
+from bot.lifecycle.turns import Turns
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker, WorkQueue
 from domain.edit import Edit, InputPhoto
@@ -80,6 +81,10 @@ class Notifier(Protocol):
     async def clear_status(self, edit: Edit) -> None:
         """Remove the "working on it" message once the result is out (best effort)."""
 
+    async def show_place(self, edit: Edit, position: int, wait: float) -> None:
+        """Say in the "working on it" message that the edit waits for its turn: its place
+        in line and a rough wait in seconds (best effort)."""
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -126,12 +131,14 @@ class Lifecycle:
     incidents: dict[str, float] = field(default_factory=dict)
     outbox: WorkQueue = field(init=False)
     leases: Leases = field(init=False)
+    turns: Turns = field(init=False)
 
     def __post_init__(self) -> None:
         self.outbox = WorkQueue(
             self.tracker, name="outbox", workers=OUTBOX_WORKERS, capacity=OUTBOX_CAPACITY
         )
         self.leases = Leases(self.db, renew_every=self.timing.lease_renewal)
+        self.turns = Turns(self.db, self.registry, self.tracker)
 
     @property
     def submitting(self) -> bool:

@@ -1,7 +1,8 @@
 """Submission: queued -> submitting -> submitted (or failed). Only one caller ever submits.
 
-The photos are prepared, and the provider's rate limiter and back-offs after a refusal are
-waited for, while the edit is still `queued` (under a renewed lease): a crash there loses
+The photos are prepared, and the provider account's turn (its rate limit and fair order,
+held in the database for every replica: bot.lifecycle.turns) and back-offs after a refusal
+are waited for, while the edit is still `queued` (under a renewed lease): a crash there loses
 nothing and the sweeper simply starts again; a shutdown leaves it queued for the next run.
 `submitting` covers exactly the create request on the wire, so it means "the provider may
 have received it": only that state is resolved by telling the user (`interrupt`), never
@@ -23,7 +24,7 @@ from bot.images.normalize import normalize
 from bot.lifecycle.context import Lifecycle, PhotoUnavailable
 from bot.lifecycle.delivery import Notices
 from bot.lifecycle.leases import Lease
-from bot.providers.base import InputRejected, Provider, SubmitRequest
+from bot.providers.base import AccountLimit, InputRejected, Provider, SubmitRequest
 from bot.providers.registry import UnknownModel
 from domain import steps
 from domain.edit import TERMINAL_STATES, Edit, EditState
@@ -31,8 +32,9 @@ from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
 
 log = logging.getLogger(__name__)
 
-# A rate limiter's turn taken within this long was free (no wait to prepare for).
-FREE_TURN = 0.01
+# A turn taken within this long was free (no wait to tell the user about): one database
+# transaction, with room to spare on a busy one.
+FREE_TURN = 0.3
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,11 @@ class Submission:
         status_field = await noted
         unrecorded = {"blob_keys": prepared.blob_keys, **status_field}
         attempt = 0
-        # Waiting for the account's rate limiter, or a back-off after a refusal, happens
-        # while the edit is `queued`: a crash there leaves nothing uncertain, and a shutdown
-        # leaves the edit for the next run.
+        # Waiting for the account's turn, or a back-off after a refusal, happens while the
+        # edit is `queued`: a crash there leaves nothing uncertain, and a shutdown leaves the
+        # edit for the next run.
         while await self._wait_queued(
-            edit, owner, prepared, unrecorded, self._turn(edit.id, owner, provider, unrecorded)
+            edit, owner, prepared, unrecorded, self._turn(edit, owner, provider, unrecorded)
         ):
             sending = await ctx.db.edits.transition(
                 edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
@@ -169,21 +171,40 @@ class Submission:
         return False
 
     async def _turn(
-        self, edit_id: int, owner: str, provider: Provider, unrecorded: dict[str, Any]
+        self, edit: Edit, owner: str, provider: Provider, unrecorded: dict[str, Any]
     ) -> None:
-        """The provider account's rate limiter. A turn that is not free at once is a wait,
-        perhaps of minutes: the "working on it" message is recorded before it (one write,
-        only when waiting), since after a crash meanwhile nothing could remove that message
-        or rewrite it into a failure notice."""
-        turn = asyncio.ensure_future(provider.wait_turn())
+        """The provider account's next turn for this edit. A turn that is not free at once
+        is a wait, perhaps of minutes: the "working on it" message is recorded before it
+        (one write, only when waiting), since after a crash meanwhile nothing could remove
+        that message or rewrite it into a failure notice; meanwhile the message shows the
+        edit's place in line."""
+        limit = provider.rate_limit
+        if limit is None:
+            return
+        turn = asyncio.ensure_future(self.ctx.turns.wait(edit.id, limit))
+        showing: asyncio.Future[None] | None = None
         try:
             done, _ = await asyncio.wait({turn}, timeout=FREE_TURN)
-            if not done and "status_message_id" in unrecorded:
-                status = {"status_message_id": unrecorded["status_message_id"]}
-                await self.ctx.db.edits.update_fields(edit_id, owner=owner, **status)
+            if not done:
+                shown: Edit | None = edit
+                if "status_message_id" in unrecorded:
+                    status = {"status_message_id": unrecorded["status_message_id"]}
+                    shown = await self.ctx.db.edits.update_fields(edit.id, owner=owner, **status)
+                if shown is not None and shown.status_message_id is not None:
+                    # Not awaited: a chat's own Telegram rate limit must not hold the turn.
+                    showing = asyncio.ensure_future(self._show_place(shown, limit))
             await turn
         finally:
             turn.cancel()
+            if showing is not None:
+                showing.cancel()  # the turn came: what the message says next is up to later steps
+
+    async def _show_place(self, edit: Edit, limit: AccountLimit) -> None:
+        try:
+            place = await self.ctx.turns.place(edit.id, limit)
+            await self.ctx.notifier.show_place(edit, place.position, place.wait)
+        except Exception:
+            log.exception("could not show the place in line", extra={"edit_id": edit.id})
 
     async def _back_off(
         self, edit: Edit, owner: str, exc: ProviderError, delay: float, attempt: int

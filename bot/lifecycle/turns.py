@@ -1,0 +1,109 @@
+"""Turns: waiting for a provider account's next turn, in fair order, with every replica.
+
+The turns themselves live in the database (storage.turns): the window count that enforces
+the account's rate limit and the fair order between requesters. This process keeps one
+dispatcher per account while any of its edits waits: it asks for the next turn on behalf of
+all of them at once, sleeps while the window is full (until a turn frees) or while the edit
+next in line is another process's (a short poll), and wakes early when one of its own edits
+starts waiting, since that one may be next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from bot.providers.base import AccountLimit
+from bot.providers.registry import ProviderRegistry
+from bot.tasks import TaskTracker
+from storage.db import Database
+from storage.turns import Account, Offer, Place
+
+log = logging.getLogger(__name__)
+
+# How often a dispatcher looks again while the edit next in line is another process's.
+TURN_POLL = 0.1
+# An edit next in line whose sender does not take its turn within this long is passed over
+# (its process died or is stuck; the sweeper resubmits it later, in line again).
+HEAD_GRACE = 3.0
+_FORGET_AFTER = 600.0  # heads seen this long ago are forgotten
+
+
+class Turns:
+    """This process's waiters for provider turns, one dispatcher per account."""
+
+    def __init__(self, db: Database, registry: ProviderRegistry, tracker: TaskTracker) -> None:
+        self.db = db
+        self.registry = registry
+        self.tracker = tracker
+        self._waiting: dict[str, dict[int, asyncio.Future[None]]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._running: set[str] = set()
+
+    def account(self, limit: AccountLimit) -> Account:
+        """The account as storage sees it: its limit and every provider sending on it."""
+        providers = tuple(
+            sorted(
+                name
+                for name, provider in self.registry.providers.items()
+                if provider.rate_limit is not None and provider.rate_limit.account == limit.account
+            )
+        )
+        return Account(limit.account, providers, limit.max_calls, limit.period)
+
+    async def wait(self, edit_id: int, limit: AccountLimit) -> None:
+        """Until the edit got a turn of its account (or is no longer queued: then the step
+        that sends it finds so and nothing is sent)."""
+        account = self.account(limit)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(account.name, {})[edit_id] = future
+        self._wake.setdefault(account.name, asyncio.Event()).set()
+        if account.name not in self._running:
+            self._running.add(account.name)
+            if self.tracker.spawn(self._dispatch(account), name=f"turns-{account.name}") is None:
+                self._running.discard(account.name)  # shutting down: no more turns
+        try:
+            await future
+        finally:
+            waiting = self._waiting.get(account.name, {})
+            if waiting.get(edit_id) is future:
+                del waiting[edit_id]
+
+    async def place(self, edit_id: int, limit: AccountLimit) -> Place:
+        return await self.db.turns.place(edit_id, self.account(limit))
+
+    async def _dispatch(self, account: Account) -> None:
+        waiting = self._waiting[account.name]
+        wake = self._wake[account.name]
+        heads: dict[int, float] = {}  # edits next in line that are not ours: first seen
+        try:
+            while waiting:
+                wake.clear()
+                now = time.monotonic()
+                skip = {edit for edit, seen in heads.items() if now - seen > HEAD_GRACE}
+                try:
+                    offer = await self.db.turns.take(account, set(waiting), skip=skip)
+                except Exception:
+                    log.exception("could not take a provider turn", extra={"account": account.name})
+                    offer = Offer(free_at=time.time() + 1.0)  # the database: again in a second
+                for edit_id in offer.gone | ({offer.taken} if offer.taken is not None else set()):
+                    future = waiting.pop(edit_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(None)
+                if offer.taken is not None:
+                    continue
+                delay = TURN_POLL
+                if offer.free_at is not None:
+                    delay = max(0.0, offer.free_at - time.time())
+                elif offer.head is not None:
+                    heads.setdefault(offer.head, now)
+                    for edit, seen in list(heads.items()):
+                        if now - seen > _FORGET_AFTER:
+                            del heads[edit]
+                if waiting:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=delay)
+        finally:
+            self._running.discard(account.name)
