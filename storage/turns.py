@@ -3,7 +3,8 @@ shared by every replica.
 
 A new task goes to a provider account only on a turn: a row of `provider_turns`, taken in one
 transaction that counts the account's turns in its window (so never more than `max_calls`
-per `period`, whichever replicas send them) and picks which queued edit is next. On
+per `period`, whichever replicas send them), picks which queued edit is next and applies
+its step to sending (`BEGIN_SUBMIT`, fenced with its lease like `Edits.transition`). On
 PostgreSQL an advisory lock per account serializes the takers (READ COMMITTED would let two
 of them count the same window); on SQLite the transaction's first statement (the purge of
 old turns) takes the database's single write lock before anything is counted.
@@ -26,9 +27,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from domain.edit import EditState
+from domain.edit import Edit, EditState
+from domain.steps import Step
 from storage.dbconn import Backend, DbConn
+from storage.rows import edit_from_row
 from storage.schema import edits, provider_turns
+from storage.statements import bound, listed, one_of, prepared, setters
 
 LOCK_ACCOUNT = 0x747572  # "tur"
 
@@ -53,15 +57,24 @@ class Account:
 
 
 @dataclass(frozen=True)
+class Sending:
+    """A candidate for a turn: the lease it holds and the fields its step sets."""
+
+    owner: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Offer:
     """What one try for a turn found.
 
-    `taken`: the candidate that got the turn. `head`: the edit next in line, not a
-    candidate (someone else's turn). `free_at`: the window is full until then. `gone`:
-    candidates no longer queued (cancelled, or taken over): they will get no turn.
+    `taken`: the candidate that got the turn, after its step. `head`: the edit next in line,
+    not a candidate (someone else's turn). `free_at`: the window is full until then.
+    `gone`: candidates no longer queued, or no longer under their lease (cancelled, taken
+    over): they get no turn.
     """
 
-    taken: int | None = None
+    taken: Edit | None = None
     head: int | None = None
     free_at: float | None = None
     gone: frozenset[int] = field(default_factory=frozenset)
@@ -103,6 +116,29 @@ def _history(turns: Sequence[Any]) -> tuple[dict[int, int], dict[int, float]]:
     return served, last
 
 
+def _step(step: Step, edit_id: int, sending: Sending, now: float) -> tuple[sa.Update, Any]:
+    """`step` on the edit, only while it is in the step's sources under the sender's lease."""
+    values = {"updated_at": now, **sending.fields, "state": step.target.value}
+    names = tuple(values)
+    sources = sorted(state.value for state in step.sources)
+
+    def build() -> sa.Update:
+        return (
+            edits.update()
+            .where(
+                edits.c.id == sa.bindparam("w_id"),
+                one_of(edits.c.state, "w_states", len(sources)),
+                edits.c.lease_owner == sa.bindparam("w_owner"),
+            )
+            .values(setters(edits, names))
+            .returning(edits)
+        )
+
+    stmt = prepared(("turn_step", names, len(sources)), build)
+    params = bound(values, w_id=edit_id, w_owner=sending.owner, **listed("w_states", sources))
+    return stmt, params
+
+
 class Turns:
     def __init__(self, db: Backend) -> None:
         self._db = db
@@ -110,13 +146,15 @@ class Turns:
     async def take(
         self,
         account: Account,
-        candidates: Collection[int],
+        step: Step,
+        candidates: Mapping[int, Sending],
         *,
         skip: Collection[int] = (),
         now: float | None = None,
     ) -> Offer:
         """Give the account's next turn to one of `candidates` (queued edits whose sender
-        waits for it) if the window has room and that candidate is next in the fair order.
+        waits for it) if the window has room and that candidate is next in the fair order,
+        and apply `step` to it in the same transaction.
 
         Other queued edits count as in line when they are due and leased (their sender is
         alive, perhaps still preparing the photos), unless in `skip` (the caller found them
@@ -155,13 +193,15 @@ class Turns:
             head = order[0]
             if head not in candidates:
                 return Offer(head=head, gone=gone)
-            who = dict(waiting)[head]
+            row = (await conn.execute(*_step(step, head, candidates[head], now))).mappings().first()
+            if row is None:
+                return Offer(gone=gone | {head})
             await conn.execute(
                 provider_turns.insert().values(
-                    account=account.name, requester=who, edit_id=head, taken_at=now
+                    account=account.name, requester=dict(waiting)[head], edit_id=head, taken_at=now
                 )
             )
-            return Offer(taken=head, gone=gone)
+            return Offer(taken=edit_from_row(row), gone=gone)
 
         return await self._db.transaction(body)
 

@@ -148,7 +148,7 @@ class Lifecycle:
         """A new lease token for one claim of `seconds`."""
         return self.leases.new(seconds)
 
-    async def unless_stopping(self, waiting: Awaitable[None]) -> bool:
+    async def unless_stopping(self, waiting: Awaitable[Any]) -> bool:
         """Wait for `waiting` unless the process starts shutting down first (False then)."""
         waiter = asyncio.ensure_future(waiting)
         stopper = asyncio.ensure_future(self.stopping.wait())

@@ -116,12 +116,11 @@ class Submission:
         # Waiting for the account's turn, or a back-off after a refusal, happens while the
         # edit is `queued`: a crash there leaves nothing uncertain, and a shutdown leaves the
         # edit for the next run.
-        while await self._wait_queued(
-            edit, owner, prepared, unrecorded, self._turn(edit, owner, provider, unrecorded)
-        ):
-            sending = await ctx.db.edits.transition(
-                edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
-            )
+        while True:
+            turn = asyncio.ensure_future(self._turn(edit, owner, provider, unrecorded))
+            if not await self._wait_queued(edit, owner, prepared, unrecorded, turn):
+                return None
+            sending = turn.result()
             if sending is None:
                 # Cancelled meanwhile, or our lease was lost and another worker took over.
                 if unrecorded:
@@ -140,7 +139,8 @@ class Submission:
                 if await self._back_off(sending, owner, exc, delay, attempt) is None:
                     return None  # cancelled meanwhile, or our lease was lost
                 attempt += 1
-                if not await self._wait_queued(edit, owner, prepared, {}, asyncio.sleep(delay)):
+                pause = asyncio.ensure_future(asyncio.sleep(delay))
+                if not await self._wait_queued(edit, owner, prepared, {}, pause):
                     return None
                 continue
             except asyncio.CancelledError:
@@ -150,7 +150,6 @@ class Submission:
             ctx.clear_incident(ProviderAuthError.code)
             ctx.clear_incident(InsufficientCredits.code)
             return await self._record_task(edit, task_id, prepared, started, owner)
-        return None
 
     async def _wait_queued(
         self,
@@ -158,30 +157,40 @@ class Submission:
         owner: str,
         prepared: _Prepared,
         unrecorded: dict[str, Any],
-        waiting: Awaitable[None],
+        waiting: asyncio.Future[Any],
     ) -> bool:
-        """Wait in `queued`; False when shutting down (the edit is left for the next run)."""
+        """Wait in `queued`; False when shutting down (the edit is left for the next run).
+
+        A turn that came just as the shutdown began already moved the edit to `submitting`:
+        it is sent, as it would have been a moment earlier."""
         try:
             if await self.ctx.unless_stopping(waiting):
                 return True
         except asyncio.CancelledError:
             await self._leave_queued(edit, owner, prepared, unrecorded)
             raise
+        if waiting.done() and not waiting.cancelled() and waiting.result() is not None:
+            return True
         await self._leave_queued(edit, owner, prepared, unrecorded)
         return False
 
     async def _turn(
         self, edit: Edit, owner: str, provider: Provider, unrecorded: dict[str, Any]
-    ) -> None:
-        """The provider account's next turn for this edit. A turn that is not free at once
-        is a wait, perhaps of minutes: the "working on it" message is recorded before it
-        (one write, only when waiting), since after a crash meanwhile nothing could remove
-        that message or rewrite it into a failure notice; meanwhile the message shows the
-        edit's place in line."""
+    ) -> Edit | None:
+        """`BEGIN_SUBMIT` on the provider account's next turn for this edit (in the turn's
+        transaction); None when the edit was cancelled meanwhile or our lease was lost.
+
+        A turn that is not free at once is a wait, perhaps of minutes: the "working on it"
+        message is recorded before it (one write, only when waiting), since after a crash
+        meanwhile nothing could remove that message or rewrite it into a failure notice;
+        meanwhile the message shows the edit's place in line."""
+        ctx = self.ctx
         limit = provider.rate_limit
         if limit is None:
-            return
-        turn = asyncio.ensure_future(self.ctx.turns.wait(edit.id, limit))
+            return await ctx.db.edits.transition(
+                edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
+            )
+        turn = asyncio.ensure_future(ctx.turns.wait(edit.id, limit, owner=owner, fields=unrecorded))
         showing: asyncio.Future[None] | None = None
         try:
             done, _ = await asyncio.wait({turn}, timeout=FREE_TURN)
@@ -189,11 +198,11 @@ class Submission:
                 shown: Edit | None = edit
                 if "status_message_id" in unrecorded:
                     status = {"status_message_id": unrecorded["status_message_id"]}
-                    shown = await self.ctx.db.edits.update_fields(edit.id, owner=owner, **status)
+                    shown = await ctx.db.edits.update_fields(edit.id, owner=owner, **status)
                 if shown is not None and shown.status_message_id is not None:
                     # Not awaited: a chat's own Telegram rate limit must not hold the turn.
                     showing = asyncio.ensure_future(self._show_place(shown, limit))
-            await turn
+            return await turn
         finally:
             turn.cancel()
             if showing is not None:

@@ -14,12 +14,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from bot.providers.base import AccountLimit
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker
+from domain import steps
+from domain.edit import Edit
 from storage.db import Database
-from storage.turns import Account, Offer, Place
+from storage.turns import Account, Offer, Place, Sending
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class Turns:
         self.db = db
         self.registry = registry
         self.tracker = tracker
-        self._waiting: dict[str, dict[int, asyncio.Future[None]]] = {}
+        self._waiting: dict[str, dict[int, _Waiter]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._running: set[str] = set()
 
@@ -53,26 +57,38 @@ class Turns:
         )
         return Account(limit.account, providers, limit.max_calls, limit.period)
 
-    async def wait(self, edit_id: int, limit: AccountLimit) -> None:
-        """Until the edit got a turn of its account (or is no longer queued: then the step
-        that sends it finds so and nothing is sent)."""
+    async def wait(
+        self, edit_id: int, limit: AccountLimit, *, owner: str, fields: dict[str, Any]
+    ) -> Edit | None:
+        """The edit's turn at its account: the edit moved on to `submitting` with `fields`
+        (under the lease `owner`, in the transaction that took the turn); None when it is no
+        longer queued under that lease (cancelled, or taken over), and gets no turn."""
         account = self.account(limit)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(account.name, {})[edit_id] = future
+        future: asyncio.Future[Edit | None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(Sending(owner, fields), future)
+        self._waiting.setdefault(account.name, {})[edit_id] = waiter
         self._wake.setdefault(account.name, asyncio.Event()).set()
         if account.name not in self._running:
             self._running.add(account.name)
             if self.tracker.spawn(self._dispatch(account), name=f"turns-{account.name}") is None:
                 self._running.discard(account.name)  # shutting down: no more turns
         try:
-            await future
+            return await future
         finally:
             waiting = self._waiting.get(account.name, {})
-            if waiting.get(edit_id) is future:
+            if waiting.get(edit_id) is waiter:
                 del waiting[edit_id]
 
     async def place(self, edit_id: int, limit: AccountLimit) -> Place:
         return await self.db.turns.place(edit_id, self.account(limit))
+
+    async def _put_back(self, edit: Edit) -> None:
+        """A turn taken for an edit whose sender stopped waiting meanwhile (shutting down):
+        nothing was sent, so the edit is queued again for the next run (the turn is spent)."""
+        try:
+            await self.db.edits.transition(edit.id, steps.BACK_OFF, next_check_at=time.time())
+        except Exception:
+            log.exception("could not put an edit back in line", extra={"edit_id": edit.id})
 
     async def _dispatch(self, account: Account) -> None:
         waiting = self._waiting[account.name]
@@ -83,16 +99,19 @@ class Turns:
                 wake.clear()
                 now = time.monotonic()
                 skip = {edit for edit, seen in heads.items() if now - seen > HEAD_GRACE}
+                candidates = {edit_id: waiter.sending for edit_id, waiter in waiting.items()}
                 try:
-                    offer = await self.db.turns.take(account, set(waiting), skip=skip)
+                    offer = await self.db.turns.take(
+                        account, steps.BEGIN_SUBMIT, candidates, skip=skip
+                    )
                 except Exception:
                     log.exception("could not take a provider turn", extra={"account": account.name})
                     offer = Offer(free_at=time.time() + 1.0)  # the database: again in a second
-                for edit_id in offer.gone | ({offer.taken} if offer.taken is not None else set()):
-                    future = waiting.pop(edit_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
+                for edit_id in offer.gone:
+                    _settle(waiting.pop(edit_id, None), None)
                 if offer.taken is not None:
+                    if not _settle(waiting.pop(offer.taken.id, None), offer.taken):
+                        await self._put_back(offer.taken)
                     continue
                 delay = TURN_POLL
                 if offer.free_at is not None:
@@ -107,3 +126,17 @@ class Turns:
                         await asyncio.wait_for(wake.wait(), timeout=delay)
         finally:
             self._running.discard(account.name)
+
+
+@dataclass(frozen=True)
+class _Waiter:
+    sending: Sending
+    future: asyncio.Future[Edit | None]
+
+
+def _settle(waiter: _Waiter | None, edit: Edit | None) -> bool:
+    """Hand the outcome to a waiter; False when it is no longer waiting."""
+    if waiter is None or waiter.future.done():
+        return False
+    waiter.future.set_result(edit)
+    return True
