@@ -29,6 +29,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
     the models the catalog (settings.catalog) lists for it.
     """
     models = settings.catalog.models_for
+    timeout = settings.provider_timeout
     providers: list[Provider] = []
     if settings.kie_api_key is not None:
         kie_key = settings.kie_api_key.get_secret_value()
@@ -45,7 +46,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
             base_url=kie_url,
             api_key=kie_key,
             hmac_key=hmac_key,
-            rate_limit=AccountLimit("kie", *settings.kie_rate_limit),
+            rate_limit=AccountLimit("kie", *settings.kie_rate_limit, timeout),
         )
         providers.append(on_kie_account(name="kie", api=jobs_api(), models=models("kie")))
         if settings.kie_playground:
@@ -69,7 +70,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
                 base_url=str(settings.apikley_api_url).rstrip("/"),
                 api_key=settings.apikley_api_key.get_secret_value(),
                 models=models("apikley"),
-                rate_limit=AccountLimit("apikley", *settings.apikley_rate_limit),
+                rate_limit=AccountLimit("apikley", *settings.apikley_rate_limit, timeout),
             )
         )
     if settings.odkkk_api_key is not None:
@@ -81,7 +82,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
                 base_url=str(settings.odkkk_api_url).rstrip("/"),
                 api_key=settings.odkkk_api_key.get_secret_value(),
                 models=models("odkkk"),
-                rate_limit=AccountLimit("odkkk", *settings.odkkk_rate_limit),
+                rate_limit=AccountLimit("odkkk", *settings.odkkk_rate_limit, timeout),
             )
         )
     return providers

@@ -9,6 +9,11 @@ PostgreSQL an advisory lock per account serializes the takers (READ COMMITTED wo
 of them count the same window); on SQLite the transaction's first statement (the purge of
 old turns) takes the database's single write lock before anything is counted.
 
+A turn counts in the window from the moment it is taken until `period` after the provider
+answered: it is recorded `hold` seconds ahead (the longest a create request may take) and set
+to the answer's time with the step that records the answer (`answered`). So whatever delays a
+request on its way, the provider never sees more than `max_calls` arrive within `period`.
+
 The fair order is round robin over requesters (the user of a private chat, or the group),
 weighted by who was served lately: a queued edit's key is the turns its requester took in
 the window plus its place among that requester's queued edits (oldest first); ties go to the
@@ -29,7 +34,7 @@ import sqlalchemy as sa
 
 from domain.edit import Edit, EditState
 from domain.steps import Step
-from storage.dbconn import Backend, DbConn
+from storage.dbconn import Backend, DbConn, Statement
 from storage.rows import edit_from_row
 from storage.schema import edits, provider_turns
 from storage.statements import bound, listed, one_of, prepared, setters
@@ -48,12 +53,14 @@ _QUEUED = (
 
 @dataclass(frozen=True)
 class Account:
-    """A provider account: the providers (edits' `provider`) sending on it and its limit."""
+    """A provider account: the providers (edits' `provider`) sending on it, its limit and
+    how long a create request may take (`hold`)."""
 
     name: str
     providers: tuple[str, ...]
     max_calls: int
     period: float
+    hold: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,8 +179,10 @@ class Turns:
             )
             turns = (await conn.execute(self._turns(account))).all()
             if len(turns) >= account.max_calls:
-                oldest = turns[len(turns) - account.max_calls][1]
-                return Offer(free_at=float(oldest) + account.period)
+                # The window frees once this turn leaves it: `period` after its answer, which
+                # for a request still under way is not known yet (now at the earliest).
+                oldest = min(float(turns[len(turns) - account.max_calls][1]), now)
+                return Offer(free_at=oldest + account.period)
             rows = (await conn.execute(self._queued(account))).all()
             gone = frozenset(set(candidates) - {row.id for row in rows})
             waiting = [
@@ -198,12 +207,30 @@ class Turns:
                 return Offer(gone=gone | {head})
             await conn.execute(
                 provider_turns.insert().values(
-                    account=account.name, requester=dict(waiting)[head], edit_id=head, taken_at=now
+                    account=account.name,
+                    requester=dict(waiting)[head],
+                    edit_id=head,
+                    taken_at=now + account.hold,
                 )
             )
             return Offer(taken=edit_from_row(row), gone=gone)
 
         return await self._db.transaction(body)
+
+    def answered(self, edit_id: int, *, now: float | None = None) -> Statement:
+        """The provider answered the edit's create request: its turn counts from now on
+        (one statement, to run with the step that records the answer)."""
+        now = time.time() if now is None else now
+        c = provider_turns.c
+        stmt = prepared(
+            "turn_answered",
+            lambda: (
+                provider_turns.update()
+                .where(c.edit_id == sa.bindparam("w_edit"), c.taken_at > sa.bindparam("w_now"))
+                .values(taken_at=sa.bindparam("w_now"))
+            ),
+        )
+        return stmt, {"w_edit": edit_id, "w_now": now}
 
     async def place(self, edit_id: int, account: Account, *, now: float | None = None) -> Place:
         """Where a queued edit stands in its account's fair order, among every queued edit

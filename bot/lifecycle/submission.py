@@ -32,10 +32,6 @@ from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
 
 log = logging.getLogger(__name__)
 
-# A turn taken within this long was free (no wait to tell the user about): one database
-# transaction, with room to spare on a busy one.
-FREE_TURN = 0.3
-
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -180,8 +176,9 @@ class Submission:
         """`BEGIN_SUBMIT` on the provider account's next turn for this edit (in the turn's
         transaction); None when the edit was cancelled meanwhile or our lease was lost.
 
-        A turn that is not free at once is a wait, perhaps of minutes: the "working on it"
-        message is recorded before it (one write, only when waiting), since after a crash
+        A turn that is not free at once (the first try found the window full or someone
+        else next in line) is a wait, perhaps of minutes: the "working on it" message is
+        recorded before it (one write, only when waiting), since after a crash
         meanwhile nothing could remove that message or rewrite it into a failure notice;
         meanwhile the message shows the edit's place in line."""
         ctx = self.ctx
@@ -190,11 +187,15 @@ class Submission:
             return await ctx.db.edits.transition(
                 edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
             )
-        turn = asyncio.ensure_future(ctx.turns.wait(edit.id, limit, owner=owner, fields=unrecorded))
+        in_line = asyncio.Event()
+        turn = asyncio.ensure_future(
+            ctx.turns.wait(edit.id, limit, owner=owner, fields=unrecorded, in_line=in_line)
+        )
+        told = asyncio.ensure_future(in_line.wait())
         showing: asyncio.Future[None] | None = None
         try:
-            done, _ = await asyncio.wait({turn}, timeout=FREE_TURN)
-            if not done:
+            done, _ = await asyncio.wait({turn, told}, return_when=asyncio.FIRST_COMPLETED)
+            if turn not in done:
                 shown: Edit | None = edit
                 if "status_message_id" in unrecorded:
                     status = {"status_message_id": unrecorded["status_message_id"]}
@@ -205,6 +206,7 @@ class Submission:
             return await turn
         finally:
             turn.cancel()
+            told.cancel()
             if showing is not None:
                 showing.cancel()  # the turn came: what the message says next is up to later steps
 
@@ -230,8 +232,13 @@ class Submission:
                 "delay": round(delay, 2),
             },
         )
-        return await self.ctx.db.edits.transition(
-            edit.id, steps.BACK_OFF, owner=owner, next_check_at=time.time() + delay
+        db = self.ctx.db
+        return await db.edits.transition(
+            edit.id,
+            steps.BACK_OFF,
+            owner=owner,
+            also=db.turns.answered(edit.id),
+            next_check_at=time.time() + delay,
         )
 
     async def _leave_queued(
@@ -259,6 +266,7 @@ class Submission:
             edit.id,
             steps.RECORD_TASK,
             owner=owner,
+            also=ctx.db.turns.answered(edit.id, now=now),
             task_id=task_id,
             submitted_at=now,
             next_check_at=next_check,

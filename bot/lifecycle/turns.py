@@ -55,17 +55,27 @@ class Turns:
                 if provider.rate_limit is not None and provider.rate_limit.account == limit.account
             )
         )
-        return Account(limit.account, providers, limit.max_calls, limit.period)
+        return Account(
+            limit.account, providers, limit.max_calls, limit.period, limit.request_timeout
+        )
 
     async def wait(
-        self, edit_id: int, limit: AccountLimit, *, owner: str, fields: dict[str, Any]
+        self,
+        edit_id: int,
+        limit: AccountLimit,
+        *,
+        owner: str,
+        fields: dict[str, Any],
+        in_line: asyncio.Event | None = None,
     ) -> Edit | None:
         """The edit's turn at its account: the edit moved on to `submitting` with `fields`
         (under the lease `owner`, in the transaction that took the turn); None when it is no
-        longer queued under that lease (cancelled, or taken over), and gets no turn."""
+        longer queued under that lease (cancelled, or taken over), and gets no turn.
+        `in_line` is set when a try found the turn not free (the window full, or another
+        edit next): the edit waits in line."""
         account = self.account(limit)
         future: asyncio.Future[Edit | None] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(Sending(owner, fields), future)
+        waiter = _Waiter(Sending(owner, fields), future, in_line or asyncio.Event())
         self._waiting.setdefault(account.name, {})[edit_id] = waiter
         self._wake.setdefault(account.name, asyncio.Event()).set()
         if account.name not in self._running:
@@ -113,6 +123,9 @@ class Turns:
                     if not _settle(waiting.pop(offer.taken.id, None), offer.taken):
                         await self._put_back(offer.taken)
                     continue
+                for edit_id in candidates:
+                    if edit_id in waiting:
+                        waiting[edit_id].in_line.set()
                 delay = TURN_POLL
                 if offer.free_at is not None:
                     delay = max(0.0, offer.free_at - time.time())
@@ -132,6 +145,7 @@ class Turns:
 class _Waiter:
     sending: Sending
     future: asyncio.Future[Edit | None]
+    in_line: asyncio.Event
 
 
 def _settle(waiter: _Waiter | None, edit: Edit | None) -> bool:

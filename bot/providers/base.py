@@ -174,12 +174,15 @@ class AccountLimit:
     """A provider account's limit on new tasks: at most `max_calls` per `period` seconds.
 
     Families sharing an `account` (the KIE APIs) share its limit. It is enforced in the
-    database (storage.turns), so it holds for all replicas together.
+    database (storage.turns), so it holds for all replicas together. `request_timeout`: how
+    long a create request may be under way, all of which its turn counts as "now" (the
+    provider sees it arrive at some moment in between).
     """
 
     account: str
     max_calls: int
     period: float
+    request_timeout: float = 30.0
 
 
 class Provider(Protocol):
