@@ -167,11 +167,14 @@ class Turns:
         alive, perhaps still preparing the photos), unless in `skip` (the caller found them
         next in line for too long: their sender is gone or stuck).
         """
-        now = time.time() if now is None else now
         c = provider_turns.c
+        given = now
 
         async def body(conn: DbConn) -> Offer:
             await self._lock(conn, account)
+            # Read after the lock (on PostgreSQL): a clock read earlier, while waiting, would
+            # only count more turns in the window, never fewer.
+            now = time.time() if given is None else given
             await conn.execute(
                 provider_turns.delete().where(
                     c.account == account.name, c.taken_at <= now - account.period
