@@ -8,13 +8,13 @@ from telegram.ext import Application, ContextTypes
 
 from bot.config import Settings
 from bot.handlers import register_all
-from bot.providers.base import Provider
+from bot.providers.base import AccountLimit, Provider
 from bot.providers.http import HttpProvider
 from bot.providers.kie import PLAYGROUND_PREFIX, jobs_api
 from bot.providers.kie4o import kie4o_api
 from bot.providers.kie_upload import KieUploadStore
 from bot.providers.odkkk import odkkk_api
-from bot.providers.transport import SlidingWindowLimiter, Transport
+from bot.providers.transport import Transport
 from bot.services import BotContext
 from bot.setting_values import RateLimit
 from bot.telegram_http import AiohttpRequest
@@ -26,10 +26,12 @@ from storage.s3 import S3BlobStore, S3Options
 def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
     """The provider families whose keys are set (see the README's provider table).
 
-    KIE counts requests per account, so every KIE family shares one limiter. Each offers
+    KIE counts requests per account, so every KIE family shares one rate limit (the
+    account "kie"; turns are taken in the database, see storage.turns). Each offers
     the models the catalog (settings.catalog) lists for it.
     """
     models = settings.catalog.models_for
+    timeout = settings.provider_timeout
     providers: list[Provider] = []
     if settings.kie_api_key is not None:
         kie_key = settings.kie_api_key.get_secret_value()
@@ -39,14 +41,14 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
             if settings.kie_webhook_hmac_key
             else None
         )
-        # The KIE APIs share one account: key, HMAC key, base URL and rate limiter.
+        # The KIE APIs share one account: key, HMAC key, base URL and rate limit.
         on_kie_account = partial(
             HttpProvider,
             transport=transport,
             base_url=kie_url,
             api_key=kie_key,
             hmac_key=hmac_key,
-            limiter=SlidingWindowLimiter(*settings.kie_rate_limit),
+            rate_limit=AccountLimit("kie", *settings.kie_rate_limit, timeout),
         )
         providers.append(on_kie_account(name="kie", api=jobs_api(), models=models("kie")))
         if settings.kie_playground:
@@ -70,7 +72,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
                 base_url=str(settings.apikley_api_url).rstrip("/"),
                 api_key=settings.apikley_api_key.get_secret_value(),
                 models=models("apikley"),
-                limiter=SlidingWindowLimiter(*settings.apikley_rate_limit),
+                rate_limit=AccountLimit("apikley", *settings.apikley_rate_limit, timeout),
             )
         )
     if settings.odkkk_api_key is not None:
@@ -82,7 +84,7 @@ def build_providers(settings: Settings, transport: Transport) -> list[Provider]:
                 base_url=str(settings.odkkk_api_url).rstrip("/"),
                 api_key=settings.odkkk_api_key.get_secret_value(),
                 models=models("odkkk"),
-                limiter=SlidingWindowLimiter(*settings.odkkk_rate_limit),
+                rate_limit=AccountLimit("odkkk", *settings.odkkk_rate_limit, timeout),
             )
         )
     return providers

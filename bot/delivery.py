@@ -49,7 +49,7 @@ from bot.operator_langs import OperatorLanguages
 from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
-from bot.status_messages import show_status
+from bot.status_messages import clear_status, show_place, show_status
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -417,13 +417,11 @@ class TelegramNotifier:
     async def show_progress(self, edit: Edit, progress: Progress) -> None:
         await show_status(self.bot, self.translator, edit, progress)
 
+    async def show_place(self, edit: Edit, position: int, wait: float) -> None:
+        await show_place(self.bot, self.translator, edit, position, wait)
+
     async def clear_status(self, edit: Edit) -> None:
-        if edit.status_message_id is None:
-            return
-        try:
-            await self.bot.delete_message(edit.chat_id, edit.status_message_id)
-        except TelegramError:
-            log.info("status message already gone", extra={"edit_id": edit.id})
+        await clear_status(self.bot, edit)
 
 
 def _fits_photo(image: ResultImage) -> bool:

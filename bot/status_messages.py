@@ -8,15 +8,20 @@ next turn rather than waiting out a flood wait.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from functools import partial
 
 from telegram import Bot
+from telegram.error import TelegramError
 
 from bot.i18n import Translator
 from bot.lifecycle.context import Progress
 from bot.rewrite import any_error, rewrite
 from domain.edit import Edit
+
+log = logging.getLogger(__name__)
 
 
 async def show_status(bot: Bot, translator: Translator, edit: Edit, progress: Progress) -> None:
@@ -24,6 +29,30 @@ async def show_status(bot: Bot, translator: Translator, edit: Edit, progress: Pr
         return
     text = status_text(translator, edit, progress)
     # Optional: progress never queues ahead of results under Telegram's flood limits.
+    await rewrite(
+        bot, edit.chat_id, edit.status_message_id, text, tolerate=any_error, optional=True
+    )
+
+
+async def clear_status(bot: Bot, edit: Edit) -> None:
+    """The result is out: the status message goes (best effort)."""
+    if edit.status_message_id is None:
+        return
+    try:
+        await bot.delete_message(edit.chat_id, edit.status_message_id)
+    except TelegramError:
+        log.info("status message already gone", extra={"edit_id": edit.id})
+
+
+async def show_place(
+    bot: Bot, translator: Translator, edit: Edit, position: int, wait: float
+) -> None:
+    """The edit waits for its provider account's turn: its place in line and a rough wait."""
+    if edit.status_message_id is None:
+        return
+    tr = partial(translator.tr, edit.lang)
+    head = tr("imagine.queued" if not edit.inputs else "edit.queued")
+    text = f"{head}\n{tr('edit.in_line', position=position, seconds=math.ceil(wait))}"
     await rewrite(
         bot, edit.chat_id, edit.status_message_id, text, tolerate=any_error, optional=True
     )

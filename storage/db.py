@@ -4,8 +4,9 @@ Each table family has its repository, built on the connection owner (storage.dbc
 reached as an attribute: `db.edits` (the edit state machine), `db.albums`, `db.prompts`
 (pending prompts), `db.chats` (blocked chats), `db.chat_settings`, `db.moderation`,
 `db.limits` (per-user limits and the spend cap), `db.updates` (Telegram updates, the durable
-intake), `db.balances` (paid edits); operators' runtime control: `db.user_controls`,
-`db.throttle` and `db.alerts`.
+intake), `db.balances` (paid edits), `db.edit_status` (status-message turns), `db.turns`
+(provider accounts' rate limits and fair queues); operators' runtime control:
+`db.user_controls`, `db.throttle` and `db.alerts`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from storage.moderation import ModerationQueries
 from storage.prompts import PendingPrompts
 from storage.result_messages import ResultMessages
 from storage.throttle import ActionThrottle
+from storage.turns import Turns
 from storage.updates import Updates
 from storage.user_controls import UserControls
 
@@ -100,6 +102,7 @@ class Database:
         self.result_messages = ResultMessages(self.backend)
         self.balances = Balances(self.backend)
         self.edit_status = EditStatus(self.backend)
+        self.turns = Turns(self.backend)
 
     @property
     def dialect(self) -> str:

@@ -258,3 +258,18 @@ balance_ledger = sa.Table(
     sa.Index("ix_balance_ledger_user", "user_id", "created_at"),
     sa.Index("ix_balance_ledger_kind", "kind", "created_at"),
 )
+
+# Provider turns (0012): one row per new task sent to a provider account, kept for the
+# account's rate-limit window. Every replica counts them (the limit holds for all together)
+# and orders its queue by them (who was served lately waits behind who was not): see
+# storage/turns.py.
+provider_turns = sa.Table(
+    "provider_turns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(32), nullable=False),
+    sa.Column("requester", sa.BigInteger, nullable=False),
+    sa.Column("edit_id", sa.Integer, nullable=False),
+    sa.Column("taken_at", sa.Float, nullable=False),
+    sa.Index("ix_provider_turns_account_taken", "account", "taken_at"),
+)

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from functools import partial
 from typing import Any, Literal
@@ -25,11 +25,11 @@ from PIL import Image
 
 from bot.app import create_app
 from bot.config import Settings
-from bot.providers.base import Provider, SubmitRequest
 from bot.providers.kie import signature
 from bot.startup import StartupError
 from bot.web import make_runner
 from domain.edit import EditState
+from storage.chat_settings import ChatPrefs
 from tests.conftest import (
     CHAT_ID,
     USER_ID,
@@ -652,33 +652,32 @@ async def test_odkkk_with_http_public_url_falls_back_to_polling(
 # Shared KIE limiter, DEFAULT_MODEL, /credits ------------------------------------------------
 
 
-async def _create(provider: Provider, request: SubmitRequest) -> str:
-    """What the submission does: wait for the account's turn, then send the request once."""
-    await provider.wait_turn()
-    return await provider.submit(request)
-
-
-async def test_kie_families_share_one_limiter_so_a_burst_waits_instead_of_429(
+async def test_kie_families_share_one_limit_so_a_burst_waits_instead_of_429(
     tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
     kie.rate_limit = (2, 0.3)  # the account's limit, enforced by the fake with HTTP 429
     bot = await start_bot(
         make_settings(KIE_PLAYGROUND=True, KIE_RATE_LIMIT="2/0.6", PROVIDER_MAX_RETRIES=0)
     )
-    registry = bot.services.registry
-    providers = [registry.provider(name) for name in ("kie", "kie-playground", "kie-4o")]
-    limiters = {id(getattr(provider, "limiter", None)) for provider in providers}
-    assert len(limiters) == 1
-    image_url = f"{kie.url}/files/missing.jpg"
-    submits = []
-    for index, model_id in enumerate(
-        ["qwen/image-edit", PLAYGROUND_MODEL, GPT4O_MODEL, "qwen/image-edit", GPT4O_MODEL]
-    ):
-        spec = registry.model(model_id)
-        request = SubmitRequest(model=spec, prompt=f"burst {index}", image_urls=(image_url,))
-        submits.append(_create(registry.provider(spec.provider), request))
-    task_ids = await asyncio.gather(*submits)  # a 429 would raise RateLimited here
-    assert len(set(task_ids)) == 5 and len(kie.tasks) == 5
+    await ready(bot, tg)
+    models = ["qwen/image-edit", PLAYGROUND_MODEL, GPT4O_MODEL, "qwen/image-edit", GPT4O_MODEL]
+    updates = []
+    for index, model_id in enumerate(models):
+        user_id = 7000 + index  # one private chat each, so each may choose its model
+
+        def choose(prefs: ChatPrefs, model_id: str = model_id) -> ChatPrefs:
+            return replace(prefs, model=model_id)
+
+        await bot.services.db.chat_settings.update(user_id, choose, user_id=user_id)
+        updates.append(
+            tg.photo_update(
+                user_id, tg.user(user_id), make_jpeg(320, 240), caption=f"burst {index}"
+            )
+        )
+    await asyncio.gather(*(deliver(bot, tg, update) for update in updates))
+    # A 429 would end an edit (no retries): every one is delivered instead.
+    await tg.wait_for("sendPhoto", count=5, timeout=20)
+    assert {task.api for task in kie.tasks.values()} == {"jobs", "playground", "gpt4o"}
     creates = [p for p in kie.requests if p[1].endswith(("/createTask", "/generate"))]
     assert len(creates) == 5
 

@@ -12,6 +12,7 @@ import pytest
 
 from bot.builders import build_providers
 from bot.config import ConfigError, RateLimit, load_settings
+from bot.providers.base import AccountLimit
 from bot.providers.http import FamilyApi, HttpProvider
 from bot.providers.kie import jobs_api
 from bot.providers.kie4o import kie4o_api
@@ -94,10 +95,9 @@ def test_kie_families_share_the_account_and_others_have_their_own(
     assert isinstance(kie, HttpProvider) and isinstance(playground, HttpProvider)
     assert isinstance(gpt4o, HttpProvider) and isinstance(apikley, HttpProvider)
     assert isinstance(odkkk, HttpProvider)
-    assert kie.limiter is playground.limiter is gpt4o.limiter
-    assert kie.limiter is not None and (kie.limiter.max_calls, kie.limiter.period) == (7, 3.0)
-    assert apikley.limiter is not kie.limiter and odkkk.limiter is not kie.limiter
-    assert apikley.limiter is not None and apikley.limiter.max_calls == 5
+    assert kie.rate_limit == playground.rate_limit == gpt4o.rate_limit == AccountLimit("kie", 7, 3)
+    assert apikley.rate_limit == AccountLimit("apikley", 5, 1.0)
+    assert odkkk.rate_limit == AccountLimit("odkkk", 20, 10.0)
     assert playground.api == jobs_api("/api/v1/playground")
     assert kie.api == apikley.api == jobs_api("/api/v1/jobs") and gpt4o.api == kie4o_api()
     assert kie.hmac_key == playground.hmac_key == gpt4o.hmac_key == "h"

@@ -66,6 +66,7 @@ class AcmeProvider:
     """A provider family the settings code has never heard of; its results are its inputs."""
 
     name = "acme"
+    rate_limit = None  # no limit on new tasks: every turn is free
 
     def __init__(self) -> None:
         self.models = {ACME.id: ACME}
@@ -79,9 +80,6 @@ class AcmeProvider:
         caption = request.params.get("caption")
         if caption is not None and not str(caption).replace(" ", "").isalpha():
             raise InputRejected("param_choice", param="caption", choices="letters and spaces")
-
-    async def wait_turn(self) -> None:
-        return None
 
     async def submit(self, request: SubmitRequest) -> str:
         self.requests.append(request)

@@ -17,6 +17,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from bot.images.gate import DEFAULT_BUDGET_MB, Normalizer
 from bot.lifecycle.leases import Lease, Leases
+from bot.lifecycle.turns import Turns
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker, WorkQueue
 from domain.edit import Edit, InputPhoto
@@ -128,6 +129,10 @@ class Notifier(Protocol):
     async def show_progress(self, edit: Edit, progress: Progress) -> None:
         """Rewrite the "working on it" message to say where the edit is (best effort)."""
 
+    async def show_place(self, edit: Edit, position: int, wait: float) -> None:
+        """Say in the "working on it" message that the edit waits for its turn: its place
+        in line and a rough wait in seconds (best effort)."""
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -179,12 +184,14 @@ class Lifecycle:
     normalizer: Normalizer = field(default_factory=lambda: Normalizer(DEFAULT_BUDGET_MB << 20))
     outbox: WorkQueue = field(init=False)
     leases: Leases = field(init=False)
+    turns: Turns = field(init=False)
 
     def __post_init__(self) -> None:
         self.outbox = WorkQueue(
             self.tracker, name="outbox", workers=OUTBOX_WORKERS, capacity=OUTBOX_CAPACITY
         )
         self.leases = Leases(self.db, renew_every=self.timing.lease_renewal)
+        self.turns = Turns(self.db, self.registry, self.tracker)
 
     @property
     def submitting(self) -> bool:
@@ -201,7 +208,7 @@ class Lifecycle:
         spawn = partial(self.tracker.spawn, name="edit-timer")
         asyncio.get_running_loop().call_later(max(0.0, delay), lambda: spawn(job()))
 
-    async def unless_stopping(self, waiting: Awaitable[None]) -> bool:
+    async def unless_stopping(self, waiting: Awaitable[Any]) -> bool:
         """Wait for `waiting` unless the process starts shutting down first (False then)."""
         waiter = asyncio.ensure_future(waiting)
         stopper = asyncio.ensure_future(self.stopping.wait())

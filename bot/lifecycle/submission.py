@@ -1,7 +1,8 @@
 """Submission: queued -> submitting -> submitted (or failed). Only one caller ever submits.
 
-The photos are prepared, and the provider's rate limiter and back-offs after a refusal are
-waited for, while the edit is still `queued` (under a renewed lease): a crash there loses
+The photos are prepared, and the provider account's turn (its rate limit and fair order,
+held in the database for every replica: bot.lifecycle.turns) and back-offs after a refusal
+are waited for, while the edit is still `queued` (under a renewed lease): a crash there loses
 nothing and the sweeper simply starts again; a shutdown leaves it queued for the next run.
 `submitting` covers exactly the create request on the wire, so it means "the provider may
 have received it": only that state is resolved by telling the user (`interrupt`), never
@@ -23,16 +24,13 @@ from bot.lifecycle.context import Lifecycle, PhotoUnavailable
 from bot.lifecycle.delivery import Notices
 from bot.lifecycle.failover import fail_over
 from bot.lifecycle.leases import Lease
-from bot.providers.base import InputRejected, Provider, SubmitRequest
+from bot.providers.base import AccountLimit, InputRejected, Provider, SubmitRequest
 from bot.providers.registry import UnknownModel
 from domain import steps
 from domain.edit import TERMINAL_STATES, Edit, EditState
 from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
 
 log = logging.getLogger(__name__)
-
-# A rate limiter's turn taken within this long was free (no wait to prepare for).
-FREE_TURN = 0.01
 
 
 @dataclass(frozen=True)
@@ -112,15 +110,14 @@ class Submission:
         unrecorded = {"blob_keys": prepared.blob_keys, **status_field}
         attempt = 0
         tried: set[str] = set()  # providers that refused this edit (failover)
-        # Waiting for the account's rate limiter, or a back-off after a refusal, happens
-        # while the edit is `queued`: a crash there leaves nothing uncertain, and a shutdown
-        # leaves the edit for the next run.
-        while await self._wait_queued(
-            edit, owner, prepared, unrecorded, self._turn(edit.id, owner, provider, unrecorded)
-        ):
-            sending = await ctx.db.edits.transition(
-                edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
-            )
+        # Waiting for the account's turn, or a back-off after a refusal, happens while the
+        # edit is `queued`: a crash there leaves nothing uncertain, and a shutdown leaves the
+        # edit for the next run.
+        while True:
+            turn = asyncio.ensure_future(self._turn(edit, owner, provider, unrecorded))
+            if not await self._wait_queued(edit, owner, prepared, unrecorded, turn):
+                return None
+            sending = turn.result()
             if sending is None:
                 # Cancelled meanwhile, or our lease was lost and another worker took over.
                 if unrecorded:
@@ -147,7 +144,8 @@ class Submission:
                 if await self._back_off(sending, owner, exc, delay, attempt) is None:
                     return None  # cancelled meanwhile, or our lease was lost
                 attempt += 1
-                if not await self._wait_queued(edit, owner, prepared, {}, asyncio.sleep(delay)):
+                pause = asyncio.ensure_future(asyncio.sleep(delay))
+                if not await self._wait_queued(edit, owner, prepared, {}, pause):
                     return None
                 continue
             except asyncio.CancelledError:
@@ -157,7 +155,6 @@ class Submission:
             ctx.clear_incident(ProviderAuthError.code, scope=edit.provider)
             ctx.clear_incident(InsufficientCredits.code, scope=edit.provider)
             return await self._record_task(edit, task_id, prepared, started, owner)
-        return None
 
     async def _wait_queued(
         self,
@@ -165,34 +162,69 @@ class Submission:
         owner: str,
         prepared: _Prepared,
         unrecorded: dict[str, Any],
-        waiting: Awaitable[None],
+        waiting: asyncio.Future[Any],
     ) -> bool:
-        """Wait in `queued`; False when shutting down (the edit is left for the next run)."""
+        """Wait in `queued`; False when shutting down (the edit is left for the next run).
+
+        A turn that came just as the shutdown began already moved the edit to `submitting`:
+        it is sent, as it would have been a moment earlier."""
         try:
             if await self.ctx.unless_stopping(waiting):
                 return True
         except asyncio.CancelledError:
             await self._leave_queued(edit, owner, prepared, unrecorded)
             raise
+        if waiting.done() and not waiting.cancelled() and waiting.result() is not None:
+            return True
         await self._leave_queued(edit, owner, prepared, unrecorded)
         return False
 
     async def _turn(
-        self, edit_id: int, owner: str, provider: Provider, unrecorded: dict[str, Any]
-    ) -> None:
-        """The provider account's rate limiter. A turn that is not free at once is a wait,
-        perhaps of minutes: the "working on it" message is recorded before it (one write,
-        only when waiting), since after a crash meanwhile nothing could remove that message
-        or rewrite it into a failure notice."""
-        turn = asyncio.ensure_future(provider.wait_turn())
+        self, edit: Edit, owner: str, provider: Provider, unrecorded: dict[str, Any]
+    ) -> Edit | None:
+        """`BEGIN_SUBMIT` on the provider account's next turn for this edit (in the turn's
+        transaction); None when the edit was cancelled meanwhile or our lease was lost.
+
+        A turn that is not free at once (the first try found the window full or someone
+        else next in line) is a wait, perhaps of minutes: the "working on it" message is
+        recorded before it (one write, only when waiting), since after a crash
+        meanwhile nothing could remove that message or rewrite it into a failure notice;
+        meanwhile the message shows the edit's place in line."""
+        ctx = self.ctx
+        limit = provider.rate_limit
+        if limit is None:
+            return await ctx.db.edits.transition(
+                edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
+            )
+        in_line = asyncio.Event()
+        turn = asyncio.ensure_future(
+            ctx.turns.wait(edit.id, limit, owner=owner, fields=unrecorded, in_line=in_line)
+        )
+        told = asyncio.ensure_future(in_line.wait())
+        showing: asyncio.Future[None] | None = None
         try:
-            done, _ = await asyncio.wait({turn}, timeout=FREE_TURN)
-            if not done and "status_message_id" in unrecorded:
-                status = {"status_message_id": unrecorded["status_message_id"]}
-                await self.ctx.db.edits.update_fields(edit_id, owner=owner, **status)
-            await turn
+            done, _ = await asyncio.wait({turn, told}, return_when=asyncio.FIRST_COMPLETED)
+            if turn not in done:
+                shown: Edit | None = edit
+                if "status_message_id" in unrecorded:
+                    status = {"status_message_id": unrecorded["status_message_id"]}
+                    shown = await ctx.db.edits.update_fields(edit.id, owner=owner, **status)
+                if shown is not None and shown.status_message_id is not None:
+                    # Not awaited: a chat's own Telegram rate limit must not hold the turn.
+                    showing = asyncio.ensure_future(self._show_place(shown, limit))
+            return await turn
         finally:
             turn.cancel()
+            told.cancel()
+            if showing is not None:
+                showing.cancel()  # the turn came: what the message says next is up to later steps
+
+    async def _show_place(self, edit: Edit, limit: AccountLimit) -> None:
+        try:
+            place = await self.ctx.turns.place(edit.id, limit)
+            await self.ctx.notifier.show_place(edit, place.position, place.wait)
+        except Exception:
+            log.exception("could not show the place in line", extra={"edit_id": edit.id})
 
     async def _back_off(
         self, edit: Edit, owner: str, exc: ProviderError, delay: float, attempt: int
@@ -209,8 +241,13 @@ class Submission:
                 "delay": round(delay, 2),
             },
         )
-        return await self.ctx.db.edits.transition(
-            edit.id, steps.BACK_OFF, owner=owner, next_check_at=time.time() + delay
+        db = self.ctx.db
+        return await db.edits.transition(
+            edit.id,
+            steps.BACK_OFF,
+            owner=owner,
+            also=db.turns.answered(edit.id),
+            next_check_at=time.time() + delay,
         )
 
     async def _leave_queued(
@@ -238,6 +275,7 @@ class Submission:
             edit.id,
             steps.RECORD_TASK,
             owner=owner,
+            also=ctx.db.turns.answered(edit.id, now=now),
             task_id=task_id,
             submitted_at=now,
             next_check_at=next_check,

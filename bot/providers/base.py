@@ -178,20 +178,35 @@ class SubmitRequest:
     callback_url: str | None = None
 
 
+@dataclass(frozen=True)
+class AccountLimit:
+    """A provider account's limit on new tasks: at most `max_calls` per `period` seconds.
+
+    Families sharing an `account` (the KIE APIs) share its limit. It is enforced in the
+    database (storage.turns), so it holds for all replicas together. `request_timeout`: how
+    long a create request may be under way, all of which its turn counts as "now" (the
+    provider sees it arrive at some moment in between).
+    """
+
+    account: str
+    max_calls: int
+    period: float
+    request_timeout: float = 30.0
+
+
 class Provider(Protocol):
     """One provider API family. Mapping is pure; I/O goes through the shared transport."""
 
     name: str
     models: Mapping[str, ModelSpec]
+    # The account's limit on new tasks (None: unlimited); submission takes turns under it.
+    rate_limit: AccountLimit | None
 
     def accepts_callback_url(self, url: str) -> bool:
         """Whether this family can call `url` back (some require HTTPS)."""
 
     def validate(self, request: SubmitRequest) -> None:
         """Raise InputRejected before anything is spent when a documented limit is broken."""
-
-    async def wait_turn(self) -> None:
-        """Wait until the account's rate limit allows one more task to be created."""
 
     async def submit(self, request: SubmitRequest) -> str:
         """Send the create request once (no waiting, no retry); return the task id.

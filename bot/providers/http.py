@@ -2,8 +2,8 @@
 
 Each family module (kie, kie4o, odkkk) describes its API as a `FamilyApi` built from its pure
 functions; `HttpProvider` owns what is the same for all of them: bearer auth, the account's
-rate limiter on task creation (`wait_turn`), callback authentication and the ProtocolError →
-400 mapping.
+rate limit on task creation (`rate_limit`, whose turns are taken in the database), callback
+authentication and the ProtocolError → 400 mapping.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from bot.providers.base import ModelSpec, SubmitRequest, TaskStatus
-from bot.providers.transport import ErrorMapper, SlidingWindowLimiter, Transport
+from bot.providers.base import AccountLimit, ModelSpec, SubmitRequest, TaskStatus
+from bot.providers.transport import ErrorMapper, Transport
 from domain.errors import CallbackRejected, ProtocolError, ProviderError
 
 # (key, headers, body, the edit's task id) -> None, or raise CallbackRejected.
@@ -60,7 +60,7 @@ class FamilyApi:
 
 @dataclass
 class HttpProvider:
-    """A provider family at `base_url` with one account (key, HMAC key, rate limiter)."""
+    """A provider family at `base_url` with one account (key, HMAC key, rate limit)."""
 
     name: str
     api: FamilyApi
@@ -69,7 +69,7 @@ class HttpProvider:
     api_key: str
     models: Mapping[str, ModelSpec]
     hmac_key: str | None = None
-    limiter: SlidingWindowLimiter | None = None
+    rate_limit: AccountLimit | None = None
 
     async def call(
         self,
@@ -98,10 +98,6 @@ class HttpProvider:
 
     def validate(self, request: SubmitRequest) -> None:
         self.api.validate(request)
-
-    async def wait_turn(self) -> None:
-        if self.limiter is not None:
-            await self.limiter.acquire()
 
     async def submit(self, request: SubmitRequest) -> str:
         body = await self.call(

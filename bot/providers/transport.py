@@ -1,4 +1,4 @@
-"""The one HTTP transport every provider family uses: timeouts, retries, backoff, rate limits."""
+"""The one HTTP transport every provider family uses: timeouts, retries, backoff."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,27 +25,6 @@ log = logging.getLogger(__name__)
 
 # (HTTP status, decoded JSON body or None) -> an error to raise, or None for success.
 ErrorMapper = Callable[[int, Any], ProviderError | None]
-
-
-class SlidingWindowLimiter:
-    """At most `max_calls` acquisitions per `period` seconds; callers wait their turn."""
-
-    def __init__(self, max_calls: int, period: float) -> None:
-        self.max_calls = max_calls
-        self.period = period
-        self._stamps: deque[float] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._stamps and self._stamps[0] <= now - self.period:
-                    self._stamps.popleft()
-                if len(self._stamps) < self.max_calls:
-                    self._stamps.append(now)
-                    return
-                await asyncio.sleep(self._stamps[0] + self.period - now)
 
 
 @dataclass(frozen=True)
