@@ -7,7 +7,8 @@ full burst through at once, and has no per-chat limit: a user with several photo
 got several messages within a second, and every 429 paused the whole bot (see README,
 Performance, "At Telegram's and KIE's limits"). This limiter counts what Telegram counts,
 messages sent or edited, in sliding windows (at most N in any T seconds, the strict reading):
-per bot, per private chat and per group or channel. Calls that post nothing (deletions,
+per bot, per chat, and per group or channel on top. Each message counts from Telegram's
+answer (see `Slot`). Calls that post nothing (deletions,
 answers to button presses, inline queries and pre-checkout queries, getFile, getMe,
 setWebhook...) pass at once.
 
@@ -21,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,10 +38,9 @@ JSONDict = dict[str, Any]
 
 # Methods that post or change a message in a chat: what Telegram's limits count.
 COUNTED_PREFIXES = ("send", "edit", "copy", "forward")
-# Telegram measures arrival, we measure departure: a little room for network jitter.
-MARGIN = 0.05
 # Windows of chats idle this long are forgotten (bounded memory with many chats).
 IDLE_CHATS = 1024
+IN_FLIGHT = math.inf
 
 
 class Crowded(TelegramError):
@@ -50,36 +50,60 @@ class Crowded(TelegramError):
         super().__init__("not sent: the chat has no room under Telegram's limits now")
 
 
-class Window:
-    """At most `calls` messages in any `period` seconds; waiters go in arrival order."""
+class Slot:
+    """One message counted in a window: in flight until its answer, then counted from the
+    answer's time. Telegram counts a message when it arrives, which is somewhere between
+    our send and its answer; counting from the answer, the next message after a full window
+    can never arrive within the window of this one, however the network reorders them."""
 
-    def __init__(self, calls: int, period: float) -> None:
-        self.calls = calls
-        self.period = period + MARGIN
-        self.stamps: deque[float] = deque()
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = IN_FLIGHT
+
+
+class Window:
+    """At most `calls` messages in any `period` seconds, for each of its `limits`;
+    waiters go in arrival order (they queue on `lock`)."""
+
+    def __init__(self, *limits: RateLimit) -> None:
+        self.limits = limits
+        self.longest = max(period for _, period in limits)
+        self.slots: list[Slot] = []
         self.lock = asyncio.Lock()
+        self.answered = asyncio.Event()
 
     def wait_needed(self, now: float) -> float:
-        while self.stamps and self.stamps[0] <= now - self.period:
-            self.stamps.popleft()
-        if len(self.stamps) < self.calls:
-            return 0.0
-        return self.stamps[0] + self.period - now
+        """Seconds until one more message fits (`IN_FLIGHT`: once an answer comes)."""
+        self.slots = [slot for slot in self.slots if slot.at > now - self.longest]
+        needed = 0.0
+        for calls, period in self.limits:
+            recent = sorted(slot.at for slot in self.slots if slot.at > now - period)
+            if len(recent) >= calls:
+                needed = max(needed, recent[len(recent) - calls] + period - now)
+        return needed
 
     async def ready(self) -> None:
-        """Return once a message fits. The caller holds `lock` and only lock holders record,
-        so once the oldest stamp has aged out there is room."""
-        delay = self.wait_needed(time.monotonic())
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Return once a message fits. The caller holds `lock` and only lock holders take
+        slots, so waiting for the oldest to age out (or for an answer) is enough."""
+        while (delay := self.wait_needed(time.monotonic())) > 0:
+            self.answered.clear()
+            timeout = None if delay == IN_FLIGHT else delay
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.answered.wait(), timeout)
 
-    def record(self) -> None:
-        self.stamps.append(time.monotonic())
+    def take(self) -> Slot:
+        slot = Slot()
+        self.slots.append(slot)
+        return slot
+
+    def answered_at(self, slot: Slot) -> None:
+        slot.at = time.monotonic()
+        self.answered.set()
 
     def forgettable(self, now: float) -> bool:
         """Nobody waits and nothing it counted is recent: a new window would be the same."""
-        self.wait_needed(now)  # drops the stamps older than a period
-        return not self.lock.locked() and not self.stamps
+        return not self.lock.locked() and self.wait_needed(now) == 0 and not self.slots
 
 
 class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
@@ -93,7 +117,7 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
         group_rate: RateLimit,
         max_retries: int = 3,
     ) -> None:
-        self.bot_window = Window(*bot_rate)
+        self.bot_window = Window(bot_rate)
         self.chat_rate = chat_rate
         self.group_rate = group_rate
         self.max_retries = max_retries
@@ -116,8 +140,10 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
                 for key, old in list(self.chats.items()):
                     if old.forgettable(now):
                         del self.chats[key]
+            # A group has both limits: about one message a second, 20 a minute.
             group = not isinstance(chat_id, int) or chat_id < 0
-            window = self.chats[chat_id] = Window(*(self.group_rate if group else self.chat_rate))
+            limits = (self.chat_rate, self.group_rate) if group else (self.chat_rate,)
+            window = self.chats[chat_id] = Window(*limits)
         return window
 
     async def process_request(
@@ -137,7 +163,7 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
         optional = bool(rate_limit_args and rate_limit_args.get("optional"))
         window = self.chat_window(chat_id)
         for attempt in range(self.max_retries + 1):
-            await self._take_turn(window, optional)
+            slots = await self._take_turn(window, optional)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -153,11 +179,14 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
                     await asyncio.sleep(pause)
                 finally:
                     self.resume.set()
+            finally:
+                window.answered_at(slots[0])
+                self.bot_window.answered_at(slots[1])
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    async def _take_turn(self, window: Window, optional: bool) -> None:
-        """Wait for room in the chat's and then the bot's window, and count the message in
-        both at the moment it leaves (so the next one in the chat is a full period later)."""
+    async def _take_turn(self, window: Window, optional: bool) -> tuple[Slot, Slot]:
+        """Wait for room in the chat's and then the bot's window, and take a slot in both
+        as the message leaves (so the next one in the chat is a full period later)."""
         if optional and (window.lock.locked() or window.wait_needed(time.monotonic()) > 0):
             raise Crowded()
         async with window.lock:
@@ -165,5 +194,5 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
             await self.resume.wait()
             async with self.bot_window.lock:
                 await self.bot_window.ready()
-                self.bot_window.record()
-            window.record()
+                bot_slot = self.bot_window.take()
+            return window.take(), bot_slot

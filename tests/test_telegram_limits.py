@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.setting_values import RateLimit
-from bot.telegram_limits import MARGIN, Crowded, TelegramLimiter
+from bot.telegram_limits import Crowded, TelegramLimiter
 from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, SettingsFactory
 from tests.fakes.images import make_jpeg
@@ -94,6 +94,6 @@ async def test_an_optional_message_is_dropped_when_its_chat_has_no_room() -> Non
     with pytest.raises(Crowded):
         await call("progress", optional=True, method="editMessageText")
     await call("deleted", method="deleteMessage")  # posts nothing: not counted, not held
-    await asyncio.sleep(0.5 + MARGIN)
+    await asyncio.sleep(0.55)
     await call("progress, later", optional=True, method="editMessageText")
     assert sent == ["result 1", "deleted", "progress, later"]
