@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.limits import total_429
 from bench.measure import Json
-from bench.report import Target, fmt
+from bench.report import Target, fmt, goal_rows
 
 P99_GOAL_MS = 50.0
 FRACTION_GOAL = 0.95
@@ -107,13 +107,8 @@ def limits_markdown(results: Json, goals: list[Target]) -> str:
         f"KIE {limits['kie_limit'][0]} per {limits['kie_limit'][1]:g} s; "
         f"bot: {limits['bot_settings']}):",
         "",
-        "| Metric | Target | Result | Met |",
-        "|---|---|---|:-:|",
+        *goal_rows(goals),
     ]
-    for goal in goals:
-        met = "–" if goal.met is None else ("yes" if goal.met else "**no**")
-        note = f" ({goal.note})" if goal.note else ""
-        lines.append(f"| {goal.name} | {goal.goal} | {goal.value}{note} | {met} |")
     lines += [
         f"| Bot API calls per edit, 429'd attempts included (KIE-bound, webhook) | – | "
         f"{fmt(kie.get('bot_api_calls_per_edit'))} ({_methods(kie)}) | – |",

@@ -88,6 +88,16 @@ def fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def goal_rows(goals: list[Target]) -> list[str]:
+    """The targets as a markdown table: header and one row each."""
+    lines = ["| Metric | Target | Result | Met |", "|---|---|---|:-:|"]
+    for goal in goals:
+        met = "–" if goal.met is None else ("yes" if goal.met else "**no**")
+        note = f" ({goal.note})" if goal.note else ""
+        lines.append(f"| {goal.name} | {goal.goal} | {goal.value}{note} | {met} |")
+    return lines
+
+
 def markdown(results: Json, goals: list[Target]) -> str:
     m = results["machine"]
     lines = [
@@ -111,15 +121,7 @@ def markdown(results: Json, goals: list[Target]) -> str:
     poll = results.get("polling", {})
     flight = results.get("in_flight", {})
     ingest = results.get("ingestion", {})
-    lines += [
-        "",
-        "| Metric | Target | Result | Met |",
-        "|---|---|---|:-:|",
-    ]
-    for goal in goals:
-        met = "–" if goal.met is None else ("yes" if goal.met else "**no**")
-        note = f" ({goal.note})" if goal.note else ""
-        lines.append(f"| {goal.name} | {goal.goal} | {goal.value}{note} | {met} |")
+    lines += ["", *goal_rows(goals)]
     lines += [
         f"| provider calls/edit, status-polling mode | – | "
         f"{fmt(poll.get('provider_calls_per_edit'))} "
