@@ -339,3 +339,20 @@ async def test_a_failing_status_query_never_polls_faster_than_the_floor(
     gaps = [later - earlier for earlier, later in pairwise(stamps)]
     assert min(gaps) >= floor - 0.01, gaps
     kie.release(task.task_id)
+
+
+async def test_a_drawings_progress_speaks_of_drawing(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    bot = await polling_bot_for(GPT4O, kie, tg, make_settings, start_bot, **STATUS)
+    kie.next_outcome(hold=True)
+    await deliver(bot, tg, tg.text_update(USER_ID, tg.user(USER_ID), "/imagine a red fox"))
+    task = await created(kie)
+    status_id = await status_message_id(bot)
+    [shown, *_] = await tg.wait_for(
+        "editMessageText",
+        lambda c: c.params["message_id"] == status_id and "50%" in c.params["text"],
+    )
+    assert shown.params["text"].startswith("⏳ Drawing your image… 50%"), shown.params["text"]
+    kie.release(task.task_id)
+    await tg.wait_for("sendPhoto")
