@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from bench.fakes import BenchKie, BenchTelegram, Ledger
@@ -88,6 +89,27 @@ def fakes(
     return make_tg, make_kie
 
 
+def limited_phase(
+    name: str,
+    makers: tuple[Callable[[str, Ledger], BenchTelegram], Callable[[str, Ledger], BenchKie]],
+    *,
+    keep: bool,
+    webhook: bool = True,
+    settings: Mapping[str, str] | None = None,
+) -> AbstractAsyncContextManager[Phase]:
+    """A scenario's phase: a fresh bot against the fakes `makers` builds (see `fakes`)."""
+    make_tg, make_kie = makers
+    return phase(
+        name,
+        webhook=webhook,
+        settings=settings,
+        keep=keep,
+        grace=5.0,
+        make_tg=make_tg,
+        make_kie=make_kie,
+    )
+
+
 class Refusals:
     """The 429s the fakes answered during one scenario."""
 
@@ -123,17 +145,9 @@ async def ceiling_run(
 ) -> Json:
     """Photos at `factor` x `ceiling` edits/s; edits/s delivered over `window` once warm."""
     kie_limit = (20, plan.kie_window) if kie_limited else None
-    make_tg, make_kie = fakes(REAL, kie_limit, task_delay)
+    makers = fakes(REAL, kie_limit, task_delay)
     settings = plan.settings(kie_limited=kie_limited)
-    async with phase(
-        name,
-        webhook=True,
-        settings=settings,
-        keep=keep,
-        grace=5.0,
-        make_tg=make_tg,
-        make_kie=make_kie,
-    ) as ph:
+    async with limited_phase(name, makers, keep=keep, settings=settings) as ph:
         warm = task_delay + plan.s(2.0) + 1.0
         rate = factor * ceiling
         arrivals = steady(rate, 0.0, warm + window, first_user=10_000)
@@ -164,7 +178,7 @@ async def ceiling_run(
 async def fairness_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
     """Light users' waits before and during two heavy users' bursts."""
     task_delay = plan.kie_window
-    make_tg, make_kie = fakes(REAL, (20, plan.kie_window), task_delay)
+    makers = fakes(REAL, (20, plan.kie_window), task_delay)
     light_rate = plan.kie_ceiling / 4
     burst_at = plan.s(25.0)
     heavy = plan.heavy_users * plan.heavy_photos
@@ -172,15 +186,7 @@ async def fairness_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
     arrivals: list[Arrival] = steady(light_rate, 0.0, burst_at + busy, first_user=20_000)
     for n in range(plan.heavy_users):
         arrivals += burst(burst_at, 900 + n, plan.heavy_photos)
-    async with phase(
-        "limits-fairness",
-        webhook=True,
-        settings=plan.settings(),
-        keep=keep,
-        grace=5.0,
-        make_tg=make_tg,
-        make_kie=make_kie,
-    ) as ph:
+    async with limited_phase("limits-fairness", makers, keep=keep, settings=plan.settings()) as ph:
         refusals = Refusals(ph)
         began = now()
         deadline = burst_at + busy * 2 + task_delay + plan.s(20.0)
@@ -207,21 +213,13 @@ async def fairness_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
 async def group_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
     """A group member's burst against 20 messages per minute, light users alongside."""
     task_delay = plan.kie_window
-    make_tg, make_kie = fakes(REAL, (20, plan.kie_window), task_delay)
+    makers = fakes(REAL, (20, plan.kie_window), task_delay)
     group = -100_777
     light_rate = plan.kie_ceiling / 4
     span = plan.s(60.0)
     arrivals = steady(light_rate, 0.0, span, first_user=30_000)
     arrivals += burst(plan.s(5.0), 31_000, plan.group_photos, chat=group)
-    async with phase(
-        "limits-group",
-        webhook=True,
-        settings=plan.settings(),
-        keep=keep,
-        grace=5.0,
-        make_tg=make_tg,
-        make_kie=make_kie,
-    ) as ph:
+    async with limited_phase("limits-group", makers, keep=keep, settings=plan.settings()) as ph:
         tg = ph.tg
         assert isinstance(tg, LimitedTelegram)
         tg.register_chat(group, chat_type="supergroup", title="Bench group")
@@ -250,18 +248,12 @@ async def group_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
 async def polling_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
     """Status polling with the default POLL_* settings and 10 s tasks."""
     task_delay = plan.s(10.0)
-    make_tg, make_kie = fakes(REAL, (20, plan.kie_window), task_delay)
+    makers = fakes(REAL, (20, plan.kie_window), task_delay)
     span = plan.s(20.0)
     arrivals = steady(plan.kie_ceiling / 4, 0.0, span, first_user=40_000)
     settings = {**plan.settings(), "TELEGRAM_POLL_TIMEOUT": "5"}
-    async with phase(
-        "limits-polling",
-        webhook=False,
-        settings=settings,
-        keep=keep,
-        grace=5.0,
-        make_tg=make_tg,
-        make_kie=make_kie,
+    async with limited_phase(
+        "limits-polling", makers, keep=keep, webhook=False, settings=settings
     ) as ph:
         kie = ph.kie
         assert isinstance(kie, LimitedKie)
@@ -291,13 +283,11 @@ async def polling_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
 
 async def latency_run(plan: LimitsPlan, photo: bytes, *, keep: bool) -> Json:
     """Open loop at 10 edits/s, every limit lifted: bot-added latency per hop."""
-    make_tg, make_kie = fakes(None, None, 0.0)
+    makers = fakes(None, None, 0.0)
     span = max(plan.s(20.0), 5.0)
     warm = 2.0
     arrivals = steady(10.0, 0.0, span, first_user=50_000)
-    async with phase(
-        "limits-latency", webhook=True, keep=keep, grace=5.0, make_tg=make_tg, make_kie=make_kie
-    ) as ph:
+    async with limited_phase("limits-latency", makers, keep=keep) as ph:
         began = now()
         a = snapshot(ph.bot.cpu)
         traces = await open_loop(ph, photo, arrivals, deadline=span + 15.0)
