@@ -140,9 +140,10 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
     generator = registry.models.get(settings.default_generator)
     if settings.default_generator and (generator is None or not generator.generates):
         drawing = ", ".join(s.id for s in registry.models.values() if s.generates) or "none"
-        raise RuntimeError(
+        raise StartupError(
             f"DEFAULT_GENERATOR={settings.default_generator} is not an enabled model that "
-            f"generates from text (enabled ones: {drawing})"
+            f"generates from text (enabled ones: {drawing}): set DEFAULT_GENERATOR to one of "
+            "them, or leave it unset (README, Configuration)"
         )
     app[REGISTRY] = registry
     yield

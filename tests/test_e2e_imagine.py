@@ -10,6 +10,7 @@ import pytest
 
 from bot.app import create_app
 from bot.handlers.moderation import change
+from bot.startup import StartupError
 from bot.web import make_runner
 from domain.edit import EditState
 from tests.conftest import CHAT_ID, USER_ID, BotStarter, RunningBot, SettingsFactory
@@ -189,7 +190,7 @@ async def test_default_generator_must_be_an_enabled_drawing_model(
     for wrong in ("qwen/image-edit", "acme/draw"):  # edits only; not offered
         runner = make_runner(create_app(make_settings(DEFAULT_GENERATOR=wrong)))
         try:
-            with pytest.raises(RuntimeError) as info:
+            with pytest.raises(StartupError) as info:
                 await runner.setup()
         finally:
             await runner.cleanup()

@@ -127,6 +127,18 @@ async def test_no_enabled_provider_exits_2_naming_the_settings(
     assert_clean(output)
 
 
+async def test_a_default_generator_that_cannot_draw_exits_2_naming_it(
+    tg: FakeTelegram, kie: FakeKie, tmp_path: Path
+) -> None:
+    env = service_env(tg, kie, tmp_path / "data", free_port())
+    env["DEFAULT_GENERATOR"] = "qwen/image-edit"  # an edit model: it cannot draw
+    code, output = await run_bot(env, tmp_path)
+
+    assert code == 2, output
+    assert "DEFAULT_GENERATOR=qwen/image-edit" in output.splitlines()[-1], output
+    assert_clean(output)
+
+
 async def test_an_unusable_data_dir_exits_2_naming_it(
     tg: FakeTelegram, kie: FakeKie, tmp_path: Path
 ) -> None:
