@@ -285,7 +285,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def start_setup(
-    setup: Setup, shared: Services | None, plan: Plan, *, keep: bool
+    setup: Setup, shared: Services | None, plan: Plan, *, keep: bool, profile: bool = False
 ) -> AsyncIterator[Running]:
     """Fresh fakes, database, bucket and replicas (`bench.phase.phase` starts the first)."""
     settings: dict[str, str] = {}
@@ -301,7 +301,7 @@ async def start_setup(
     try:
         name = f"scaleout-{setup.key}"
         async with phase(
-            name, webhook=True, settings=settings, keep=keep, grace=plan.grace
+            name, webhook=True, settings=settings, keep=keep, grace=plan.grace, profile=profile
         ) as first:
             ph: Phase = first
             try:
@@ -353,7 +353,9 @@ def breakdown(a: Reading, b: Reading, edits: int, cpus: int) -> Json:
     }
 
 
-async def measure(plan: Plan, photo: bytes, setup: Setup, run: Running, cpus: int) -> Json:
+async def measure(
+    plan: Plan, photo: bytes, setup: Setup, run: Running, cpus: int, *, profile: bool = False
+) -> Json:
     rows: Json = {}
     largest = max(plan.users)
     for users in plan.users:
@@ -368,6 +370,7 @@ async def measure(plan: Plan, photo: bytes, setup: Setup, run: Running, cpus: in
             first_chat=users * 1000,
             drain=plan.drain_largest or users != largest,
             fill=plan.fill,
+            profile=profile,
         )
         edges = run.replicas.readings[mark:]
         if len(edges) >= 2:  # closed_loop's snapshots at the window's edges
@@ -391,7 +394,7 @@ async def measure(plan: Plan, photo: bytes, setup: Setup, run: Running, cpus: in
     return rows
 
 
-async def run(plan: Plan, setups: Sequence[Setup], *, keep: bool) -> Json:
+async def run(plan: Plan, setups: Sequence[Setup], *, keep: bool, profile: bool = False) -> Json:
     install_cheap_rendering()
     photo = make_photo()
     info = machine()
@@ -434,8 +437,10 @@ async def run(plan: Plan, setups: Sequence[Setup], *, keep: bool) -> Json:
         for setup in setups:
             progress(f"setup {setup.key}: {setup.label}")
             began = time.monotonic()
-            async with start_setup(setup, shared, plan, keep=keep) as running:
-                rows = await measure(plan, photo, setup, running, cpus)
+            # Only a lone replica is profiled (SIGUSR1 would stop one without a profiler).
+            profiled = profile and setup.replicas == 1
+            async with start_setup(setup, shared, plan, keep=keep, profile=profiled) as running:
+                rows = await measure(plan, photo, setup, running, cpus, profile=profiled)
                 levels = running.replicas.log_levels()
             results["setups"][setup.key] = {
                 "label": setup.label,
@@ -590,6 +595,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short smoke run (< 90 s)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directories")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile one-replica setups over each window (bench/results/profile-scaleout-*)",
+    )
+    parser.add_argument(
         "--setups",
         default=",".join(setup.key for setup in SETUPS),
         help="comma-separated subset of " + ",".join(setup.key for setup in SETUPS),
@@ -605,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown setups: {', '.join(sorted(unknown))}")
     setups = [setup for setup in SETUPS if setup.key in wanted]
-    results = asyncio.run(run(plan, setups, keep=args.keep))
+    results = asyncio.run(run(plan, setups, keep=args.keep, profile=args.profile))
     table = markdown(results)
     results["markdown"] = table
     line = summary_line(results)

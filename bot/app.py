@@ -93,7 +93,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await db.close()  # a context that fails before its yield is never cleaned up
         raise
     app[DATABASE] = db
-    app[METRICS].watch_database(db.sync_engine)
+    app[METRICS].watch_database(db)
     yield
     await db.close()
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import event
 
 from domain.edit import EditState
 
@@ -138,16 +137,15 @@ class Metrics:
         for queue, depth in queues.items():
             self.queue_depth.labels(queue=queue).set(depth)
 
-    def watch_database(self, engine: sa.Engine) -> None:
-        """Count the errors the database answers with (every statement passes the engine)."""
+    def watch_database(self, db: Database) -> None:
+        """Count the errors the database answers with."""
 
-        def failed(context: sa.engine.ExceptionContext) -> None:
+        def failed(error: BaseException) -> None:
             # SQLAlchemy's wrapper names the kind alike on SQLite and PostgreSQL.
-            error = context.sqlalchemy_exception or context.original_exception
             if not isinstance(error, sa.exc.IntegrityError):
                 self.database_errors.labels(kind=type(error).__name__).inc()
 
-        event.listen(engine, "handle_error", failed)
+        db.watch_errors(failed)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

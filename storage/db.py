@@ -27,11 +27,12 @@ from storage.alerts import OperatorAlerts
 from storage.balances import Balances
 from storage.chat_settings import ChatSettings
 from storage.chats import BlockedChats
-from storage.dbconn import AsyncBackend, Backend, Body, Rows, T, ThreadBackend
+from storage.dbconn import Backend, Body, ErrorWatcher, Rows, T, ThreadBackend
 from storage.edit_status import EditStatus
 from storage.edits import Edits
 from storage.limits import LimitQueries
 from storage.moderation import ModerationQueries
+from storage.pgconn import PgBackend
 from storage.prompts import PendingPrompts
 from storage.result_messages import ResultMessages
 from storage.throttle import ActionThrottle
@@ -80,14 +81,17 @@ class Database:
                 raise ValueError(f"sqlite_synchronous must be NORMAL or FULL: {sqlite_synchronous}")
             event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
             self.backend = ThreadBackend(engine)
+        elif parsed.get_backend_name() == "postgresql":
+            # The engine only migrates (one connection, then closed); statements run on
+            # asyncpg's own pool (storage.pgconn). Its 40 connections per replica stay well
+            # under PostgreSQL's default max_connections=100 for two replicas (raise it for
+            # more).
+            migrator = create_async_engine(
+                parsed.set(drivername="postgresql+asyncpg"), echo=echo, poolclass=sa.pool.NullPool
+            )
+            self.backend = PgBackend(migrator)
         else:
-            # SQLAlchemy's default (5 + 10 overflow) queues a busy replica's transactions;
-            # 20 + 20 per replica stays well under PostgreSQL's default max_connections=100
-            # for a few replicas (raise max_connections for more).
-            pool: dict[str, Any] = {}
-            if parsed.get_backend_name() == "postgresql":
-                pool = {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
-            self.backend = AsyncBackend(create_async_engine(url, echo=echo, **pool))
+            raise ValueError(f"DATABASE_URL: SQLite or PostgreSQL, not {parsed.drivername}")
         self.edits = Edits(self.backend)
         self.albums = Albums(self.backend)
         self.prompts = PendingPrompts(self.backend)
@@ -112,6 +116,10 @@ class Database:
     def sync_engine(self) -> sa.Engine:
         """The synchronous engine underneath (for event listeners, e.g. statement counts)."""
         return self.backend.sync_engine
+
+    def watch_errors(self, watcher: ErrorWatcher) -> None:
+        """Tell `watcher` of every error the database answers with (for metrics)."""
+        self.backend.watch_errors(watcher)
 
     async def transaction(self, body: Body[T]) -> T:
         """Run `body` as one transaction, exactly once (on SQLite: in one hop to the database

@@ -1,6 +1,6 @@
 """How statements reach the database: one interface, two ways to run it.
 
-PostgreSQL runs on SQLAlchemy's asyncio engine (asyncpg, a pool of connections). SQLite runs
+PostgreSQL runs on asyncpg's pool with SQLAlchemy compiling (storage.pgconn). SQLite runs
 on one dedicated thread that owns the process's only connection (the standard library's
 sqlite3 under SQLAlchemy's synchronous Core): SQLite has one writer at a time anyway, and
 running a whole statement per thread hop costs a fraction of SQLAlchemy's asyncio adapter
@@ -26,7 +26,6 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row, RowMapping
 from sqlalchemy.exc import NoResultFound
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -96,10 +95,23 @@ undone when it raises (and the error is its caller's). On SQLite it may await no
 its connection's `execute` (see `ThreadBackend`)."""
 
 
+ErrorWatcher = Callable[[BaseException], None]
+"""Told of every error the database answers a statement with (SQLAlchemy's exception)."""
+
+
+def watch_engine_errors(engine: Engine, watcher: ErrorWatcher) -> None:
+    def failed(context: sa.engine.ExceptionContext) -> None:
+        watcher(context.sqlalchemy_exception or context.original_exception)
+
+    sa.event.listen(engine, "handle_error", failed)
+
+
 class Backend(Protocol):
     """What the repositories are built on (see storage.db)."""
 
     dialect: str
+
+    def watch_errors(self, watcher: ErrorWatcher) -> None: ...
 
     async def transaction(self, body: Body[T]) -> T: ...
 
@@ -113,46 +125,6 @@ class Backend(Protocol):
     def sync_engine(self) -> Engine: ...
 
     async def close(self) -> None: ...
-
-
-# PostgreSQL (and any other asyncio driver) ----------------------------------------------------
-
-
-class _AsyncConn:
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
-        return Rows.of(await self._conn.execute(statement, parameters))
-
-
-class AsyncBackend:
-    """SQLAlchemy's asyncio engine: each transaction takes a pooled connection."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-
-    async def transaction(self, body: Body[T]) -> T:
-        async with self.engine.begin() as conn:
-            return await body(_AsyncConn(conn))
-
-    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Rows:
-        async with self.engine.begin() as conn:
-            return Rows.of(await conn.execute(statement, parameters))
-
-    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(fn)
-
-    @property
-    def sync_engine(self) -> Engine:
-        return self.engine.sync_engine
-
-    async def close(self) -> None:
-        await self.engine.dispose()
 
 
 # SQLite: one connection, owned by one thread ---------------------------------------------------
@@ -262,6 +234,9 @@ class ThreadBackend:
     @property
     def sync_engine(self) -> Engine:
         return self.engine
+
+    def watch_errors(self, watcher: ErrorWatcher) -> None:
+        watch_engine_errors(self.engine, watcher)
 
     def _connection(self) -> Connection:
         if self._conn is None:
