@@ -235,9 +235,9 @@ class Turns:
         )
         return stmt, {"w_edit": edit_id, "w_now": now}
 
-    async def place(self, edit_id: int, account: Account, *, now: float | None = None) -> Place:
-        """Where a queued edit stands in its account's fair order, among every queued edit
-        of the account, and roughly how long until its turn (whole windows of turns)."""
+    async def places(self, account: Account, *, now: float | None = None) -> dict[int, Place]:
+        """Where every queued edit of the account stands in its fair order (1: next), and
+        roughly how long until its turn (whole windows of turns): one read for all of them."""
         now = time.time() if now is None else now
 
         async def body(conn: DbConn) -> tuple[list[Any], list[Any]]:
@@ -246,11 +246,12 @@ class Turns:
 
         turns, rows = await self._db.transaction(body)
         waiting = [(row.id, requester(row.chat_type, row.chat_id, row.user_id)) for row in rows]
-        order = fair_order(waiting, *_history(turns))
-        position = order.index(edit_id) + 1 if edit_id in order else 1
         free = max(0, account.max_calls - len(turns))
-        windows = math.ceil(max(0, position - free) / account.max_calls)
-        return Place(position=position, wait=windows * account.period)
+        places: dict[int, Place] = {}
+        for position, edit_id in enumerate(fair_order(waiting, *_history(turns)), 1):
+            windows = math.ceil(max(0, position - free) / account.max_calls)
+            places[edit_id] = Place(position=position, wait=windows * account.period)
+        return places
 
     async def _lock(self, conn: DbConn, account: Account) -> None:
         if self._db.dialect == "postgresql":

@@ -105,6 +105,33 @@ async def test_a_heavy_burst_delays_a_light_users_photo_by_at_most_one_window(
     assert positions and max(positions) >= 10
 
 
+async def test_the_place_in_line_is_shown_again_as_the_edit_moves_up(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    period = 0.5
+    settings = make_settings(KIE_RATE_LIMIT=f"2/{period}", STATUS_EDIT_INTERVAL=0.1)
+    await start_bot(settings)
+    await tg.wait_for("setWebhook")
+    photos = await send_all(tg, [HEAVY] * 12)
+    last = photos[-1]
+    [status] = await tg.wait_for("sendMessage", replies_to(last))
+    message_id = tg.sent_message(status)["message_id"]
+    await tg.wait_for("sendPhoto", replies_to(last), timeout=20)
+
+    texts = [
+        c.params["text"]
+        for c in tg.calls_of("editMessageText")
+        if c.params.get("message_id") == message_id and c.params["chat_id"] == HEAVY
+    ]
+    positions = [int(match[1]) for text in texts if (match := IN_LINE.search(text))]
+    # Told its place when it started waiting, then again each window as turns went to the
+    # photos ahead of it: closer every time (an unchanged place is not rewritten).
+    assert len(positions) >= 3, texts
+    assert positions == sorted(positions, reverse=True), positions
+    assert len(set(positions)) == len(positions), positions
+    assert positions[0] >= 8 and positions[-1] <= 4, positions
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def replicas(
     request: pytest.FixtureRequest,

@@ -154,6 +154,12 @@ class Timing:
     poll_lease: float = 60.0
     lease_renewal: float = 15.0
 
+    def status_interval(self, chat_type: str) -> float:
+        """Seconds between two rewrites of one status message in a chat of this type."""
+        if chat_type == "private":
+            return self.status_edit_interval
+        return self.status_edit_interval_group
+
 
 Observer = Callable[[str, Mapping[str, Any]], None]
 

@@ -31,10 +31,7 @@ class StatusUpdates:
 
     def interval(self, edit: Edit) -> float:
         """Seconds between two rewrites of the edit's status message."""
-        timing = self.ctx.timing
-        if edit.chat_type == "private":
-            return timing.status_edit_interval
-        return timing.status_edit_interval_group
+        return self.ctx.timing.status_interval(edit.chat_type)
 
     async def show(self, edit: Edit, progress: Progress) -> bool:
         """Rewrite the status message to `progress` if it is its turn; True if rewritten."""

@@ -29,6 +29,7 @@ from bot.providers.registry import UnknownModel
 from domain import steps
 from domain.edit import TERMINAL_STATES, Edit, EditState
 from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
+from storage.turns import Place
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +221,19 @@ class Submission:
                 showing.cancel()  # the turn came: what the message says next is up to later steps
 
     async def _show_place(self, edit: Edit, limit: AccountLimit) -> None:
-        try:
-            place = await self.ctx.turns.place(edit.id, limit)
-            await self.ctx.notifier.show_place(edit, place.position, place.wait)
-        except Exception:
-            log.exception("could not show the place in line", extra={"edit_id": edit.id})
+        """Show the place in line, and again as it changes: checked once per account window,
+        and never more often than the chat's status messages are rewritten."""
+        every = max(limit.period, self.ctx.timing.status_interval(edit.chat_type))
+        shown: Place | None = None
+        while True:
+            try:
+                place = await self.ctx.turns.place(edit.id, limit)
+                if place is not None and place != shown:
+                    await self.ctx.notifier.show_place(edit, place.position, place.wait)
+                    shown = place
+            except Exception:
+                log.exception("could not show the place in line", extra={"edit_id": edit.id})
+            await asyncio.sleep(every)
 
     async def _back_off(
         self, edit: Edit, owner: str, exc: ProviderError, delay: float, attempt: int

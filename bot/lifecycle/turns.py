@@ -33,6 +33,7 @@ TURN_POLL = 0.1
 # (its process died or is stuck; the sweeper resubmits it later, in line again).
 HEAD_GRACE = 3.0
 _FORGET_AFTER = 600.0  # heads seen this long ago are forgotten
+PLACES_FRESH = 1.0  # seconds one read of an account's line answers every waiter
 
 
 class Turns:
@@ -45,6 +46,8 @@ class Turns:
         self._waiting: dict[str, dict[int, _Waiter]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._running: set[str] = set()
+        # account -> (when read, the read of its line): shared by the waiters showing places
+        self._places: dict[str, tuple[float, asyncio.Future[dict[int, Place]]]] = {}
 
     def account(self, limit: AccountLimit) -> Account:
         """The account as storage sees it: its limit and every provider sending on it."""
@@ -89,8 +92,28 @@ class Turns:
             if waiting.get(edit_id) is waiter:
                 del waiting[edit_id]
 
-    async def place(self, edit_id: int, limit: AccountLimit) -> Place:
-        return await self.db.turns.place(edit_id, self.account(limit))
+    async def place(self, edit_id: int, limit: AccountLimit) -> Place | None:
+        """The edit's place in its account's line; None once it is no longer queued. One
+        read of the account's whole line answers every waiter asking within `PLACES_FRESH`
+        (a read begun before this edit joined the line is not trusted with its absence)."""
+        account = self.account(limit)
+        asked = time.monotonic()
+        places = await self._line(account, not_before=asked - PLACES_FRESH)
+        if edit_id not in places:
+            places = await self._line(account, not_before=asked)
+        return places.get(edit_id)
+
+    async def _line(self, account: Account, *, not_before: float) -> dict[int, Place]:
+        reading = self._places.get(account.name)
+        if reading is None or reading[0] < not_before:
+            reading = (time.monotonic(), asyncio.ensure_future(self.db.turns.places(account)))
+            self._places[account.name] = reading
+        try:
+            return await asyncio.shield(reading[1])
+        except Exception:
+            if self._places.get(account.name) is reading:
+                del self._places[account.name]  # the next asker reads again
+            raise
 
     async def _put_back(self, edit: Edit) -> None:
         """A turn taken for an edit whose sender stopped waiting meanwhile (shutting down):
