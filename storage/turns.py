@@ -75,13 +75,13 @@ class Sending:
 class Offer:
     """What one try for a turn found.
 
-    `taken`: the candidate that got the turn, after its step. `head`: the edit next in line,
+    `taken`: the candidates that got turns, after their step. `head`: the edit next in line,
     not a candidate (someone else's turn). `free_at`: the window is full until then.
     `gone`: candidates no longer queued, or no longer under their lease (cancelled, taken
     over): they get no turn.
     """
 
-    taken: Edit | None = None
+    taken: tuple[Edit, ...] = ()
     head: int | None = None
     free_at: float | None = None
     gone: frozenset[int] = field(default_factory=frozenset)
@@ -114,13 +114,12 @@ def fair_order(
     return [edit_id for *_, edit_id in sorted(keyed)]
 
 
-def _history(turns: Sequence[Any]) -> tuple[dict[int, int], dict[int, float]]:
-    served: dict[int, int] = {}
-    last: dict[int, float] = {}
-    for who, taken_at in turns:
-        served[who] = served.get(who, 0) + 1
-        last[who] = max(last.get(who, 0.0), float(taken_at))
-    return served, last
+def _history(served: Sequence[Any]) -> tuple[dict[int, int], dict[int, float]]:
+    """`fair_order`'s inputs from `Turns._served` rows (requester, turns, latest)."""
+    return (
+        {int(row[0]): int(row[1]) for row in served},
+        {int(row[0]): float(row[2]) for row in served},
+    )
 
 
 def _step(step: Step, edit_id: int, sending: Sending, now: float) -> tuple[sa.Update, Any]:
@@ -159,9 +158,9 @@ class Turns:
         skip: Collection[int] = (),
         now: float | None = None,
     ) -> Offer:
-        """Give the account's next turn to one of `candidates` (queued edits whose sender
-        waits for it) if the window has room and that candidate is next in the fair order,
-        and apply `step` to it in the same transaction.
+        """Give the account's next turns to `candidates` (queued edits whose sender waits
+        for one): while the window has room and the edit next in the fair order is a
+        candidate, it gets a turn and `step` is applied to it, all in one transaction.
 
         Other queued edits count as in line when they are due and leased (their sender is
         alive, perhaps still preparing the photos), unless in `skip` (the caller found them
@@ -180,12 +179,12 @@ class Turns:
                     c.account == account.name, c.taken_at <= now - account.period
                 )
             )
-            turns = (await conn.execute(self._turns(account))).all()
-            if len(turns) >= account.max_calls:
+            taken = int((await conn.execute(*self._count(account))).scalar_one())
+            if taken >= account.max_calls:
                 # The window frees once this turn leaves it: `period` after its answer, which
                 # for a request still under way is not known yet (now at the earliest).
-                oldest = min(float(turns[len(turns) - account.max_calls][1]), now)
-                return Offer(free_at=oldest + account.period)
+                frees = await conn.execute(*self._leaving(account, taken - account.max_calls))
+                return Offer(free_at=min(float(frees.scalar_one()), now) + account.period)
             rows = (await conn.execute(self._queued(account))).all()
             gone = frozenset(set(candidates) - {row.id for row in rows})
             waiting = [
@@ -199,24 +198,39 @@ class Turns:
                     and row.lease_until >= now
                 )
             ]
-            order = fair_order(waiting, *_history(turns))
-            if not order:
-                return Offer(gone=gone)
-            head = order[0]
-            if head not in candidates:
-                return Offer(head=head, gone=gone)
-            row = (await conn.execute(*_step(step, head, candidates[head], now))).mappings().first()
-            if row is None:
-                return Offer(gone=gone | {head})
-            await conn.execute(
-                provider_turns.insert().values(
-                    account=account.name,
-                    requester=dict(waiting)[head],
-                    edit_id=head,
-                    taken_at=now + account.hold,
+            # Who was served lately matters only between two requesters or more.
+            history: tuple[dict[int, int], dict[int, float]] = ({}, {})
+            if len({who for _edit, who in waiting}) > 1:
+                history = _history((await conn.execute(*self._served(account))).all())
+            served, last = history
+            # As many turns as the window has room for, while the next in line is a candidate
+            # (several waiting edits cost one transaction, not one each).
+            took: list[Edit] = []
+            turns: list[dict[str, Any]] = []
+            head: int | None = None
+            while waiting and taken + len(took) < account.max_calls:
+                head = fair_order(waiting, served, last)[0]
+                if head not in candidates:
+                    break
+                who = dict(waiting)[head]
+                waiting.remove((head, who))
+                row = (await conn.execute(*_step(step, head, candidates[head], now))).mappings()
+                stepped = row.first()
+                if stepped is None:  # cancelled, or its lease lost, since the read
+                    gone |= {head}
+                    head = None
+                    continue
+                head = None
+                took.append(edit_from_row(stepped))
+                turns.append(
+                    {"account": account.name, "requester": who, "edit_id": stepped["id"]}
+                    | {"taken_at": now + account.hold}
                 )
-            )
-            return Offer(taken=edit_from_row(row), gone=gone)
+                served[who] = served.get(who, 0) + 1
+                last[who] = now + account.hold
+            if turns:
+                await conn.execute(provider_turns.insert(), turns)
+            return Offer(taken=tuple(took), head=head, gone=gone)
 
         return await self._db.transaction(body)
 
@@ -241,14 +255,14 @@ class Turns:
         now = time.time() if now is None else now
 
         async def body(conn: DbConn) -> tuple[list[Any], list[Any]]:
-            turns = (await conn.execute(self._turns(account, since=now - account.period))).all()
-            return list(turns), list((await conn.execute(self._queued(account))).all())
+            served = (await conn.execute(*self._served(account, since=now - account.period))).all()
+            return list(served), list((await conn.execute(self._queued(account))).all())
 
-        turns, rows = await self._db.transaction(body)
+        served, rows = await self._db.transaction(body)
         waiting = [(row.id, requester(row.chat_type, row.chat_id, row.user_id)) for row in rows]
-        free = max(0, account.max_calls - len(turns))
+        free = max(0, account.max_calls - sum(int(row[1]) for row in served))
         places: dict[int, Place] = {}
-        for position, edit_id in enumerate(fair_order(waiting, *_history(turns)), 1):
+        for position, edit_id in enumerate(fair_order(waiting, *_history(served)), 1):
             windows = math.ceil(max(0, position - free) / account.max_calls)
             places[edit_id] = Place(position=position, wait=windows * account.period)
         return places
@@ -261,12 +275,52 @@ class Turns:
             )
 
     @staticmethod
-    def _turns(account: Account, *, since: float | None = None) -> sa.Select[Any]:
+    def _count(account: Account) -> Statement:
+        """How many turns the account's window holds (the older ones were purged)."""
         c = provider_turns.c
-        conditions = [c.account == account.name]
+        stmt = prepared(
+            "turns_count",
+            lambda: sa.select(sa.func.count()).where(c.account == sa.bindparam("w_account")),
+        )
+        return stmt, {"w_account": account.name}
+
+    @staticmethod
+    def _leaving(account: Account, index: int) -> Statement:
+        """When the `index`-th oldest turn of the window was taken (0: the oldest)."""
+        c = provider_turns.c
+        stmt = prepared(
+            "turns_leaving",
+            lambda: (
+                sa.select(c.taken_at)
+                .where(c.account == sa.bindparam("w_account"))
+                .order_by(c.taken_at)
+                .limit(1)
+                .offset(sa.bindparam("w_index"))
+            ),
+        )
+        return stmt, {"w_account": account.name, "w_index": index}
+
+    @staticmethod
+    def _served(account: Account, *, since: float | None = None) -> Statement:
+        """Each requester's turns in the window and the latest of them: (requester, turns,
+        latest) rows, one per requester served lately (not one per turn)."""
+        c = provider_turns.c
+        key = "turns_served" if since is None else "turns_served_since"
+
+        def build() -> sa.Select[Any]:
+            conditions = [c.account == sa.bindparam("w_account")]
+            if since is not None:
+                conditions.append(c.taken_at > sa.bindparam("w_since"))
+            return (
+                sa.select(c.requester, sa.func.count(), sa.func.max(c.taken_at))
+                .where(*conditions)
+                .group_by(c.requester)
+            )
+
+        params: dict[str, Any] = {"w_account": account.name}
         if since is not None:
-            conditions.append(c.taken_at > since)
-        return sa.select(c.requester, c.taken_at).where(*conditions).order_by(c.taken_at)
+            params["w_since"] = since
+        return prepared(key, build), params
 
     @staticmethod
     def _queued(account: Account) -> sa.Select[Any]:

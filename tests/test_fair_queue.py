@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 
 from bot.keys import METRICS
+from domain import steps
 from domain.edit import Edit, EditState
+from storage.db import Database
 from storage.schema import provider_turns
-from storage.turns import fair_order
+from storage.turns import Account, Sending, fair_order
 from tests.conftest import BotStarter, RunningBot, SettingsFactory, free_port
 from tests.fakes.balancer import RoundRobin
 from tests.fakes.images import make_jpeg
@@ -26,6 +29,7 @@ from tests.fakes.kie import FakeKie
 from tests.fakes.telegram import FakeTelegram
 from tests.pg import PostgresServer
 from tests.reliability import eventually, replies_to
+from tests.test_db import db, new_edit  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 
 HEAVY, LIGHT = 2001, 2002
 IN_LINE = re.compile(r"⏳ In line: position (\d+), about (\d+) s")
@@ -53,6 +57,36 @@ def test_fair_order_is_round_robin_weighted_by_recent_turns() -> None:
     assert fair_order(queued, {1: 2}, {1: 99.0}) == [20, 30, 10, 11, 12, 13, 14]
     # Equal keys: the requester served longest ago goes first.
     assert fair_order([(5, 1), (6, 2)], {1: 1, 2: 1}, {1: 50.0, 2: 40.0}) == [6, 5]
+
+
+async def test_waiting_edits_get_the_windows_free_turns_at_once_in_fair_order(
+    db: Database,  # noqa: F811
+) -> None:
+    now = time.time()
+    account = Account("kie", ("kie",), max_calls=4, period=60.0)
+    senders = [7, 7, 7, 8, 9]  # one user's three photos, then two others'
+    queued = [
+        await db.edits.create(
+            new_edit(
+                f"fair:{n}",
+                chat_type="private",
+                chat_id=who,
+                user_id=who,
+                lease_owner="me",
+                lease_until=now + 60,
+            )
+        )
+        for n, who in enumerate(senders)
+    ]
+    ids = [edit.id for edit in queued if edit is not None]
+    candidates = {edit_id: Sending("me", {}) for edit_id in ids}
+    offer = await db.turns.take(account, steps.BEGIN_SUBMIT, candidates, now=now)
+    # One transaction gave the window's four turns, round robin: 7, 8, 9, then 7 again.
+    assert [edit.id for edit in offer.taken] == [ids[0], ids[3], ids[4], ids[1]]
+    assert all(edit.state is EditState.SUBMITTING for edit in offer.taken)
+    rest = {ids[2]: candidates[ids[2]]}
+    full = await db.turns.take(account, steps.BEGIN_SUBMIT, rest, now=now + 1)
+    assert full.taken == () and full.free_at == now + 60.0
 
 
 async def test_a_heavy_burst_delays_a_light_users_photo_by_at_most_one_window(

@@ -142,9 +142,10 @@ class Turns:
                     offer = Offer(free_at=time.time() + 1.0)  # the database: again in a second
                 for edit_id in offer.gone:
                     _settle(waiting.pop(edit_id, None), None)
-                if offer.taken is not None:
-                    if not _settle(waiting.pop(offer.taken.id, None), offer.taken):
-                        await self._put_back(offer.taken)
+                for turn in offer.taken:
+                    if not _settle(waiting.pop(turn.id, None), turn):
+                        await self._put_back(turn)
+                if offer.taken:
                     continue
                 for edit_id in candidates:
                     if edit_id in waiting:
