@@ -55,7 +55,8 @@ async def rewrite(
 ) -> bool:
     """Replace the message's text and buttons (none unless `markup`); False if a tolerated
     refusal left it as it was. `optional`: dropped (`Crowded`, a TelegramError) rather than
-    queued when the chat has no room under Telegram's limits now (bot/telegram_limits.py)."""
+    queued when its chat or the bot has no room under Telegram's limits now
+    (bot/telegram_limits.py)."""
     try:
         await bot.edit_message_text(
             text,

@@ -86,7 +86,7 @@ class Slot:
 class Turns:
     """A lock handed to its waiters by rank (`FIRST` before `GIVING_WAY`), in arrival order
     within a rank. The holder waits for room in its window, so the next message to go is
-    whoever holds it; a message giving way takes it only when nobody of a lower rank waits."""
+    whoever holds it; a message giving way takes it only when no `FIRST` message waits."""
 
     def __init__(self) -> None:
         self.held = False
