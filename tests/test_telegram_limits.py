@@ -119,7 +119,7 @@ async def test_a_waiting_result_goes_before_new_photos_status_messages(
     edit = await bot.wait_state(EditState.SUBMITTED, 1)
     assert edit.task_id is not None
 
-    newcomers = [CHAT_ID + n for n in range(1, 7)]  # each a new user's private chat
+    newcomers = [CHAT_ID + n for n in range(1, 9)]  # each a new user's private chat
     for _ in newcomers:
         kie.next_outcome(hold=True)  # their tasks run on: only their status messages count
     photos = [
@@ -135,8 +135,9 @@ async def test_a_waiting_result_goes_before_new_photos_status_messages(
     await posting
 
     ahead = [c for c in status_messages(tg, newcomers) if released < c.received < result.received]
-    # Only the one already holding the next turn (waiting for room) may go first.
-    assert len(ahead) <= 1, [(c.params["chat_id"], c.received - released) for c in ahead]
+    # Only the one holding the next turn (waiting for room) goes first, and one more if the
+    # result took more than a turn (half a second) to be fetched; in one line, all 7 would.
+    assert len(ahead) <= 2, [(c.params["chat_id"], c.received - released) for c in ahead]
     # Nothing is lost: every newcomer still gets its status message, within the bot's rate.
     await tg.wait_for(
         "sendMessage", lambda c: c.params.get("chat_id") in newcomers, count=len(newcomers)
