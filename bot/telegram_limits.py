@@ -83,49 +83,75 @@ class Slot:
         self.at = IN_FLIGHT
 
 
+class Waiter:
+    """One caller waiting for a `Turns` lock, and the lock it holds meanwhile (its chat's)."""
+
+    __slots__ = ("holding", "turn")
+
+    def __init__(self, holding: Turns | None) -> None:
+        self.turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.holding = holding
+
+    def holds_up_first(self) -> bool:
+        """A `FIRST` message waits for the lock this waiter holds (a result of its chat)."""
+        return self.holding is not None and self.holding.first_waits()
+
+
 class Turns:
     """A lock handed to its waiters by rank (`FIRST` before `GIVING_WAY`), in arrival order
     within a rank. The holder waits for room in its window, so the next message to go is
-    whoever holds it; a message giving way takes it only when no `FIRST` message waits."""
+    whoever holds it; a message giving way takes it only when no `FIRST` message waits,
+    unless a `FIRST` message waits behind it for its chat (it goes then, ahead of all)."""
 
     def __init__(self) -> None:
         self.held = False
-        self.waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+        self.waiting: tuple[deque[Waiter], ...] = (deque(), deque())
 
     def locked(self) -> bool:
         return self.held
 
+    def first_waits(self) -> bool:
+        return any(not waiter.turn.done() for waiter in self.waiting[FIRST])
+
     @contextlib.asynccontextmanager
-    async def hold(self, rank: int = FIRST) -> AsyncIterator[None]:
-        await self._acquire(rank)
+    async def hold(self, rank: int = FIRST, *, holding: Turns | None = None) -> AsyncIterator[None]:
+        """`holding`: the lock the caller holds while it waits for this one."""
+        await self._acquire(rank, holding)
         try:
             yield
         finally:
             self._release()
 
-    async def _acquire(self, rank: int) -> None:
+    async def _acquire(self, rank: int, holding: Turns | None) -> None:
         if not self.held:  # nobody holds it, so nobody waits (`_release` hands it over)
             self.held = True
             return
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = Waiter(holding)
         queue = self.waiting[rank]
-        queue.append(turn)
+        queue.append(waiter)
         try:
-            await turn
+            await waiter.turn
         except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
+            if waiter.turn.done() and not waiter.turn.cancelled():
                 self._release()  # handed over just as the caller was cancelled: pass it on
             else:
                 with contextlib.suppress(ValueError):
-                    queue.remove(turn)
+                    queue.remove(waiter)
             raise
 
     def _release(self) -> None:
+        giving_way = self.waiting[GIVING_WAY]
+        # A message giving way must not hold up a result of its own chat waiting behind it.
+        urgent = next((w for w in giving_way if w.holds_up_first() and not w.turn.done()), None)
+        if urgent is not None:
+            giving_way.remove(urgent)
+            urgent.turn.set_result(None)
+            return
         for queue in self.waiting:
             while queue:
-                turn = queue.popleft()
-                if not turn.done():
-                    turn.set_result(None)  # still held: it is the next waiter's now
+                waiter = queue.popleft()
+                if not waiter.turn.done():
+                    waiter.turn.set_result(None)  # still held: it is the next waiter's now
                     return
         self.held = False
 
@@ -267,7 +293,7 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
         async with window.lock.hold(rank):
             await window.ready()
             await self.resume.wait()
-            async with self.bot_window.lock.hold(rank):
+            async with self.bot_window.lock.hold(rank, holding=window.lock):
                 await self.bot_window.ready()
                 bot_slot = self.bot_window.take()
             return window.take(), bot_slot

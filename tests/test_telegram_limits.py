@@ -218,3 +218,36 @@ async def test_an_optional_message_is_dropped_when_the_bot_has_no_room() -> None
             send, ("progress",), {}, "editMessageText", {"chat_id": 2}, {"optional": True}
         )
     assert sent == ["result"]
+
+
+async def test_a_message_giving_way_does_not_hold_up_a_result_of_its_own_chat() -> None:
+    """A status message waiting for the bot holds its chat's turn; when a result of that
+    chat waits behind it, it goes ahead of every other message, then the result follows."""
+    limiter = TelegramLimiter(
+        bot_rate=RateLimit(1, 0.15), chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
+    )
+    sent: list[str] = []
+
+    async def send(text: str) -> dict[str, Any]:
+        sent.append(text)
+        return {}
+
+    async def call(text: str, chat_id: int, *, gives_way: bool = False) -> None:
+        how = {"gives_way": True} if gives_way else None
+        await limiter.process_request(send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how)
+
+    async def soon(text: str, chat_id: int, *, gives_way: bool = False) -> asyncio.Task[None]:
+        task = asyncio.create_task(call(text, chat_id, gives_way=gives_way))
+        await asyncio.sleep(0.01)
+        return task
+
+    await call("result 9", 9)  # the window is full for 0.15 s
+    waiting = [
+        await soon("status 2", 2, gives_way=True),  # next: waits for room
+        await soon("status 1", 1, gives_way=True),  # holds chat 1 while waiting for the bot
+        await soon("status 3", 3, gives_way=True),
+        await soon("result 4", 4),
+        await soon("result 1", 1),  # waits for chat 1, behind "status 1"
+    ]
+    await asyncio.wait_for(asyncio.gather(*waiting), 3)
+    assert sent == ["result 9", "status 2", "status 1", "result 4", "result 1", "status 3"]
