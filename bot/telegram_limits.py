@@ -18,12 +18,12 @@ Past the bot-wide ceiling not every message can go at once, and some matter more
   chat and the bot have room now and nobody waits for it; otherwise the call raises `Crowded`
   instead of waiting, so results never queue behind progress updates.
 - `gives_way` (a new photo's first "working on it" message) waits like any message but takes
-  a turn only when no other message waits for it (and at once if a message of its chat
+  a turn only when no other message waits for it (or next, when a message of its own chat
   waits behind it): under overload the results of earlier photos go first (README,
-  Performance, "At Telegram's and KIE's limits"). The edit is
-  submitted only once that message is out, so the backlog of an overload is new photos not
-  yet started, each of which still gets its message before its result, and every turn the
-  results leave goes to them; below the ceiling nothing waits and it goes at once.
+  Performance, "At Telegram's and KIE's limits"). The edit is submitted only once that
+  message is out, so the backlog of an overload is new photos not yet started, each of
+  which still gets its message before its result, and every turn the results leave goes
+  to them; below the ceiling nothing waits and it goes at once.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ async def test_below_the_limit_a_new_photo_gets_its_status_message_at_once(
     tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
 ) -> None:
     """Giving way costs nothing while no message waits: with room in the bot-wide window,
-    each photo's status message goes out as soon as the photo comes, before its task."""
+    each photo's status message goes out as soon as the photo comes."""
     bot = await start_bot(make_settings(TELEGRAM_MAX_RATE=2))
     await tg.wait_for("setWebhook")
     chats = [CHAT_ID, CHAT_ID + 1]
