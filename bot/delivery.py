@@ -50,6 +50,7 @@ from bot.providers.registry import ProviderRegistry, UnknownModel
 from bot.results import ResultFetcher, ResultImage
 from bot.rewrite import any_error, rewrite, unchanged
 from bot.status_messages import clear_status, show_place, show_status
+from bot.telegram_limits import limit_args
 from domain.edit import Edit, InputPhoto
 
 log = logging.getLogger(__name__)
@@ -84,23 +85,22 @@ def reply_to(message_id: int) -> ReplyParameters:
 
 
 async def api_call(
-    bot: Bot, method: str, params: dict[str, Any], *, io_timeout: float | None = None
+    bot: Bot, method: str, params: dict[str, Any], *, io_timeout: float | None = None, **how: bool
 ) -> dict[str, Any]:
     """A Bot API call whose answer is returned as JSON, not as PTB objects.
 
     For the hot path's sends, of whose answer only a field or two is read: building the
     answered Message (and the message it replies to) as PTB objects costs about half a
-    millisecond of CPU each. Errors are PTB's own, as with the typed methods.
+    millisecond of CPU each. Errors are PTB's own, as with the typed methods. `how`: how the
+    message may wait under Telegram's limits (`limit_args` in bot/telegram_limits.py).
     """
     if method not in RAW_METHODS:
         raise ValueError(f"{method} is not one of {RAW_METHODS}")
     kwargs = {key: value for key, value in params.items() if value is not None}
-    if io_timeout is None:
-        result = await bot.do_api_request(method, api_kwargs=kwargs)
-    else:
-        result = await bot.do_api_request(
-            method, api_kwargs=kwargs, read_timeout=io_timeout, write_timeout=io_timeout
-        )
+    extra: dict[str, Any] = limit_args(bot, **how)
+    if io_timeout is not None:
+        extra.update(read_timeout=io_timeout, write_timeout=io_timeout)
+    result = await bot.do_api_request(method, api_kwargs=kwargs, **extra)
     if not isinstance(result, dict):
         raise TelegramError(f"{method} answered {type(result).__name__}, not a message")
     return result

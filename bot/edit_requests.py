@@ -145,7 +145,8 @@ async def start_edit(
 
 async def _send_status(bot: Bot, services: Services, origin: Origin, key: str) -> int | None:
     """Say the edit is under way (catalog key `key`); its message id, or None if it could not
-    be sent."""
+    be sent. Past Telegram's bot-wide limit it gives way to the messages waiting there (the
+    results of earlier edits), and the edit waits for it before it is submitted."""
     params = {
         "chat_id": origin.chat_id,
         "text": services.tr(origin.lang, key),
@@ -153,7 +154,7 @@ async def _send_status(bot: Bot, services: Services, origin: Origin, key: str) -
         "message_thread_id": origin.thread_id,
     }
     try:
-        message = await api_call(bot, "sendMessage", params)
+        message = await api_call(bot, "sendMessage", params, gives_way=True)
     except TelegramError as exc:
         log.warning(
             "status message not sent", extra={"chat_id": origin.chat_id, "error": exc.message}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import ExtBot
+
+from bot.telegram_limits import limit_args
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,8 @@ async def rewrite(
 ) -> bool:
     """Replace the message's text and buttons (none unless `markup`); False if a tolerated
     refusal left it as it was. `optional`: dropped (`Crowded`, a TelegramError) rather than
-    queued when the chat has no room under Telegram's limits now (bot/telegram_limits.py)."""
-    # Only PTB's ExtBot (every bot the app builds) passes this on to the rate limiter.
-    extra: dict[str, Any] = (
-        {"rate_limit_args": {"optional": True}} if optional and isinstance(bot, ExtBot) else {}
-    )
+    queued when its chat or the bot has no room under Telegram's limits now
+    (bot/telegram_limits.py)."""
     try:
         await bot.edit_message_text(
             text,
@@ -67,7 +64,7 @@ async def rewrite(
             message_id=message_id,
             parse_mode=ParseMode.HTML if html else None,
             reply_markup=markup,
-            **extra,
+            **limit_args(bot, optional=optional),
         )
     except TelegramError as exc:
         if not tolerate(exc):

@@ -12,9 +12,18 @@ answer (see `Slot`). Calls that post nothing (deletions,
 answers to button presses, inline queries and pre-checkout queries, getFile, getMe,
 setWebhook...) pass at once.
 
-A message that may be dropped (a status rewrite: the next one says the same, newer) is sent
-only if its chat has room now: `rate_limit_args={"optional": True}` makes a call that would
-have to wait raise `Crowded` instead, so results never queue behind progress updates.
+Past the bot-wide ceiling not every message can go at once, and some matter more than others
+(`rate_limit_args`, see `limit_args`):
+- `optional` (a status rewrite: the next one says the same, newer) is sent only if both its
+  chat and the bot have room now and nobody waits for it; otherwise the call raises `Crowded`
+  instead of waiting, so results never queue behind progress updates.
+- `gives_way` (a new photo's first "working on it" message) waits like any message but takes
+  a turn only when no other message waits for it (or next, when a message of its own chat
+  waits behind it): under overload the results of earlier photos go first (README,
+  Performance, "At Telegram's and KIE's limits"). The edit is submitted only once that
+  message is out, so the backlog of an overload is new photos not yet started, each of
+  which still gets its message before its result, and every turn the results leave goes
+  to them; below the ceiling nothing waits and it goes at once.
 """
 
 from __future__ import annotations
@@ -24,11 +33,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+from telegram import Bot
 from telegram.error import RetryAfter, TelegramError
-from telegram.ext import BaseRateLimiter
+from telegram.ext import BaseRateLimiter, ExtBot
 
 from bot.setting_values import RateLimit
 
@@ -41,6 +52,17 @@ COUNTED_PREFIXES = ("send", "edit", "copy", "forward")
 # Windows of chats idle this long are forgotten (bounded memory with many chats).
 IDLE_CHATS = 1024
 IN_FLIGHT = math.inf
+# Ranks of a turn, first served first: every message, then those that give way.
+FIRST, GIVING_WAY = 0, 1
+
+
+def limit_args(bot: Bot, *, optional: bool = False, gives_way: bool = False) -> dict[str, Any]:
+    """The keyword that tells the limiter how a call may wait (see the module docstring), for
+    a Bot API method's keyword arguments; only PTB's ExtBot (every bot the app builds)
+    passes `rate_limit_args` on to its rate limiter."""
+    if not isinstance(bot, ExtBot) or not (optional or gives_way):
+        return {}
+    return {"rate_limit_args": {"optional": optional, "gives_way": gives_way}}
 
 
 class Crowded(TelegramError):
@@ -62,15 +84,88 @@ class Slot:
         self.at = IN_FLIGHT
 
 
+class Waiter:
+    """One caller waiting for a `Turns` lock, and the lock it holds meanwhile (its chat's)."""
+
+    __slots__ = ("holding", "turn")
+
+    def __init__(self, holding: Turns | None) -> None:
+        self.turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.holding = holding
+
+    def holds_up_first(self) -> bool:
+        """A `FIRST` message waits for the lock this waiter holds (a result of its chat)."""
+        return self.holding is not None and self.holding.first_waits()
+
+
+class Turns:
+    """A lock handed to its waiters by rank (`FIRST` before `GIVING_WAY`), in arrival order
+    within a rank. The holder waits for room in its window, so the next message to go is
+    whoever holds it; a message giving way takes it only when no `FIRST` message waits,
+    unless a `FIRST` message waits behind it for its chat (it goes then, ahead of all)."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiting: tuple[deque[Waiter], ...] = (deque(), deque())
+
+    def locked(self) -> bool:
+        return self.held
+
+    def first_waits(self) -> bool:
+        return any(not waiter.turn.done() for waiter in self.waiting[FIRST])
+
+    @contextlib.asynccontextmanager
+    async def hold(self, rank: int = FIRST, *, holding: Turns | None = None) -> AsyncIterator[None]:
+        """`holding`: the lock the caller holds while it waits for this one."""
+        await self._acquire(rank, holding)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, rank: int, holding: Turns | None) -> None:
+        if not self.held:  # nobody holds it, so nobody waits (`_release` hands it over)
+            self.held = True
+            return
+        waiter = Waiter(holding)
+        queue = self.waiting[rank]
+        queue.append(waiter)
+        try:
+            await waiter.turn
+        except asyncio.CancelledError:
+            if waiter.turn.done() and not waiter.turn.cancelled():
+                self._release()  # handed over just as the caller was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        giving_way = self.waiting[GIVING_WAY]
+        # A message giving way must not hold up a result of its own chat waiting behind it.
+        urgent = next((w for w in giving_way if w.holds_up_first() and not w.turn.done()), None)
+        if urgent is not None:
+            giving_way.remove(urgent)
+            urgent.turn.set_result(None)
+            return
+        for queue in self.waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.turn.done():
+                    waiter.turn.set_result(None)  # still held: it is the next waiter's now
+                    return
+        self.held = False
+
+
 class Window:
     """At most `calls` messages in any `period` seconds, for each of its `limits`;
-    waiters go in arrival order (they queue on `lock`)."""
+    waiters queue on `lock` by rank, then in arrival order."""
 
     def __init__(self, *limits: RateLimit) -> None:
         self.limits = limits
         self.longest = max(period for _, period in limits)
         self.slots: list[Slot] = []
-        self.lock = asyncio.Lock()
+        self.lock = Turns()
         self.answered = asyncio.Event()
 
     def wait_needed(self, now: float) -> float:
@@ -92,6 +187,10 @@ class Window:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.answered.wait(), timeout)
 
+    def free(self, now: float) -> bool:
+        """A message would go at once: nobody waits and there is room."""
+        return not self.lock.locked() and self.wait_needed(now) == 0
+
     def take(self) -> Slot:
         slot = Slot()
         self.slots.append(slot)
@@ -103,7 +202,7 @@ class Window:
 
     def forgettable(self, now: float) -> bool:
         """Nobody waits and nothing it counted is recent: a new window would be the same."""
-        return not self.lock.locked() and self.wait_needed(now) == 0 and not self.slots
+        return self.free(now) and not self.slots
 
 
 class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
@@ -160,10 +259,12 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
             return await callback(*args, **kwargs)
         with contextlib.suppress(ValueError, TypeError):
             chat_id = int(chat_id)
-        optional = bool(rate_limit_args and rate_limit_args.get("optional"))
+        how = rate_limit_args or {}
+        optional = bool(how.get("optional"))
+        rank = GIVING_WAY if how.get("gives_way") else FIRST
         window = self.chat_window(chat_id)
         for attempt in range(self.max_retries + 1):
-            slots = await self._take_turn(window, optional)
+            slots = await self._take_turn(window, optional, rank)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -184,15 +285,16 @@ class TelegramLimiter(BaseRateLimiter[dict[str, Any]]):
                 self.bot_window.answered_at(slots[1])
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    async def _take_turn(self, window: Window, optional: bool) -> tuple[Slot, Slot]:
+    async def _take_turn(self, window: Window, optional: bool, rank: int) -> tuple[Slot, Slot]:
         """Wait for room in the chat's and then the bot's window, and take a slot in both
         as the message leaves (so the next one in the chat is a full period later)."""
-        if optional and (window.lock.locked() or window.wait_needed(time.monotonic()) > 0):
+        now = time.monotonic()
+        if optional and not (window.free(now) and self.bot_window.free(now)):
             raise Crowded()
-        async with window.lock:
+        async with window.lock.hold(rank):
             await window.ready()
             await self.resume.wait()
-            async with self.bot_window.lock:
+            async with self.bot_window.lock.hold(rank, holding=window.lock):
                 await self.bot_window.ready()
                 bot_slot = self.bot_window.take()
             return window.take(), bot_slot

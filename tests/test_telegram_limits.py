@@ -4,6 +4,7 @@ messages dropped rather than queued (bot/telegram_limits.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -97,3 +98,156 @@ async def test_an_optional_message_is_dropped_when_its_chat_has_no_room() -> Non
     await asyncio.sleep(0.55)
     await call("progress, later", optional=True, method="editMessageText")
     assert sent == ["result 1", "deleted", "progress, later"]
+
+
+def status_messages(tg: FakeTelegram, chats: list[int]) -> list[ApiCall]:
+    """The "working on it" messages (replies to the photos) sent to `chats`."""
+    return [c for c in tg.calls_of("sendMessage") if c.params.get("chat_id") in chats]
+
+
+async def test_a_waiting_result_goes_before_new_photos_status_messages(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    """Past the bot-wide limit, new photos' status messages give way to the result of an
+    earlier one: it takes the next turn, not a place behind every status that arrived."""
+    rate = 2  # messages per second, the whole bot
+    bot = await start_bot(make_settings(TELEGRAM_MAX_RATE=rate))
+    await tg.wait_for("setWebhook")
+    kie.next_outcome(hold=True)
+    first = tg.photo_update(CHAT_ID, tg.user(USER_ID), make_jpeg(320, 240), caption="first")
+    assert await tg.post_webhook(first) == 200
+    edit = await bot.wait_state(EditState.SUBMITTED, 1)
+    assert edit.task_id is not None
+
+    newcomers = [CHAT_ID + n for n in range(1, 9)]  # each a new user's private chat
+    for _ in newcomers:
+        kie.next_outcome(hold=True)  # their tasks run on: only their status messages count
+    photos = [
+        tg.photo_update(chat, tg.user(chat), make_jpeg(320, 240), caption=f"p{chat}")
+        for chat in newcomers
+    ]
+    posting = asyncio.gather(*(tg.post_webhook(update) for update in photos))
+    # The window is full and the other status messages wait for turns: now the result comes.
+    await tg.wait_for("sendMessage", lambda c: c.params.get("chat_id") in newcomers)
+    released = time.monotonic()
+    kie.release(edit.task_id)
+    [result] = await tg.wait_for("sendPhoto", timeout=20)
+    await posting
+
+    ahead = [c for c in status_messages(tg, newcomers) if released < c.received < result.received]
+    # Only the one holding the next turn (waiting for room) goes first, and one more if the
+    # result took more than a turn (half a second) to be fetched; in one line, all 7 would.
+    assert len(ahead) <= 2, [(c.params["chat_id"], c.received - released) for c in ahead]
+    # Nothing is lost: every newcomer still gets its status message, within the bot's rate.
+    await tg.wait_for(
+        "sendMessage", lambda c: c.params.get("chat_id") in newcomers, count=len(newcomers)
+    )
+    counted = [c for c in tg.calls if c.method.startswith(COUNTED)]
+    assert most_in_any_window(counted, 1.0) <= rate
+    assert len(status_messages(tg, newcomers)) == len(newcomers)
+    for edit_id in range(2, 2 + len(newcomers)):
+        assert (await bot.wait_state(EditState.SUBMITTED, edit_id)).status_message_id
+    kie.release_all()
+
+
+async def test_below_the_limit_a_new_photo_gets_its_status_message_at_once(
+    tg: FakeTelegram, kie: FakeKie, make_settings: SettingsFactory, start_bot: BotStarter
+) -> None:
+    """Giving way costs nothing while no message waits: with room in the bot-wide window,
+    each photo's status message goes out as soon as the photo comes."""
+    bot = await start_bot(make_settings(TELEGRAM_MAX_RATE=2))
+    await tg.wait_for("setWebhook")
+    chats = [CHAT_ID, CHAT_ID + 1]
+    for chat in chats:
+        kie.next_outcome(hold=True)
+        posted = time.monotonic()
+        update = tg.photo_update(chat, tg.user(chat), make_jpeg(320, 240), caption="sky")
+        assert await tg.post_webhook(update) == 200
+        [status] = await tg.wait_for(
+            "sendMessage", lambda c, chat=chat: c.params["chat_id"] == chat
+        )
+        assert status.received - posted < 0.5
+        assert status.params["reply_parameters"]["message_id"] == update["message"]["message_id"]
+    for edit_id in (1, 2):
+        edit = await bot.wait_state(EditState.SUBMITTED, edit_id)
+        assert edit.status_message_id is not None
+    kie.release_all()
+
+
+async def test_a_message_giving_way_waits_while_others_wait_for_the_bot() -> None:
+    limiter = TelegramLimiter(
+        bot_rate=RateLimit(1, 0.2), chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
+    )
+    sent: list[str] = []
+
+    async def send(text: str) -> dict[str, Any]:
+        sent.append(text)
+        return {}
+
+    async def call(text: str, chat_id: int, *, gives_way: bool = False) -> None:
+        how = {"gives_way": True} if gives_way else None
+        await limiter.process_request(send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how)
+
+    await call("result 1", 1)  # the window is full for 0.2 s
+    status_2 = asyncio.create_task(call("status 2", 2, gives_way=True))  # next: waits for room
+    await asyncio.sleep(0.01)
+    status_3 = asyncio.create_task(call("status 3", 3, gives_way=True))
+    status_4 = asyncio.create_task(call("status 4", 4, gives_way=True))
+    await asyncio.sleep(0.01)
+    result_5 = asyncio.create_task(call("result 5", 5))
+    await asyncio.sleep(0.01)
+    status_3.cancel()  # a caller gone while waiting leaves its place to the next
+    await asyncio.wait_for(asyncio.gather(status_2, status_4, result_5), 2)
+    assert sent == ["result 1", "status 2", "result 5", "status 4"]
+    assert status_3.cancelled()
+
+
+async def test_an_optional_message_is_dropped_when_the_bot_has_no_room() -> None:
+    limiter = TelegramLimiter(
+        bot_rate=RateLimit(1, 0.5), chat_rate=RateLimit(1, 0.5), group_rate=RateLimit(20, 60)
+    )
+    sent: list[str] = []
+
+    async def send(text: str) -> dict[str, Any]:
+        sent.append(text)
+        return {}
+
+    await limiter.process_request(send, ("result",), {}, "sendPhoto", {"chat_id": 1}, None)
+    with pytest.raises(Crowded):  # its own chat has room, the bot has not
+        await limiter.process_request(
+            send, ("progress",), {}, "editMessageText", {"chat_id": 2}, {"optional": True}
+        )
+    assert sent == ["result"]
+
+
+async def test_a_message_giving_way_does_not_hold_up_a_result_of_its_own_chat() -> None:
+    """A status message waiting for the bot holds its chat's turn; when a result of that
+    chat waits behind it, it goes ahead of every other message, then the result follows."""
+    limiter = TelegramLimiter(
+        bot_rate=RateLimit(1, 0.15), chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
+    )
+    sent: list[str] = []
+
+    async def send(text: str) -> dict[str, Any]:
+        sent.append(text)
+        return {}
+
+    async def call(text: str, chat_id: int, *, gives_way: bool = False) -> None:
+        how = {"gives_way": True} if gives_way else None
+        await limiter.process_request(send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how)
+
+    async def soon(text: str, chat_id: int, *, gives_way: bool = False) -> asyncio.Task[None]:
+        task = asyncio.create_task(call(text, chat_id, gives_way=gives_way))
+        await asyncio.sleep(0.01)
+        return task
+
+    await call("result 9", 9)  # the window is full for 0.15 s
+    waiting = [
+        await soon("status 2", 2, gives_way=True),  # next: waits for room
+        await soon("status 1", 1, gives_way=True),  # holds chat 1 while waiting for the bot
+        await soon("status 3", 3, gives_way=True),
+        await soon("result 4", 4),
+        await soon("result 1", 1),  # waits for chat 1, behind "status 1"
+    ]
+    await asyncio.wait_for(asyncio.gather(*waiting), 3)
+    assert sent == ["result 9", "status 2", "status 1", "result 4", "result 1", "status 3"]
