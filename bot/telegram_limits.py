@@ -85,11 +85,11 @@ class Slot:
 
 
 class Waiter:
-    """One caller waiting for a `Turns` lock, and the lock it holds meanwhile (its chat's)."""
+    """One caller waiting for a `RankedLock` lock, and the lock it holds meanwhile (its chat's)."""
 
     __slots__ = ("holding", "turn")
 
-    def __init__(self, holding: Turns | None) -> None:
+    def __init__(self, holding: RankedLock | None) -> None:
         self.turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.holding = holding
 
@@ -98,7 +98,7 @@ class Waiter:
         return self.holding is not None and self.holding.first_waits()
 
 
-class Turns:
+class RankedLock:
     """A lock handed to its waiters by rank (`FIRST` before `GIVING_WAY`), in arrival order
     within a rank. The holder waits for room in its window, so the next message to go is
     whoever holds it; a message giving way takes it only when no `FIRST` message waits,
@@ -115,7 +115,9 @@ class Turns:
         return any(not waiter.turn.done() for waiter in self.waiting[FIRST])
 
     @contextlib.asynccontextmanager
-    async def hold(self, rank: int = FIRST, *, holding: Turns | None = None) -> AsyncIterator[None]:
+    async def hold(
+        self, rank: int = FIRST, *, holding: RankedLock | None = None
+    ) -> AsyncIterator[None]:
         """`holding`: the lock the caller holds while it waits for this one."""
         await self._acquire(rank, holding)
         try:
@@ -123,7 +125,7 @@ class Turns:
         finally:
             self._release()
 
-    async def _acquire(self, rank: int, holding: Turns | None) -> None:
+    async def _acquire(self, rank: int, holding: RankedLock | None) -> None:
         if not self.held:  # nobody holds it, so nobody waits (`_release` hands it over)
             self.held = True
             return
@@ -165,7 +167,7 @@ class Window:
         self.limits = limits
         self.longest = max(period for _, period in limits)
         self.slots: list[Slot] = []
-        self.lock = Turns()
+        self.lock = RankedLock()
         self.answered = asyncio.Event()
 
     def wait_needed(self, now: float) -> float:
