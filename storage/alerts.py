@@ -20,15 +20,22 @@ class OperatorAlerts:
     def __init__(self, db: Backend) -> None:
         self._db = db
 
-    async def open(self, code: str, value: float | None = None) -> bool:
-        """Report the incident; True only if this report opened it."""
+    async def open(
+        self, code: str, value: float | None = None, *, remind_after: float | None = None
+    ) -> bool:
+        """Report the incident; True only if this report opened it, or (with `remind_after`)
+        if it has been open that many seconds since it opened or last reminded (then this
+        report is the reminder: the operators are told again, once)."""
         now = time.time()
         c = operator_alerts.c
+        due = sa.not_(c.open)
+        if remind_after is not None:
+            due = sa.or_(due, c.changed_at <= now - remind_after)
 
         async def body(conn: DbConn) -> bool:
             changed = await conn.execute(
                 operator_alerts.update()
-                .where(c.code == code, sa.not_(c.open))
+                .where(c.code == code, due)
                 .values(open=True, value=value, changed_at=now)
             )
             if changed.rowcount:

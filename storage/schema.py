@@ -185,7 +185,7 @@ action_marks = sa.Table(
 operator_alerts = sa.Table(
     "operator_alerts",
     metadata,
-    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("code", sa.String(96), primary_key=True),
     sa.Column("open", sa.Boolean, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("changed_at", sa.Float, nullable=False),

@@ -413,3 +413,16 @@ async def test_updates_are_recorded_once_and_resumed_in_order(db: Database) -> N
     assert await updates.prune(done_before=time.time() - 3600) == 0
     assert await updates.prune(done_before=time.time() + 1) == 1
     assert await updates.count_pending() == 2
+
+
+async def test_an_operator_incident_opens_once_reminds_after_a_while_and_closes(
+    db: Database,
+) -> None:
+    code = "insufficient_credits@kie-playground"  # longer than the first schema allowed
+    assert await db.alerts.open(code, remind_after=3600)
+    assert not await db.alerts.open(code, remind_after=3600)  # open already: no second alert
+    assert await db.alerts.is_open(code)
+    assert await db.alerts.open(code, remind_after=0)  # open that long: one reminder
+    assert await db.alerts.close(code)
+    assert not await db.alerts.close(code)
+    assert await db.alerts.open(code, remind_after=3600)  # a new incident

@@ -231,18 +231,32 @@ class Lifecycle:
     async def incident(
         self, code: str, detail: str, *, scope: str = "", quiet_period: float = 3600.0
     ) -> None:
-        """Alert the operators once per incident, not once per edit. `scope` (a provider)
-        keeps one account's incident apart from another's: with failover, the next
-        provider's success must not end the first one's incident."""
-        now = time.time()
+        """Alert the operators once per incident, not once per edit nor once per replica (the
+        incident is kept in the database, `db.alerts`), and remind them every `quiet_period`
+        while it lasts. `scope` (a provider) keeps one account's incident apart from
+        another's: with failover, the next provider's success must not end the first one's
+        incident."""
         key = f"{code}@{scope}"
-        if now - self.incidents.get(key, 0.0) < quiet_period:
+        self.incidents[key] = time.time()  # seen open here: this process's success ends it
+        try:
+            due = await self.db.alerts.open(key, remind_after=quiet_period)
+        except Exception:
+            log.exception("could not record an incident", extra={"incident": key})
+            due = True  # better twice than never
+        if not due:
             return
-        self.incidents[key] = now
         try:
             await self.notifier.alert_admins(code, detail)
         except Exception:
             log.exception("could not alert admins", extra={"incident": code})
 
-    def clear_incident(self, code: str, *, scope: str = "") -> None:
-        self.incidents.pop(f"{code}@{scope}", None)
+    async def clear_incident(self, code: str, *, scope: str = "") -> None:
+        """The incident is over (a request it stopped went through). Only an incident this
+        process saw costs a statement: a success elsewhere ends it there."""
+        key = f"{code}@{scope}"
+        if self.incidents.pop(key, None) is None:
+            return
+        try:
+            await self.db.alerts.close(key)
+        except Exception:
+            log.exception("could not close an incident", extra={"incident": key})

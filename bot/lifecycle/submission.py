@@ -153,8 +153,8 @@ class Submission:
                 # Cut off while the provider may have received the request: never resubmit.
                 await self.interrupt(sending, owner, notify=False)
                 raise
-            ctx.clear_incident(ProviderAuthError.code, scope=edit.provider)
-            ctx.clear_incident(InsufficientCredits.code, scope=edit.provider)
+            await ctx.clear_incident(ProviderAuthError.code, scope=edit.provider)
+            await ctx.clear_incident(InsufficientCredits.code, scope=edit.provider)
             return await self._record_task(edit, task_id, prepared, started, owner)
 
     async def _wait_queued(
