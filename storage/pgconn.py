@@ -48,6 +48,8 @@ _TRANSLATED: tuple[tuple[type[BaseException], type[sa.exc.DBAPIError]], ...] = (
     (asyncpg.DataError, sa.exc.DataError),
     (asyncpg.TransactionRollbackError, sa.exc.OperationalError),  # serialization, deadlock
     (asyncpg.PostgresConnectionError, sa.exc.OperationalError),
+    (asyncpg.OperatorInterventionError, sa.exc.OperationalError),  # shut down, restarting
+    (asyncpg.InsufficientResourcesError, sa.exc.OperationalError),  # too many connections
     (asyncpg.InterfaceError, sa.exc.InterfaceError),
     (asyncpg.PostgresError, sa.exc.DBAPIError),
     (OSError, sa.exc.OperationalError),  # refused, reset: the server is gone

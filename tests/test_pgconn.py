@@ -184,3 +184,21 @@ async def test_a_cancelled_transaction_leaves_no_session_or_lock_behind(
     ):
         assert time.monotonic() < deadline, "a cancelled session stayed in its transaction"
         await asyncio.sleep(0.05)
+
+
+async def test_a_session_the_server_ends_mid_statement_fails_once_then_the_pool_reconnects(
+    pg: Database, postgres: PostgresServer
+) -> None:
+    errors: list[BaseException] = []
+    pg.watch_errors(errors.append)
+
+    async def slow(conn: DbConn) -> None:
+        await conn.execute(sa.text("SELECT pg_sleep(30)"))
+
+    task = asyncio.create_task(pg.transaction(slow))
+    await asyncio.sleep(0.3)
+    terminate_sessions(postgres, database_name(pg))  # what a restart does to a busy session
+    with pytest.raises(sa.exc.OperationalError):  # as the engine said it: the server is gone
+        await task
+    assert [type(error) for error in errors] == [sa.exc.OperationalError]
+    assert await pg.ping()  # the dead connection was not pooled again: a new one answers
