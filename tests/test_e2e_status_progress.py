@@ -128,9 +128,12 @@ async def test_unchanged_words_are_not_sent_again(
         await fake.wait_for(
             lambda: len(paths(fake, "/v1/tasks/")) >= queries + 4, what="four more polls"
         )
-        assert [c.params["text"] for c in rewrites(tg, status_id)] == [
-            "⏳ Editing your photo… 50%\nAbout 40 s left."
-        ]
+        texts = [c.params["text"] for c in rewrites(tg, status_id)]
+        # "Sent" comes first only when the submission took longer than the status interval
+        # (a busy machine); the progress is said once, however many polls repeat it.
+        progress = "⏳ Editing your photo… 50%\nAbout 40 s left."
+        assert texts[-1:] == [progress] and texts.count(progress) == 1, texts
+        assert set(texts[:-1]) <= {"📨 Sent to the editing service…"}, texts
         fake.release(task.task_id)
         await tg.wait_for("sendPhoto")
 
