@@ -15,7 +15,7 @@ from bot.lifecycle.delivery import Delivery, Notices
 from bot.lifecycle.intake import Intake
 from bot.lifecycle.outcome import Outcomes
 from bot.lifecycle.recovery import Recovery
-from bot.lifecycle.submission_status import ReportingSubmission
+from bot.lifecycle.submission import Submission
 from bot.providers.registry import ProviderRegistry
 from bot.tasks import TaskTracker
 from domain import steps
@@ -50,7 +50,7 @@ class EditService:
         delivery = Delivery(ctx, notices)
         self.intake = Intake(ctx)
         self.outcomes = Outcomes(ctx, delivery, notices)
-        self.submission = ReportingSubmission(ctx, notices, self.outcomes)
+        self.submission = Submission(ctx, notices, self.outcomes)
         self.decisions = Decisions(ctx, notices)
         self.recovery = Recovery(
             ctx,

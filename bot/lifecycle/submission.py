@@ -20,16 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.images.limits import ImageError
-from bot.lifecycle.context import Lifecycle, PhotoUnavailable
+from bot.lifecycle.context import Lifecycle, PhotoUnavailable, Progress
 from bot.lifecycle.delivery import Notices
 from bot.lifecycle.failover import fail_over
+from bot.lifecycle.in_line import take_turn
 from bot.lifecycle.leases import Lease
-from bot.providers.base import AccountLimit, InputRejected, Provider, SubmitRequest
+from bot.lifecycle.outcome import Outcomes
+from bot.providers.base import InputRejected, Provider, SubmitRequest
 from bot.providers.registry import UnknownModel
 from domain import steps
 from domain.edit import TERMINAL_STATES, Edit, EditState
 from domain.errors import InsufficientCredits, ProviderAuthError, ProviderError
-from storage.turns import Place
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,18 @@ class _Prepared:
 
 
 class Submission:
-    def __init__(self, ctx: Lifecycle, notices: Notices) -> None:
+    """Also reports into the status message and the poll schedule, at the two moments that
+    matter to the user: the provider took the task (the message says so, with the model's
+    typical duration; when polling, the first status query is planned from it) and the
+    provider refused it for now (a back-off of at least one status-message turn is shown as
+    "busy, retrying in ~X" instead of a silent wait)."""
+
+    def __init__(self, ctx: Lifecycle, notices: Notices, outcomes: Outcomes) -> None:
         self.ctx = ctx
         self.notices = notices
+        self.outcomes = outcomes
+        # Edits whose status message says the provider is busy (until they are sent).
+        self._busy: set[int] = set()
 
     def callback_url(self, edit: Edit) -> str | None:
         base_url = self.ctx.base_url
@@ -115,7 +125,7 @@ class Submission:
         # edit is `queued`: a crash there leaves nothing uncertain, and a shutdown leaves the
         # edit for the next run.
         while True:
-            turn = asyncio.ensure_future(self._turn(edit, owner, provider, unrecorded))
+            turn = asyncio.ensure_future(take_turn(ctx, edit, owner, provider, unrecorded))
             if not await self._wait_queued(edit, owner, prepared, unrecorded, turn):
                 return None
             sending = turn.result()
@@ -180,61 +190,6 @@ class Submission:
         await self._leave_queued(edit, owner, prepared, unrecorded)
         return False
 
-    async def _turn(
-        self, edit: Edit, owner: str, provider: Provider, unrecorded: dict[str, Any]
-    ) -> Edit | None:
-        """`BEGIN_SUBMIT` on the provider account's next turn for this edit (in the turn's
-        transaction); None when the edit was cancelled meanwhile or our lease was lost.
-
-        A turn that is not free at once (the first try found the window full or someone
-        else next in line) is a wait, perhaps of minutes: the "working on it" message is
-        recorded before it (one write, only when waiting), since after a crash
-        meanwhile nothing could remove that message or rewrite it into a failure notice;
-        meanwhile the message shows the edit's place in line."""
-        ctx = self.ctx
-        limit = provider.rate_limit
-        if limit is None:
-            return await ctx.db.edits.transition(
-                edit.id, steps.BEGIN_SUBMIT, owner=owner, **unrecorded
-            )
-        in_line = asyncio.Event()
-        turn = asyncio.ensure_future(
-            ctx.turns.wait(edit.id, limit, owner=owner, fields=unrecorded, in_line=in_line)
-        )
-        told = asyncio.ensure_future(in_line.wait())
-        showing: asyncio.Future[None] | None = None
-        try:
-            done, _ = await asyncio.wait({turn, told}, return_when=asyncio.FIRST_COMPLETED)
-            if turn not in done:
-                shown: Edit | None = edit
-                if "status_message_id" in unrecorded:
-                    status = {"status_message_id": unrecorded["status_message_id"]}
-                    shown = await ctx.db.edits.update_fields(edit.id, owner=owner, **status)
-                if shown is not None and shown.status_message_id is not None:
-                    # Not awaited: a chat's own Telegram rate limit must not hold the turn.
-                    showing = asyncio.ensure_future(self._show_place(shown, limit))
-            return await turn
-        finally:
-            turn.cancel()
-            told.cancel()
-            if showing is not None:
-                showing.cancel()  # the turn came: what the message says next is up to later steps
-
-    async def _show_place(self, edit: Edit, limit: AccountLimit) -> None:
-        """Show the place in line, and again as it changes: checked once per account window,
-        and never more often than the chat's status messages are rewritten."""
-        every = max(limit.period, self.ctx.timing.status_interval(edit.chat_type))
-        shown: Place | None = None
-        while True:
-            try:
-                place = await self.ctx.turns.place(edit.id, limit)
-                if place is not None and place != shown:
-                    await self.ctx.notifier.show_place(edit, place.position, place.wait)
-                    shown = place
-            except Exception:
-                log.exception("could not show the place in line", extra={"edit_id": edit.id})
-            await asyncio.sleep(every)
-
     async def _back_off(
         self, edit: Edit, owner: str, exc: ProviderError, delay: float, attempt: int
     ) -> Edit | None:
@@ -251,13 +206,34 @@ class Submission:
             },
         )
         db = self.ctx.db
-        return await db.edits.transition(
+        queued = await db.edits.transition(
             edit.id,
             steps.BACK_OFF,
             owner=owner,
             also=db.turns.answered(edit.id),
             next_check_at=time.time() + delay,
         )
+        if queued is not None:
+            await self._show_busy(queued, delay)
+        return queued
+
+    async def _show_busy(self, queued: Edit, delay: float) -> None:
+        status = self.outcomes.status
+        interval = status.interval(queued)
+        if delay < interval:
+            return  # over before the message could change again
+
+        def at_turn(current: Edit, now: float) -> Progress | None:
+            """At the message's turn: say so if the wait is still long."""
+            retry_at = current.next_check_at
+            if current.state is not EditState.QUEUED or retry_at is None:
+                return None
+            return (
+                Progress.of("busy", seconds=retry_at - now) if retry_at - now >= interval else None
+            )
+
+        self._busy.add(queued.id)
+        await status.show_or_later(queued, Progress.of("busy", seconds=delay), at_turn)
 
     async def _leave_queued(
         self, edit: Edit, owner: str, prepared: _Prepared, unrecorded: dict[str, Any]
@@ -315,6 +291,9 @@ class Submission:
                 "seconds": time.monotonic() - started,
             },
         )
+        if done is not None and done.state is EditState.SUBMITTED:
+            await self.outcomes.submitted(done, callback=callback, news=done.id in self._busy)
+        self._busy.discard(edit.id)
         return done
 
     async def _prepare(self, edit: Edit) -> _Prepared:
@@ -364,6 +343,7 @@ class Submission:
 
     async def _fail(self, edit: Edit, exc: Exception, owner: str, **fields: Any) -> Edit | None:
         ctx = self.ctx
+        self._busy.discard(edit.id)
         code, detail = _describe(exc)
         log.warning(
             "submission failed",
