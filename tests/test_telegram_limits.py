@@ -174,31 +174,43 @@ async def test_below_the_limit_a_new_photo_gets_its_status_message_at_once(
     kie.release_all()
 
 
-async def test_a_message_giving_way_waits_while_others_wait_for_the_bot() -> None:
-    limiter = TelegramLimiter(
-        bot_rate=RateLimit(1, 0.2), chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
-    )
-    sent: list[str] = []
+class Sends:
+    """A limiter allowing `bot_rate` for the bot (chats: 100 a second) and what went out
+    through it, in order."""
 
-    async def send(text: str) -> dict[str, Any]:
-        sent.append(text)
+    def __init__(self, bot_rate: RateLimit) -> None:
+        self.limiter = TelegramLimiter(
+            bot_rate=bot_rate, chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
+        )
+        self.sent: list[str] = []
+
+    async def _send(self, text: str) -> dict[str, Any]:
+        self.sent.append(text)
         return {}
 
-    async def call(text: str, chat_id: int, *, gives_way: bool = False) -> None:
+    async def call(self, text: str, chat_id: int, *, gives_way: bool = False) -> None:
         how = {"gives_way": True} if gives_way else None
-        await limiter.process_request(send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how)
+        await self.limiter.process_request(
+            self._send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how
+        )
 
-    await call("result 1", 1)  # the window is full for 0.2 s
-    status_2 = asyncio.create_task(call("status 2", 2, gives_way=True))  # next: waits for room
-    await asyncio.sleep(0.01)
-    status_3 = asyncio.create_task(call("status 3", 3, gives_way=True))
-    status_4 = asyncio.create_task(call("status 4", 4, gives_way=True))
-    await asyncio.sleep(0.01)
-    result_5 = asyncio.create_task(call("result 5", 5))
-    await asyncio.sleep(0.01)
+    async def soon(self, text: str, chat_id: int, *, gives_way: bool = False) -> asyncio.Task[None]:
+        """`call` started, and given a moment to take its place in line."""
+        task = asyncio.create_task(self.call(text, chat_id, gives_way=gives_way))
+        await asyncio.sleep(0.01)
+        return task
+
+
+async def test_a_message_giving_way_waits_while_others_wait_for_the_bot() -> None:
+    sends = Sends(RateLimit(1, 0.2))
+    await sends.call("result 1", 1)  # the window is full for 0.2 s
+    status_2 = await sends.soon("status 2", 2, gives_way=True)  # next: waits for room
+    status_3 = asyncio.create_task(sends.call("status 3", 3, gives_way=True))
+    status_4 = await sends.soon("status 4", 4, gives_way=True)
+    result_5 = await sends.soon("result 5", 5)
     status_3.cancel()  # a caller gone while waiting leaves its place to the next
     await asyncio.wait_for(asyncio.gather(status_2, status_4, result_5), 2)
-    assert sent == ["result 1", "status 2", "result 5", "status 4"]
+    assert sends.sent == ["result 1", "status 2", "result 5", "status 4"]
     assert status_3.cancelled()
 
 
@@ -223,31 +235,14 @@ async def test_an_optional_message_is_dropped_when_the_bot_has_no_room() -> None
 async def test_a_message_giving_way_does_not_hold_up_a_result_of_its_own_chat() -> None:
     """A status message waiting for the bot holds its chat's turn; when a result of that
     chat waits behind it, it goes ahead of every other message, then the result follows."""
-    limiter = TelegramLimiter(
-        bot_rate=RateLimit(1, 0.15), chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
-    )
-    sent: list[str] = []
-
-    async def send(text: str) -> dict[str, Any]:
-        sent.append(text)
-        return {}
-
-    async def call(text: str, chat_id: int, *, gives_way: bool = False) -> None:
-        how = {"gives_way": True} if gives_way else None
-        await limiter.process_request(send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how)
-
-    async def soon(text: str, chat_id: int, *, gives_way: bool = False) -> asyncio.Task[None]:
-        task = asyncio.create_task(call(text, chat_id, gives_way=gives_way))
-        await asyncio.sleep(0.01)
-        return task
-
-    await call("result 9", 9)  # the window is full for 0.15 s
+    sends = Sends(RateLimit(1, 0.15))
+    await sends.call("result 9", 9)  # the window is full for 0.15 s
     waiting = [
-        await soon("status 2", 2, gives_way=True),  # next: waits for room
-        await soon("status 1", 1, gives_way=True),  # holds chat 1 while waiting for the bot
-        await soon("status 3", 3, gives_way=True),
-        await soon("result 4", 4),
-        await soon("result 1", 1),  # waits for chat 1, behind "status 1"
+        await sends.soon("status 2", 2, gives_way=True),  # next: waits for room
+        await sends.soon("status 1", 1, gives_way=True),  # holds chat 1 while waiting for the bot
+        await sends.soon("status 3", 3, gives_way=True),
+        await sends.soon("result 4", 4),
+        await sends.soon("result 1", 1),  # waits for chat 1, behind "status 1"
     ]
     await asyncio.wait_for(asyncio.gather(*waiting), 3)
-    assert sent == ["result 9", "status 2", "status 1", "result 4", "result 1", "status 3"]
+    assert sends.sent == ["result 9", "status 2", "status 1", "result 4", "result 1", "status 3"]
