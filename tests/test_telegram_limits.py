@@ -76,28 +76,53 @@ async def test_a_group_gets_at_most_its_rate(
     assert most_in_any_window(messages_to(tg, group), 0.6) <= 3
 
 
-async def test_an_optional_message_is_dropped_when_its_chat_has_no_room() -> None:
-    limiter = TelegramLimiter(
-        bot_rate=RateLimit(30, 1.0), chat_rate=RateLimit(1, 0.5), group_rate=RateLimit(20, 60)
-    )
-    sent: list[str] = []
+ROOMY_CHATS = RateLimit(100, 1.0)
 
-    async def send(text: str) -> dict[str, Any]:
-        sent.append(text)
+
+class Sends:
+    """A limiter of `bot_rate` for the bot and `chat_rate` per chat, and what went out
+    through it, in order."""
+
+    def __init__(self, bot_rate: RateLimit, chat_rate: RateLimit = ROOMY_CHATS) -> None:
+        self.limiter = TelegramLimiter(
+            bot_rate=bot_rate, chat_rate=chat_rate, group_rate=RateLimit(20, 60)
+        )
+        self.sent: list[str] = []
+
+    async def _send(self, text: str) -> dict[str, Any]:
+        self.sent.append(text)
         return {}
 
-    async def call(text: str, *, optional: bool = False, method: str = "sendMessage") -> None:
-        await limiter.process_request(
-            send, (text,), {}, method, {"chat_id": 5}, {"optional": True} if optional else None
+    async def call(
+        self,
+        text: str,
+        chat_id: int,
+        *,
+        gives_way: bool = False,
+        optional: bool = False,
+        method: str = "sendMessage",
+    ) -> None:
+        how = {"gives_way": gives_way, "optional": optional} if gives_way or optional else None
+        await self.limiter.process_request(
+            self._send, (text,), {}, method, {"chat_id": chat_id}, how
         )
 
-    await call("result 1")
+    async def soon(self, text: str, chat_id: int, *, gives_way: bool = False) -> asyncio.Task[None]:
+        """`call` started, and given a moment to take its place in line."""
+        task = asyncio.create_task(self.call(text, chat_id, gives_way=gives_way))
+        await asyncio.sleep(0.01)
+        return task
+
+
+async def test_an_optional_message_is_dropped_when_its_chat_has_no_room() -> None:
+    sends = Sends(RateLimit(30, 1.0), chat_rate=RateLimit(1, 0.5))
+    await sends.call("result 1", 5)
     with pytest.raises(Crowded):
-        await call("progress", optional=True, method="editMessageText")
-    await call("deleted", method="deleteMessage")  # posts nothing: not counted, not held
+        await sends.call("progress", 5, optional=True, method="editMessageText")
+    await sends.call("deleted", 5, method="deleteMessage")  # posts nothing: not counted, not held
     await asyncio.sleep(0.55)
-    await call("progress, later", optional=True, method="editMessageText")
-    assert sent == ["result 1", "deleted", "progress, later"]
+    await sends.call("progress, later", 5, optional=True, method="editMessageText")
+    assert sends.sent == ["result 1", "deleted", "progress, later"]
 
 
 def status_messages(tg: FakeTelegram, chats: list[int]) -> list[ApiCall]:
@@ -174,33 +199,6 @@ async def test_below_the_limit_a_new_photo_gets_its_status_message_at_once(
     kie.release_all()
 
 
-class Sends:
-    """A limiter allowing `bot_rate` for the bot (chats: 100 a second) and what went out
-    through it, in order."""
-
-    def __init__(self, bot_rate: RateLimit) -> None:
-        self.limiter = TelegramLimiter(
-            bot_rate=bot_rate, chat_rate=RateLimit(100, 1.0), group_rate=RateLimit(20, 60)
-        )
-        self.sent: list[str] = []
-
-    async def _send(self, text: str) -> dict[str, Any]:
-        self.sent.append(text)
-        return {}
-
-    async def call(self, text: str, chat_id: int, *, gives_way: bool = False) -> None:
-        how = {"gives_way": True} if gives_way else None
-        await self.limiter.process_request(
-            self._send, (text,), {}, "sendMessage", {"chat_id": chat_id}, how
-        )
-
-    async def soon(self, text: str, chat_id: int, *, gives_way: bool = False) -> asyncio.Task[None]:
-        """`call` started, and given a moment to take its place in line."""
-        task = asyncio.create_task(self.call(text, chat_id, gives_way=gives_way))
-        await asyncio.sleep(0.01)
-        return task
-
-
 async def test_a_message_giving_way_waits_while_others_wait_for_the_bot() -> None:
     sends = Sends(RateLimit(1, 0.2))
     await sends.call("result 1", 1)  # the window is full for 0.2 s
@@ -215,21 +213,11 @@ async def test_a_message_giving_way_waits_while_others_wait_for_the_bot() -> Non
 
 
 async def test_an_optional_message_is_dropped_when_the_bot_has_no_room() -> None:
-    limiter = TelegramLimiter(
-        bot_rate=RateLimit(1, 0.5), chat_rate=RateLimit(1, 0.5), group_rate=RateLimit(20, 60)
-    )
-    sent: list[str] = []
-
-    async def send(text: str) -> dict[str, Any]:
-        sent.append(text)
-        return {}
-
-    await limiter.process_request(send, ("result",), {}, "sendPhoto", {"chat_id": 1}, None)
+    sends = Sends(RateLimit(1, 0.5), chat_rate=RateLimit(1, 0.5))
+    await sends.call("result", 1, method="sendPhoto")
     with pytest.raises(Crowded):  # its own chat has room, the bot has not
-        await limiter.process_request(
-            send, ("progress",), {}, "editMessageText", {"chat_id": 2}, {"optional": True}
-        )
-    assert sent == ["result"]
+        await sends.call("progress", 2, optional=True, method="editMessageText")
+    assert sends.sent == ["result"]
 
 
 async def test_a_message_giving_way_does_not_hold_up_a_result_of_its_own_chat() -> None:
