@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from domain.edit import NOTIFY_STATES, TERMINAL_STATES, Edit, EditState, NewEdit, Settled
+from domain.edit import Edit, EditState, NewEdit, Settled
 from domain.steps import Step
 from storage.dbconn import Backend, DbConn, Statement
+from storage.edit_queries import EditQueries
 from storage.rows import edit_from_row
 from storage.schema import blocked_chats, edits
 from storage.statements import bound, listed, one_of, prepared, setters
@@ -88,8 +89,9 @@ def _claim(
     return stmt, bound(values, w_id=edit_id, w_now=now, **listed("w_states", wanted))
 
 
-class Edits:
-    """Creating edits, their state changes and leases, and the queries over them."""
+class Edits(EditQueries):
+    """Creating edits, their state changes and leases, and (storage.edit_queries) the
+    queries over them."""
 
     def __init__(self, db: Backend) -> None:
         self._db = db
@@ -367,84 +369,3 @@ class Edits:
             )
         )
         return bool((await self._db.execute(stmt)).rowcount)
-
-    # Queries -----------------------------------------------------------------------------------
-
-    async def _select(self, stmt: sa.Select[Any]) -> list[Edit]:
-        return [edit_from_row(row) for row in (await self._db.execute(stmt)).mappings().all()]
-
-    async def due(
-        self,
-        states: Sequence[EditState],
-        *,
-        now: float,
-        limit: int = 100,
-        updated_before: float | None = None,
-    ) -> list[Edit]:
-        """Edits in `states` that are due: next check passed (or unset) and not leased."""
-        conditions = [
-            edits.c.state.in_([state.value for state in states]),
-            sa.or_(edits.c.next_check_at.is_(None), edits.c.next_check_at <= now),
-            sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
-        ]
-        if updated_before is not None:
-            conditions.append(edits.c.updated_at < updated_before)
-        return await self._select(
-            sa.select(edits).where(*conditions).order_by(edits.c.id).limit(limit)
-        )
-
-    async def unnotified(self, *, limit: int = 100, older_than: float) -> list[Edit]:
-        """Failure-like edits whose user has not been told yet."""
-        now = time.time()
-        stmt = (
-            sa.select(edits)
-            .where(
-                edits.c.state.in_([state.value for state in NOTIFY_STATES]),
-                edits.c.notified_at.is_(None),
-                edits.c.updated_at < older_than,
-                sa.or_(edits.c.lease_until.is_(None), edits.c.lease_until < now),
-            )
-            .order_by(edits.c.id)
-            .limit(limit)
-        )
-        return await self._select(stmt)
-
-    async def finished_with_blobs(self, *, before: float, limit: int = 200) -> list[Edit]:
-        """Ended edits (finished before `before`) whose input photos are still stored."""
-        ended = [state.value for state in TERMINAL_STATES]
-        stmt = (
-            sa.select(edits)
-            .where(
-                edits.c.state.in_(ended),
-                edits.c.blob_keys.is_not(None),
-                edits.c.updated_at < before,
-            )
-            .order_by(edits.c.id)
-            .limit(limit)
-        )
-        return [edit for edit in await self._select(stmt) if edit.blob_keys]
-
-    async def recent(self, user_id: int, *, limit: int = 10) -> list[Edit]:
-        """A user's newest edits."""
-        stmt = (
-            sa.select(edits)
-            .where(edits.c.user_id == user_id)
-            .order_by(edits.c.id.desc())
-            .limit(limit)
-        )
-        return await self._select(stmt)
-
-    async def count_by_state_and_provider(self) -> dict[tuple[str, str], int]:
-        stmt = sa.select(edits.c.state, edits.c.provider, sa.func.count()).group_by(
-            edits.c.state, edits.c.provider
-        )
-        rows = (await self._db.execute(stmt)).all()
-        return {(str(state), str(provider)): int(count) for state, provider, count in rows}
-
-    async def count_unnotified(self) -> int:
-        """Failure-like edits whose user has not been told yet."""
-        stmt = sa.select(sa.func.count()).where(
-            edits.c.state.in_([state.value for state in NOTIFY_STATES]),
-            edits.c.notified_at.is_(None),
-        )
-        return int((await self._db.execute(stmt)).scalar_one())
